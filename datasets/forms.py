@@ -1,0 +1,28 @@
+from django import forms
+from django.conf import settings
+
+from datasets.exceptions import InputError
+from datasets.services.channels import parse_channel_map
+from datasets.services.hypnograms import FORMATS
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(label="PSG file", help_text="EDF, EDF+ or BDF")
+    hypnogram = forms.FileField(required=False, help_text="Optional separate hypnogram: EDF+, NSRR XML, CSV/TSV, one stage per line, MASS-EX CSV")
+    hypnogram_format = forms.ChoiceField(choices=[("", "Detect automatically")] + [(f, f) for f in FORMATS], required=False)
+    cohort = forms.CharField(max_length=100, initial="default")
+    channel_map = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"F4-M1": "EEG Fpz-Cz", "Chin EMG": ["EMG Chin1", "EMG Chin2"]}'}),
+        help_text="Optional JSON: derivation → channel, or [positive, negative]. Overrides the built-in aliases.",
+    )
+    mains_hz = forms.FloatField(initial=settings.DEFAULT_MAINS_HZ, label="Mains frequency (Hz)", help_text="Notch filter: 50 Hz in MASS, 60 Hz in North America")
+    trim_to_hypnogram = forms.BooleanField(required=False, help_text="Drop signal after the hypnogram's end (recorded on the recording)")
+
+    def clean_channel_map(self):
+        text = self.cleaned_data["channel_map"].strip()
+        if not text:
+            return None
+        try:
+            return parse_channel_map(text)
+        except InputError as exc:
+            raise forms.ValidationError(str(exc)) from None

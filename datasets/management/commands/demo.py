@@ -1,0 +1,88 @@
+"""python manage.py demo [--no-serve]: accounts, a synthetic night imported and rendered, then serve."""
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from config.celery import ensure_broker_folders
+from config.roles import ADMIN, CURATOR, RATER, RESEARCHER
+from datasets.models import ImportJob
+from datasets.services import imports
+from datasets.services.ingest import find_existing
+from datasets.services.synthetic import write_synthetic_edf
+
+DEMO_ACCOUNTS = {  # username: (role, password); demo only, printed at start
+    "rater": (RATER, "rater-demo-pass"),
+    "curator": (CURATOR, "curator-demo-pass"),
+    "researcher": (RESEARCHER, "researcher-demo-pass"),
+    "admin": (ADMIN, "admin-demo-pass"),
+}
+DEMO_COHORT = "Synthetic demo"
+
+
+class Command(BaseCommand):
+    help = "Set up the demo: migrate, one account per role, a synthetic night imported and rendered; then serve."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-serve", action="store_true", help="do everything but serving, then exit")
+        parser.add_argument("--hours", type=float, default=8.0)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--addr", default="127.0.0.1:8000")
+
+    def handle(self, *args, **opts):
+        call_command("migrate", interactive=False, verbosity=0)
+        ensure_broker_folders()
+        self._accounts()
+        self._night(opts["hours"], opts["seed"])
+        if opts["no_serve"]:
+            self.stdout.write(self.style.SUCCESS("Demo ready."))
+            return
+        self._serve(opts["addr"])
+
+    def _accounts(self):
+        users = get_user_model()
+        self.stdout.write("Demo accounts (username / password):")
+        for username, (role, password) in DEMO_ACCOUNTS.items():
+            user, _ = users.objects.get_or_create(username=username)
+            user.set_password(password)
+            user.is_staff = role in (CURATOR, ADMIN)
+            user.is_superuser = role == ADMIN
+            user.save()
+            user.groups.set([Group.objects.get(name=role)])
+            self.stdout.write(f"  {role:<11} {username} / {password}")
+
+    def _night(self, hours: float, seed: int):
+        path = settings.VAR_DIR / "demo" / f"synthetic-night-{hours:g}h-seed{seed}.edf"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.stdout.write(f"Generating a synthetic {hours:g}-hour night: {path}")
+            write_synthetic_edf(path, hours=hours, seed=seed)
+        existing = find_existing(path)
+        if existing is not None:
+            self.stdout.write(f"Synthetic night already imported: recording #{existing.pk}, {existing.epoch_count} epochs")
+            return
+        job = imports.create_job(source_path=str(path), source_name=path.name, cohort=DEMO_COHORT)
+        with tqdm(total=100, unit="%", desc="import") as bar:
+            job = imports.run_job(job.pk, echo=lambda f, done, total, msg: bar.update(int(f * 100) - bar.n))
+        if job.state != ImportJob.SUCCEEDED:
+            raise CommandError(job.error)
+        self.stdout.write(f"Imported recording #{job.recording_id}: {job.recording.epoch_count} epochs rendered")
+
+    def _serve(self, addr: str):
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "warning", "-Q", "default,cpu",
+             "--concurrency", "1", "-n", "demo@%h"],
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        )
+        self.stdout.write(self.style.SUCCESS(f"Serving on http://{addr}/ with a Celery worker (pid {worker.pid}); Ctrl-C stops both."))
+        try:
+            call_command("runserver", addr, use_reloader=False)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)

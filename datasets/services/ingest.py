@@ -1,0 +1,241 @@
+"""Import one PSG night: read, map channels, prepare signals, cut epochs, render, store.
+
+Atomic: files are written first (content-addressed), then every row in one transaction; on any
+failure the files this import created are deleted and no row remains.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from datasets.constants import EPOCH_SAMPLES, EPOCH_SECONDS, MODEL_IMAGE_SIZE, TARGET_SFREQ, UNSCORED
+from datasets.exceptions import InputError
+from datasets.models import Cohort, Epoch, EpochImage, Recording
+from datasets.services import storage
+from datasets.services.channels import ChannelPlan, plan_channels
+from datasets.services.hypnograms import Hypnogram, ScoredEpoch, hypnogram_from_annotations, read_hypnogram
+from datasets.services.psg import PsgHeader, read_psg
+from datasets.services.rendering import render_model_image
+from datasets.services.signals import minimum_sfreq, prepare
+
+Progress = Callable[[float, int, int, str], None]
+MICROVOLT_UNITS = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6}
+
+
+@dataclass
+class ImportRequest:
+    path: Path
+    cohort: str
+    source_name: str = ""
+    hypnogram: Path | None = None
+    hypnogram_format: str | None = None
+    channel_map: dict | None = None
+    mains_hz: float = 50.0
+    trim_to_hypnogram: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _no_progress(fraction: float, done: int, total: int, message: str) -> None:
+    pass
+
+
+def find_existing(path: Path) -> Recording | None:
+    return Recording.objects.filter(sha256=storage.file_sha256(path)).first()
+
+
+def import_psg(request: ImportRequest, *, user=None, progress: Progress = _no_progress) -> tuple[Recording, bool]:
+    """Import a PSG file; return (recording, created). The same file (SHA-256) imports once."""
+    sha = storage.file_sha256(request.path)
+    existing = Recording.objects.filter(sha256=sha).first()
+    if existing is not None:
+        progress(1.0, existing.epoch_count, existing.epoch_count, f"already imported as recording #{existing.pk}")
+        return existing, False
+    name = request.source_name or request.path.name
+    progress(0.01, 0, 0, "reading header")
+    raw, header = read_psg(request.path)
+    plan = plan_channels(raw.ch_names, request.channel_map)
+    _check_channels(plan, header, name)
+    hypnogram = _load_hypnogram(request, raw)
+    usable_s = (raw.n_times * TARGET_SFREQ // raw.info["sfreq"]) / TARGET_SFREQ  # whole samples after resampling
+    scored, align_notes = align_epochs(hypnogram, usable_s, request.trim_to_hypnogram, name)
+
+    progress(0.05, 0, len(scored), "reading signals")
+    signals, prep_notes = _prepared_signals(raw, plan, request.mains_hz, progress, len(scored))
+    created_files: list[str] = []
+    try:
+        signal_name, _, created = storage.save_array(signals)
+        if created:
+            created_files.append(signal_name)
+        images = _render_epochs(signals, plan.derivations, scored, created_files, progress)
+        progress(0.97, len(scored), len(scored), "saving")
+        recording = _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name, images,
+                          align_notes + prep_notes, user)
+    except IntegrityError:
+        _delete_files(created_files)
+        existing = Recording.objects.filter(sha256=sha).first()
+        if existing is None:
+            raise
+        return existing, False
+    except BaseException:
+        _delete_files(created_files)
+        raise
+    progress(1.0, len(scored), len(scored), "done")
+    return recording, True
+
+
+def _check_channels(plan: ChannelPlan, header: PsgHeader, name: str) -> None:
+    for derivation in plan.derivations:
+        source = plan.sources[derivation]
+        for channel in filter(None, (source.positive, source.negative)):
+            sfreq = header.sfreq_of(channel)
+            if sfreq <= minimum_sfreq(derivation):
+                band = "10–100 Hz" if derivation == "Chin EMG" else "0.3–35 Hz"
+                raise InputError(
+                    f"{name}: channel '{channel}' ({derivation}) is sampled at {sfreq:g} Hz, too low for the "
+                    f"{band} band (needs more than {minimum_sfreq(derivation):g} Hz)"
+                )
+            unit = next(s.unit for s in header.signals if s.label == channel)
+            if unit.lower() not in MICROVOLT_UNITS:
+                raise InputError(f"{name}: channel '{channel}' has physical unit '{unit}'; expected uV, mV or V")
+
+
+def _load_hypnogram(request: ImportRequest, raw) -> Hypnogram | None:
+    if request.hypnogram is not None:
+        return read_hypnogram(request.hypnogram, request.hypnogram_format or None)
+    embedded = hypnogram_from_annotations(raw.annotations, request.source_name or request.path.name)
+    return embedded if embedded.epochs else None
+
+
+def align_epochs(hypnogram: Hypnogram | None, duration_s: float, trim: bool, name: str) -> tuple[list[ScoredEpoch], list[str]]:
+    """Epochs aligned to the hypnogram's onsets, checked against the signal's length."""
+    if hypnogram is None:
+        count = int(duration_s // EPOCH_SECONDS)
+        return [ScoredEpoch(onset=i * EPOCH_SECONDS, stage=UNSCORED) for i in range(count)], [
+            f"no hypnogram: {count} unscored epochs from the recording start"
+        ]
+    epochs = list(hypnogram.epochs)
+    notes = []
+    dropped = 0
+    while epochs and epochs[-1].stage == UNSCORED and epochs[-1].onset + EPOCH_SECONDS > duration_s:
+        epochs.pop()
+        dropped += 1
+    if dropped:
+        notes.append(f"{dropped} trailing unscored hypnogram epochs past the end of the signal dropped")
+    if not epochs:
+        raise InputError(f"{hypnogram.source}: the hypnogram has no epoch within the signal ({duration_s:.0f} s)")
+    end = epochs[-1].onset + EPOCH_SECONDS
+    if end - duration_s > EPOCH_SECONDS:
+        raise InputError(
+            f"{hypnogram.source}: the hypnogram is {end - duration_s:.0f} s longer than the signal of {name} "
+            f"(hypnogram ends at {end:.0f} s, signal at {duration_s:.0f} s)"
+        )
+    if end > duration_s:
+        epochs.pop()
+        notes.append(f"last hypnogram epoch dropped: only {EPOCH_SECONDS - (end - duration_s):.1f} s of signal")
+        end -= EPOCH_SECONDS
+    shortfall = duration_s - end
+    if shortfall >= EPOCH_SECONDS:
+        if not trim:
+            raise InputError(
+                f"{hypnogram.source}: the hypnogram is {shortfall:.0f} s shorter than the signal of {name} "
+                f"(hypnogram ends at {end:.0f} s, signal at {duration_s:.0f} s); "
+                "import with --trim-to-hypnogram to keep only the scored part"
+            )
+        notes.append(f"signal trimmed to the hypnogram: {shortfall:.0f} s after its end not imported")
+    if epochs[0].onset > 0:
+        notes.append(f"epochs aligned to the hypnogram's first onset at {epochs[0].onset:g} s")
+    return epochs, notes
+
+
+def _prepared_signals(raw, plan: ChannelPlan, mains_hz: float, progress: Progress, total: int):
+    channels = sorted({c for d in plan.derivations for c in (plan.sources[d].positive, plan.sources[d].negative) if c})
+    data = dict(zip(channels, raw.get_data(picks=channels, units="uV")))
+    sfreq = raw.info["sfreq"]
+    rows, notes = [], [f"band-pass 0.3–35 Hz (EEG, EOG), 10–100 Hz (EMG), notch {mains_hz:g} Hz, resampled to {TARGET_SFREQ} Hz"]
+    for i, derivation in enumerate(plan.derivations):
+        progress(0.10 + 0.2 * i / len(plan.derivations), 0, total, f"filtering {derivation}")
+        source = plan.sources[derivation]
+        x = data[source.positive] - data[source.negative] if source.negative else data[source.positive]
+        prepared, derivation_notes = prepare(x, sfreq, derivation, mains_hz)
+        rows.append(prepared)
+        notes += derivation_notes
+    return np.stack(rows), notes
+
+
+def _render_epochs(signals, derivations, scored, created_files, progress) -> list[tuple[str, str]]:
+    images = []
+    total = len(scored)
+    for i, epoch in enumerate(scored):
+        start = round(epoch.onset * TARGET_SFREQ)
+        png = render_model_image(signals[:, start : start + EPOCH_SAMPLES], derivations)
+        name, sha, created = storage.save_content_addressed(png, "epochs", "png")
+        if created:
+            created_files.append(name)
+        images.append((name, sha))
+        if i % 20 == 0 or i == total - 1:
+            progress(0.3 + 0.65 * (i + 1) / total, i + 1, total, "rendering epochs")
+    return images
+
+
+@transaction.atomic
+def _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name, images, notes, user) -> Recording:
+    cohort, _ = Cohort.objects.get_or_create(name=request.cohort)
+    meas_date = raw.info.get("meas_date")
+    recording = Recording.objects.create(
+        cohort=cohort,
+        name=Path(name).stem,
+        sha256=sha,
+        source_filename=name,
+        file_format=header.file_format,
+        start_time=meas_date,
+        duration_s=raw.n_times / raw.info["sfreq"],
+        mains_hz=request.mains_hz,
+        channels_found=[{"name": s.label, "sfreq": s.sfreq, "unit": s.unit} for s in header.signals],
+        channel_plan={
+            d: {"positive": s.positive, "negative": s.negative, "kind": s.kind, "note": s.note}
+            for d, s in plan.sources.items()
+        },
+        derivations=list(plan.derivations),
+        substitutions=list(plan.substitutions),
+        processing_notes=request.notes + notes,
+        hypnogram_format=hypnogram.format if hypnogram else "",
+        hypnogram_source=hypnogram.source if hypnogram else "",
+        hypnogram_notes=list(hypnogram.notes) if hypnogram else [],
+        epoch_offset_s=scored[0].onset,
+        signal_file=signal_name,
+        epoch_count=len(scored),
+        created_by=user,
+    )
+    epochs = Epoch.objects.bulk_create(
+        [
+            Epoch(
+                recording=recording,
+                index=i,
+                onset_s=e.onset,
+                stage=e.stage,
+                reference_rules=list(e.rule_ids),
+                reference_rationale=e.rationale,
+            )
+            for i, e in enumerate(scored)
+        ],
+        batch_size=500,
+    )
+    width, height = MODEL_IMAGE_SIZE
+    EpochImage.objects.bulk_create(
+        [
+            EpochImage(epoch=epoch, kind=EpochImage.MODEL, sha256=sha256, storage_name=image_name, width=width, height=height)
+            for epoch, (image_name, sha256) in zip(epochs, images)
+        ],
+        batch_size=500,
+    )
+    return recording
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        default_storage.delete(name)
