@@ -23,6 +23,6 @@ class ImportForm(forms.Form):
         if not text:
             return None
         try:
-            return parse_channel_map(text)
+            return parse_channel_map(text, allow_file=False)
         except InputError as exc:
             raise forms.ValidationError(str(exc)) from None

@@ -1,8 +1,12 @@
 """DRF serializers; reference stages are removed for users without view_reference_stage (blinding)."""
+import json
+
 from django.urls import reverse
 from rest_framework import serializers
 
 from datasets.models import Cohort, Epoch, ImportJob, Recording
+from datasets.exceptions import InputError
+from datasets.services.channels import parse_channel_map
 from datasets.services.hypnograms import FORMATS
 
 REFERENCE_FIELDS = ("stage", "reference_rules", "reference_rationale")
@@ -51,6 +55,8 @@ class EpochSerializer(serializers.ModelSerializer):
 
 
 class ImportJobSerializer(serializers.ModelSerializer):
+    """An import: upload with `file` (multipart); read back state and progress."""
+
     file = serializers.FileField(write_only=True, help_text="EDF, EDF+ or BDF file")
     hypnogram = serializers.FileField(write_only=True, required=False, help_text="separate hypnogram file")
     hypnogram_format = serializers.ChoiceField(choices=[("", "detect")] + [(f, f) for f in FORMATS], required=False)
@@ -68,3 +74,11 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "state", "source_name", "hypnogram_name", "percent", "epochs_done", "epochs_total", "message", "error",
             "recording", "created_at", "started_at", "finished_at",
         ]
+
+    def validate_channel_map(self, value):
+        if value in (None, "", {}):
+            return None
+        try:
+            return parse_channel_map(json.dumps(value), allow_file=False)
+        except InputError as exc:
+            raise serializers.ValidationError(str(exc)) from None

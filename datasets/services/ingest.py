@@ -13,7 +13,7 @@ import numpy as np
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from datasets.constants import EPOCH_SAMPLES, EPOCH_SECONDS, MODEL_IMAGE_SIZE, TARGET_SFREQ, UNSCORED
+from datasets.constants import EMG_DERIVATIONS, EPOCH_SAMPLES, EPOCH_SECONDS, MODEL_IMAGE_SIZE, TARGET_SFREQ, UNSCORED
 from datasets.exceptions import InputError
 from datasets.models import Cohort, Epoch, EpochImage, Recording
 from datasets.services import storage
@@ -58,8 +58,8 @@ def import_psg(request: ImportRequest, *, user=None, progress: Progress = _no_pr
     name = request.source_name or request.path.name
     progress(0.01, 0, 0, "reading header")
     raw, header = read_psg(request.path)
-    plan = plan_channels(raw.ch_names, request.channel_map)
-    _check_channels(plan, header, name)
+    plan = plan_channels(raw.ch_names, request.channel_map, source=name)
+    channel_notes = _check_channels(plan, header, name)
     hypnogram = _load_hypnogram(request, raw)
     usable_s = (raw.n_times * TARGET_SFREQ // raw.info["sfreq"]) / TARGET_SFREQ  # whole samples after resampling
     scored, align_notes = align_epochs(hypnogram, usable_s, request.trim_to_hypnogram, name)
@@ -74,7 +74,7 @@ def import_psg(request: ImportRequest, *, user=None, progress: Progress = _no_pr
         images = _render_epochs(signals, plan.derivations, scored, created_files, progress)
         progress(0.97, len(scored), len(scored), "saving")
         recording = _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name, images,
-                          align_notes + prep_notes, user)
+                          channel_notes + align_notes + prep_notes, user)
     except IntegrityError:
         _delete_files(created_files)
         existing = Recording.objects.filter(sha256=sha).first()
@@ -88,20 +88,27 @@ def import_psg(request: ImportRequest, *, user=None, progress: Progress = _no_pr
     return recording, True
 
 
-def _check_channels(plan: ChannelPlan, header: PsgHeader, name: str) -> None:
-    for derivation in plan.derivations:
+def _check_channels(plan: ChannelPlan, header: PsgHeader, name: str) -> list[str]:
+    """Reject channels that cannot carry their band; a chin EMG that cannot is dropped with a note."""
+    notes = []
+    for derivation in list(plan.derivations):
         source = plan.sources[derivation]
         for channel in filter(None, (source.positive, source.negative)):
-            sfreq = header.sfreq_of(channel)
-            if sfreq <= minimum_sfreq(derivation):
-                band = "10–100 Hz" if derivation == "Chin EMG" else "0.3–35 Hz"
-                raise InputError(
-                    f"{name}: channel '{channel}' ({derivation}) is sampled at {sfreq:g} Hz, too low for the "
-                    f"{band} band (needs more than {minimum_sfreq(derivation):g} Hz)"
-                )
-            unit = next(s.unit for s in header.signals if s.label == channel)
-            if unit.lower() not in MICROVOLT_UNITS:
-                raise InputError(f"{name}: channel '{channel}' has physical unit '{unit}'; expected uV, mV or V")
+            signal_header = next(s for s in header.signals if s.label == channel)
+            if signal_header.unit.lower() not in MICROVOLT_UNITS:
+                raise InputError(f"{name}: channel '{channel}' has physical unit '{signal_header.unit}'; expected uV, mV or V")
+            if signal_header.sfreq > minimum_sfreq(derivation):
+                continue
+            band = "10–100 Hz" if derivation in EMG_DERIVATIONS else "0.3–35 Hz"
+            problem = (f"channel '{channel}' ({derivation}) is sampled at {signal_header.sfreq:g} Hz, too low for the "
+                       f"{band} band (needs more than {minimum_sfreq(derivation):g} Hz)")
+            if derivation not in EMG_DERIVATIONS:
+                raise InputError(f"{name}: {problem}")
+            del plan.sources[derivation]
+            plan.missing.append(derivation)
+            notes.append(f"{problem}: {derivation} left out")
+            break
+    return notes
 
 
 def _load_hypnogram(request: ImportRequest, raw) -> Hypnogram | None:

@@ -36,9 +36,6 @@ class PsgHeader:
     def duration_s(self) -> float:
         return self.n_records * self.record_duration
 
-    def sfreq_of(self, label: str) -> float:
-        return next(s.sfreq for s in self.signals if s.label == label)
-
 
 def _field(raw: bytes, start: int, width: int) -> str:
     return raw[start : start + width].decode("latin-1").strip()

@@ -1,0 +1,77 @@
+"""Shared fixtures: isolated media storage, role users, synthetic PSG files, a real Celery worker."""
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from config.roles import ADMIN, ROLES
+from datasets.services import storage
+from datasets.services.synthetic import write_synthetic_edf
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM is still used synchronously.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path_factory):
+    """Every test writes media into its own empty folder."""
+    settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+    storage.load_array.cache_clear()
+    return Path(settings.MEDIA_ROOT)
+
+
+@pytest.fixture(scope="session")
+def night_edf(tmp_path_factory) -> Path:
+    """A one-hour synthetic night (EDF+, MASS names, Sleep-EDF stage annotations)."""
+    path = tmp_path_factory.mktemp("psg") / "night-1h.edf"
+    write_synthetic_edf(path, hours=1.0, seed=7)
+    return path
+
+
+@pytest.fixture
+def make_user(db):
+    def make(role: str, username: str | None = None):
+        user = get_user_model().objects.create_user(username or f"{role}-user", password="pw-for-tests-123")
+        user.groups.add(Group.objects.get(name=role))
+        if role == ADMIN:
+            user.is_staff = user.is_superuser = True
+            user.save()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def role_client(make_user, client):
+    """A Django test client logged in with a given role."""
+
+    def login(role: str):
+        client.force_login(make_user(role))
+        return client
+
+    return login
+
+
+def stored_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def celery_worker(transactional_db, settings):
+    """A real Celery worker (solo pool, in a thread) on the configured broker: filesystem or Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app, ensure_broker_folders
+
+    ensure_broker_folders()
+    app.conf.task_always_eager = False
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, queues=["default"],
+                      shutdown_timeout=30) as worker:
+        yield worker
+
+
+__all__ = ["ROLES", "stored_files"]

@@ -1,0 +1,237 @@
+"""PSG import end to end: epochs, images, idempotency, atomicity and clear errors for bad input."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from datasets.constants import DERIVATIONS, EPOCH_SAMPLES
+from datasets.exceptions import InputError
+from datasets.models import Epoch, EpochImage, ImportJob, Recording
+from datasets.services import ingest, storage
+from datasets.services.ingest import ImportRequest, import_psg
+from datasets.services.synthetic import synthesize_night
+from tests.conftest import stored_files
+from tests.edf_factory import noise_channels, stage_annotations, write_edf
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_import(path, **options):
+    return import_psg(ImportRequest(path=Path(path), cohort=options.pop("cohort", "test"), **options))
+
+
+def test_synthetic_night_imports_with_its_hypnogram(night_edf, media_root):
+    recording, created = run_import(night_edf)
+    assert created
+    assert recording.file_format == "EDF+"
+    assert recording.derivations == list(DERIVATIONS)
+    assert recording.substitutions == []
+    assert recording.epoch_count == 120 == recording.epochs.count()
+    expected = synthesize_night(hours=1.0, seed=7).stages
+    assert list(recording.epochs.values_list("stage", flat=True)) == expected
+    assert recording.hypnogram_format == "edf-annotations"
+    # one model image per epoch, stored under its content hash
+    images = EpochImage.objects.filter(epoch__recording=recording, kind=EpochImage.MODEL)
+    assert images.count() == 120
+    image = images.first()
+    assert image.storage_name.endswith(f"{image.sha256}.png")
+    assert (media_root / image.storage_name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    signals = storage.load_array(recording.signal_file)
+    assert signals.shape == (6, 120 * EPOCH_SAMPLES)
+    assert signals.dtype == np.float32
+
+
+def test_same_file_twice_creates_nothing_new(night_edf, media_root):
+    first, created = run_import(night_edf)
+    files = stored_files(media_root)
+    copy = media_root.parent / "renamed-copy.edf"
+    shutil.copy(night_edf, copy)
+    second, created_again = run_import(copy)
+    assert created and not created_again
+    assert second.pk == first.pk
+    assert Recording.objects.count() == 1 and Epoch.objects.count() == 120
+    assert stored_files(media_root) == files
+
+
+def test_rendering_is_deterministic_across_imports(night_edf, media_root):
+    recording, _ = run_import(night_edf)
+    shas = list(EpochImage.objects.filter(epoch__recording=recording).order_by("epoch__index").values_list("sha256", flat=True))
+    recording.delete()
+    again, created = run_import(night_edf)
+    assert created
+    assert list(EpochImage.objects.filter(epoch__recording=again).order_by("epoch__index").values_list("sha256", flat=True)) == shas
+
+
+def test_failure_while_rendering_leaves_no_rows_and_no_files(night_edf, media_root, monkeypatch):
+    real = ingest.render_model_image
+    calls = {"n": 0}
+
+    def flaky(signals, derivations):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise RuntimeError("disk full")
+        return real(signals, derivations)
+
+    monkeypatch.setattr(ingest, "render_model_image", flaky)
+    with pytest.raises(RuntimeError):
+        run_import(night_edf)
+    assert calls["n"] == 50
+    assert Recording.objects.count() == 0 and Epoch.objects.count() == 0 and EpochImage.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_failed_job_keeps_its_error_and_no_recording(tmp_path, media_root):
+    bad = tmp_path / "notes.edf"
+    bad.write_text("these are not signals\n" * 20)
+    from datasets.services.imports import create_job, run_job
+
+    job = run_job(create_job(source_path=str(bad), source_name=bad.name, cohort="c").pk)
+    assert job.state == ImportJob.FAILED
+    assert "not an EDF or BDF file" in job.error
+    assert Recording.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_sleep_edf_montage_records_substitutions(tmp_path):
+    stages = ["W", "N1", "N2", "N2", "N3", "R"]
+    channels = noise_channels(["EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal", "EMG submental"], 180, 100.0)
+    path = write_edf(tmp_path / "SC4001E0-PSG.edf", channels, 100.0, stage_annotations(stages))
+    recording, _ = run_import(path)
+    assert recording.channel_plan["F4-M1"]["positive"] == "EEG Fpz-Cz"
+    assert recording.channel_plan["F4-M1"]["kind"] == "substituted"
+    assert any("Fpz-Cz" in note for note in recording.substitutions)
+    assert "C4-M1" not in recording.derivations
+    assert list(recording.epochs.values_list("stage", flat=True)) == stages
+
+
+def test_derivations_computed_from_referential_channels(tmp_path):
+    n = 90 * 256
+    t = np.arange(n) / 256
+    f4 = 30 * np.sin(2 * np.pi * 10 * t)
+    m1 = 10 * np.sin(2 * np.pi * 3 * t)
+    channels = {"F4": f4 + m1, "C4": f4 + m1, "O2": f4 + m1, "M1": m1, "M2": m1, "E1": f4, "E2": -f4, "Chin1": f4, "Chin2": m1}
+    path = write_edf(tmp_path / "referential.edf", channels, 256.0)
+    recording, _ = run_import(path)
+    assert recording.channel_plan["F4-M1"] == {"positive": "F4", "negative": "M1", "kind": "computed",
+                                               "note": recording.channel_plan["F4-M1"]["note"]}
+    assert recording.channel_plan["Chin EMG"]["negative"] == "Chin2"
+    signals = storage.load_array(recording.signal_file)
+    frontal = signals[0, 1000:8000]
+    # F4 - M1 leaves the 10 Hz wave (30 µV amplitude) without the 3 Hz reference wave
+    spectrum = np.abs(np.fft.rfft(frontal))
+    freqs = np.fft.rfftfreq(frontal.size, 1 / 100)
+    assert spectrum[np.argmin(abs(freqs - 10))] > 20 * spectrum[np.argmin(abs(freqs - 3))]
+    assert 25 < np.percentile(np.abs(frontal), 99.5) < 33
+
+
+def test_mains_notch_and_band_pass(tmp_path):
+    n = 120 * 256
+    t = np.arange(n) / 256
+    alpha = 20 * np.sin(2 * np.pi * 10 * t)
+    mains = 40 * np.sin(2 * np.pi * 50 * t)
+    drift = 200 * np.sin(2 * np.pi * 0.02 * t)
+    channels = {"F4-M1": alpha + mains + drift, "C4-M1": alpha, "O2-M1": alpha}
+    recording, _ = run_import(write_edf(tmp_path / "mains.edf", channels, 256.0), mains_hz=50.0)
+    frontal = storage.load_array(recording.signal_file)[0, 2000:10000]
+    assert abs(frontal.std() - alpha.std()) < 0.1 * alpha.std()
+
+
+def test_explicit_channel_map_overrides_aliases(tmp_path):
+    channels = noise_channels(["EEG F4-CLE", "EEG C4-CLE", "EEG O2-CLE", "Fp2"], 90, 256.0)
+    path = write_edf(tmp_path / "mapped.edf", channels, 256.0)
+    recording, _ = run_import(path, channel_map={"F4-M1": "Fp2"})
+    assert recording.channel_plan["F4-M1"]["positive"] == "Fp2"
+    assert recording.channel_plan["F4-M1"]["kind"] == "explicit"
+    assert recording.channel_plan["C4-M1"]["positive"] == "EEG C4-CLE"
+
+
+def test_separate_csv_hypnogram_is_aligned(tmp_path):
+    path = write_edf(tmp_path / "night.edf", noise_channels(["F4-M1", "C4-M1"], 150, 128.0), 128.0)
+    hypnogram = tmp_path / "night.csv"
+    hypnogram.write_text("onset,duration,stage\n30,60,N2\n90,30,R\n120,30,W\n")
+    recording, _ = run_import(path, hypnogram=hypnogram)
+    assert recording.epoch_offset_s == 30
+    assert list(recording.epochs.values_list("onset_s", "stage")) == [(30, "N2"), (60, "N2"), (90, "R"), (120, "W")]
+
+
+# --- bad input: clear messages, a non-zero exit, nothing written ------------------------------
+
+
+def header_patched(source: Path, target: Path, offset: int, value: str) -> Path:
+    data = bytearray(source.read_bytes())
+    data[offset : offset + len(value)] = value.encode()
+    target.write_bytes(bytes(data))
+    return target
+
+
+def bad_inputs(tmp_path: Path, night_edf: Path) -> dict[str, tuple[list[str], str]]:
+    not_edf = tmp_path / "report.edf"
+    not_edf.write_text("Patient report\n" * 40)
+    short_header = tmp_path / "short.edf"
+    short_header.write_bytes(night_edf.read_bytes()[:300])
+    truncated = tmp_path / "truncated.edf"
+    truncated.write_bytes(night_edf.read_bytes()[: night_edf.stat().st_size // 2])
+    absurd = header_patched(night_edf, tmp_path / "absurd.edf", 244, "0       ")
+    no_eeg = write_edf(tmp_path / "no-eeg.edf", noise_channels(["Pleth", "Thor", "SaO2"], 60, 128.0), 128.0)
+    slow = write_edf(tmp_path / "slow.edf", noise_channels(["C4-M1", "F4-M1"], 120, 50.0), 50.0)
+    short = write_edf(tmp_path / "short-hyp.edf", noise_channels(["C4-M1"], 600, 128.0), 128.0,
+                      stage_annotations(["W", "N1", "N2"]))
+    ok = write_edf(tmp_path / "ok.edf", noise_channels(["C4-M1"], 90, 128.0), 128.0)
+    long = tmp_path / "long.csv"
+    long.write_text("onset,duration,stage\n0,60,W\n60,90,N2\n")
+    unknown = tmp_path / "stages.csv"
+    unknown.write_text("onset,duration,stage\n0,30,W\n30,30,N2\n60,30,Stage X\n")
+    return {
+        "not an EDF": ([str(not_edf)], "report.edf: not an EDF or BDF file"),
+        "truncated header": ([str(short_header)], "short.edf: truncated header"),
+        "truncated data": ([str(truncated)], "truncated.edf: truncated data: the header promises"),
+        "absurd header": ([str(absurd)], "absurd.edf: absurd header: data record duration 0"),
+        "no EEG": ([str(no_eeg)], "no usable EEG channel; channels found: Pleth, Thor, SaO2"),
+        "rate too low": ([str(slow)], "sampled at 50 Hz, too low for the 0.3–35 Hz band"),
+        "hypnogram shorter": ([str(short)], "the hypnogram is 510 s shorter than the signal"),
+        "hypnogram longer": ([str(ok), "--hypnogram", str(long)], "long.csv: the hypnogram is 60 s longer than the signal"),
+        "unknown stage": ([str(ok), "--hypnogram", str(unknown)], "stages.csv: line 4"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["not an EDF", "truncated header", "truncated data", "absurd header", "no EEG", "rate too low",
+     "hypnogram shorter", "hypnogram longer", "unknown stage"],
+)
+def test_bad_input_is_refused_with_a_clear_message(case, tmp_path, night_edf, media_root):
+    args, expected = bad_inputs(tmp_path, night_edf)[case]
+    with pytest.raises(CommandError) as error:
+        call_command("import_psg", *args, verbosity=0)
+    assert expected in str(error.value)
+    assert Recording.objects.count() == 0 and Epoch.objects.count() == 0 and EpochImage.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_trim_option_accepts_a_shorter_hypnogram_and_records_it(tmp_path):
+    path = write_edf(tmp_path / "long-signal.edf", noise_channels(["C4-M1"], 600, 128.0), 128.0, stage_annotations(["W", "N1", "N2"]))
+    recording, _ = run_import(path, trim_to_hypnogram=True)
+    assert recording.epoch_count == 3
+    assert any("trimmed to the hypnogram: 510 s" in note for note in recording.processing_notes)
+
+
+def test_unknown_stage_label_in_psg_annotations_names_it(tmp_path):
+    path = write_edf(tmp_path / "odd.edf", noise_channels(["C4-M1"], 90, 128.0), 128.0,
+                     [(0, 30, "Sleep stage W"), (30, 30, "Sleep stage X"), (60, 30, "Sleep stage 2")])
+    with pytest.raises(InputError, match="Sleep stage X"):
+        run_import(path)
+
+
+def test_cli_exits_non_zero_without_traceback(tmp_path):
+    bad = tmp_path / "scan.edf"
+    bad.write_bytes(b"%PDF-1.4 not a recording" * 20)
+    result = subprocess.run([sys.executable, "manage.py", "import_psg", str(bad)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert "scan.edf: not an EDF or BDF file" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
