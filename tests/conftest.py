@@ -75,3 +75,12 @@ def celery_worker(transactional_db, settings):
 
 
 __all__ = ["ROLES", "stored_files"]
+
+
+@pytest.fixture
+def imported(db, night_edf):
+    """The one-hour synthetic night, imported."""
+    from datasets.services.ingest import ImportRequest, import_psg
+
+    recording, _ = import_psg(ImportRequest(path=night_edf, cohort="Synthetic"))
+    return recording

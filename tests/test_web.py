@@ -1,0 +1,164 @@
+"""Pages, API, roles and blinding through Django's test client; /healthz; image caching."""
+import pytest
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from config.roles import ADMIN, CURATOR, RATER, RESEARCHER
+from datasets.models import EpochImage
+
+pytestmark = pytest.mark.django_db
+
+
+def pages(recording):
+    return [
+        reverse("datasets:cohort-list"),
+        reverse("datasets:cohort", args=[recording.cohort_id]),
+        reverse("datasets:recording-list"),
+        reverse("datasets:recording", args=[recording.pk]),
+        reverse("datasets:epoch", args=[recording.pk, 5]),
+    ]
+
+
+def test_login_required_everywhere_but_healthz(client, imported):
+    for url in pages(imported) + [reverse("datasets:import-new")]:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/accounts/login/")
+    for url in ("/api/recordings/", "/api/docs/", "/api/schema/"):
+        assert client.get(url).status_code in (401, 403), url
+    assert client.get("/healthz").status_code == 200
+
+
+def test_healthz_reports_database_broker_and_storage(client):
+    data = client.get("/healthz").json()
+    assert data["status"] == "ok"
+    assert {key: data[key]["ok"] for key in ("database", "broker", "storage")} == {"database": True, "broker": True, "storage": True}
+    assert data["broker"]["backend"] in ("filesystem", "redis")
+
+
+def test_healthz_reports_a_broken_broker(client, settings):
+    from config.celery import app
+
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        response = client.get("/healthz")
+    finally:
+        app.conf.broker_url = settings.CELERY_BROKER_URL
+    assert response.status_code == 503
+    assert response.json()["broker"]["ok"] is False
+
+
+@pytest.mark.parametrize("role", [RATER, CURATOR, RESEARCHER, ADMIN])
+def test_every_role_can_browse(role, role_client, imported):
+    client = role_client(role)
+    for url in pages(imported):
+        assert client.get(url).status_code == 200, (role, url)
+
+
+def test_reference_stage_is_hidden_from_raters(role_client, imported):
+    epoch = imported.epochs.get(index=5)
+    rater = role_client(RATER)
+    html = rater.get(reverse("datasets:epoch", args=[imported.pk, 5])).content.decode()
+    assert 'id="reference-stage"' not in html
+    assert "Reference stage" not in html
+    assert "svg" not in rater.get(reverse("datasets:recording", args=[imported.pk])).content.decode()
+    api = rater.get(f"/api/epochs/?recording={imported.pk}").json()["results"]
+    assert len(api) == 100
+    assert all("stage" not in row and "reference_rules" not in row for row in api)
+    researcher = role_client(RESEARCHER)
+    html = researcher.get(reverse("datasets:epoch", args=[imported.pk, 5])).content.decode()
+    assert f'id="reference-stage" class="stage stage-{epoch.stage}"' in html
+    assert researcher.get(f"/api/epochs/{epoch.pk}/").json()["stage"] == epoch.stage
+
+
+def test_import_page_and_api_need_the_curator_role(role_client):
+    for role, status in ((RATER, 403), (RESEARCHER, 403), (CURATOR, 200)):
+        client = role_client(role)
+        assert client.get(reverse("datasets:import-new")).status_code == status, role
+        client.logout()
+
+
+def test_api_permissions_per_role(make_user, imported):
+    api = APIClient()
+    expectations = {
+        RATER: {"recordings": 200, "imports": 403, "delete": 403, "cohort_post": 403},
+        RESEARCHER: {"recordings": 200, "imports": 200, "delete": 403, "cohort_post": 403},
+        CURATOR: {"recordings": 200, "imports": 200, "delete": None, "cohort_post": 201},
+    }
+    for role, expected in expectations.items():
+        api.force_authenticate(make_user(role))
+        assert api.get("/api/recordings/").status_code == expected["recordings"], role
+        assert api.get("/api/imports/").status_code == expected["imports"], role
+        assert api.post("/api/cohorts/", {"name": f"new-{role}"}).status_code == expected["cohort_post"], role
+        if expected["delete"]:
+            assert api.delete(f"/api/recordings/{imported.pk}/").status_code == expected["delete"], role
+
+
+def test_token_auth_and_schema(make_user, imported):
+    user = make_user(RESEARCHER)
+    token = Token.objects.create(user=user)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    rows = api.get("/api/recordings/").json()["results"]
+    assert [r["name"] for r in rows] == [imported.name]
+    assert rows[0]["derivations"] == imported.derivations
+    schema = api.get("/api/schema/?format=json")
+    assert schema.status_code == 200
+    assert "/api/imports/" in schema.json()["paths"]
+    assert api.get("/api/docs/").status_code == 200
+
+
+def test_images_have_long_cache_and_etag(role_client, imported):
+    image = EpochImage.objects.filter(epoch__recording=imported).first()
+    client = role_client(RATER)
+    url = reverse("datasets:image", args=[image.sha256])
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert response["ETag"] == f'"{image.sha256}"'
+    assert "max-age=31536000" in response["Cache-Control"] and "private" in response["Cache-Control"]
+    assert client.get(url, HTTP_IF_NONE_MATCH=f'"{image.sha256}"').status_code == 304
+    assert client.get(reverse("datasets:image", args=["0" * 64])).status_code == 404
+    client.logout()
+    assert client.get(url).status_code == 302
+
+
+def test_viewer_image_is_rendered_once_and_cached(role_client, imported):
+    client = role_client(RATER)
+    url = reverse("datasets:epoch", args=[imported.pk, 10])
+    client.get(url)
+    client.get(url)
+    viewers = EpochImage.objects.filter(epoch__recording=imported, kind=EpochImage.VIEWER)
+    assert list(viewers.values_list("variant", flat=True)) == ["context,guides"]
+    client.get(url + "?context=0&guides=0")
+    assert sorted(viewers.values_list("variant", flat=True)) == ["context,guides", "plain"]
+    plain = viewers.get(variant="plain")
+    context = viewers.get(variant="context,guides")
+    assert context.width > 2 * plain.width
+
+
+def test_upload_page_queues_an_import_job(role_client, night_edf, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from datasets.models import ImportJob
+
+    client = role_client(CURATOR)
+    upload = SimpleUploadedFile("night.edf", night_edf.read_bytes())
+    response = client.post(reverse("datasets:import-new"), {"file": upload, "cohort": "Uploads", "mains_hz": 50,
+                                                             "channel_map": '{"F4-M1": "EEG F4-CLE"}'})
+    job = ImportJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("datasets:import", args=[job.pk])
+    assert job.state == ImportJob.PENDING and job.cohort_name == "Uploads"
+    assert job.channel_map == {"F4-M1": "EEG F4-CLE"}
+    assert client.get(response["Location"]).status_code == 200
+
+
+def test_upload_form_rejects_a_channel_map_path(role_client, night_edf):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client = role_client(CURATOR)
+    upload = SimpleUploadedFile("night.edf", night_edf.read_bytes())
+    response = client.post(reverse("datasets:import-new"), {"file": upload, "cohort": "c", "mains_hz": 50,
+                                                             "channel_map": "/etc/passwd"})
+    assert response.status_code == 200
+    assert "expected a JSON object" in response.content.decode()
