@@ -1,0 +1,118 @@
+"""The pages in a real browser: Playwright driving Debian's chromium; a screenshot per page."""
+import re
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from config.roles import CURATOR, RATER
+from datasets.services.imports import create_job, run_job
+from tests.conftest import TEST_OUTPUT
+from tests.edf_factory import noise_channels, stage_annotations, write_edf
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+SHOTS = TEST_OUTPUT / "screenshots"
+
+
+@pytest.fixture
+def browser():
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def login(browser, live_server, user):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", "pw-for-tests-123")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Cohorts")
+    return page
+
+
+def test_curator_walks_through_every_page(browser, live_server, make_user, imported, tmp_path):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(live_server.url + "/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.screenshot(path=SHOTS / "login.png")
+    page.close()
+
+    page = login(browser, live_server, make_user(CURATOR))
+    expect(page.locator(".card.cohort h2")).to_have_text("Synthetic")
+    page.screenshot(path=SHOTS / "cohort-list.png", full_page=True)
+
+    page.click(".card.cohort")
+    expect(page.locator("table.recordings tbody tr")).to_have_count(1)
+    page.screenshot(path=SHOTS / "recording-list.png", full_page=True)
+
+    page.click(f"text={imported.name}")
+    expect(page.locator("#epoch-count")).to_have_text("120")
+    expect(page.locator("#channel-plan tbody tr")).to_have_count(6)
+    expect(page.locator("svg.hypnogram rect")).not_to_have_count(0)
+    page.screenshot(path=SHOTS / "recording-detail.png", full_page=True)
+
+    page.click("#open-viewer")
+    expect(page.locator("#epoch-index")).to_have_text("0")
+    page.keyboard.press("ArrowRight")
+    expect(page).to_have_url(re.compile(rf"/recordings/{imported.pk}/epochs/1/"))
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#epoch-index")).to_have_text("2")
+    page.keyboard.press("ArrowLeft")
+    expect(page).to_have_url(re.compile(r"/epochs/1/"))
+    assert page.eval_on_selector("#viewer-image", "img => img.complete && img.naturalWidth") > 2000
+    assert page.eval_on_selector("#model-image", "img => img.naturalWidth") == 448
+    expect(page.locator("#reference-stage")).to_have_text(imported.epochs.get(index=1).get_stage_display())
+    page.keyboard.press("g")
+    expect(page).to_have_url(re.compile(r"guides=0"))
+    page.keyboard.press("End")
+    expect(page.locator("#epoch-index")).to_have_text("119")
+    page.keyboard.press("Home")
+    expect(page.locator("#epoch-index")).to_have_text("0")
+    page.fill("#jump input", "42")
+    page.keyboard.press("Enter")
+    expect(page.locator("#epoch-index")).to_have_text("42")
+    page.screenshot(path=SHOTS / "epoch-viewer.png", full_page=True)
+
+    page.goto(live_server.url + "/imports/new/")
+    expect(page.locator("#import-form")).to_be_visible()
+    page.screenshot(path=SHOTS / "import-new.png", full_page=True)
+
+    # a Sleep-EDF-style montage: the substitutions are shown on the recording page
+    sleep_edf = write_edf(tmp_path / "SC4001E0-PSG.edf",
+                          noise_channels(["EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal", "EMG submental"], 120, 100.0),
+                          100.0, stage_annotations(["W", "N1", "N2", "R"]))
+    job = run_job(create_job(source_path=str(sleep_edf), source_name=sleep_edf.name, cohort="Sleep-EDF").pk)
+    page.goto(f"{live_server.url}/imports/{job.pk}/")
+    expect(page.locator("#job-state")).to_have_text("Succeeded")
+    expect(page.locator("#job-percent")).to_have_text("100")
+    page.screenshot(path=SHOTS / "import-detail.png", full_page=True)
+    page.click("#job-recording a")
+    expect(page.locator("#substitutions")).to_contain_text("Fpz-Cz")
+    page.screenshot(path=SHOTS / "recording-substitutions.png", full_page=True)
+
+
+def test_failed_import_shows_its_error(browser, live_server, make_user, tmp_path):
+    bad = tmp_path / "broken.edf"
+    bad.write_bytes(b"0       " + b"x" * 100)
+    job = run_job(create_job(source_path=str(bad), source_name=bad.name, cohort="c").pk)
+    page = login(browser, live_server, make_user(CURATOR))
+    page.goto(f"{live_server.url}/recordings/")
+    expect(page.get_by_role("link", name="broken.edf")).to_be_visible()
+    expect(page.locator("td.error-text")).to_contain_text("truncated header")
+    page.goto(f"{live_server.url}/imports/{job.pk}/")
+    expect(page.locator("#job-state")).to_have_text("Failed")
+    expect(page.locator("#job-error")).to_contain_text("broken.edf: truncated header")
+    page.screenshot(path=SHOTS / "import-failed.png", full_page=True)
+
+
+def test_rater_sees_no_reference_stage(browser, live_server, make_user, imported):
+    page = login(browser, live_server, make_user(RATER))
+    page.goto(f"{live_server.url}/recordings/{imported.pk}/epochs/3/")
+    expect(page.locator("#viewer-image")).to_be_visible()
+    expect(page.locator("#reference-stage")).to_have_count(0)
+    expect(page.locator("svg.hypnogram")).to_have_count(0)
+    expect(page.locator("nav >> text=Import")).to_have_count(0)
+    page.screenshot(path=SHOTS / "epoch-viewer-rater.png", full_page=True)
