@@ -1,0 +1,318 @@
+"""Pixel tests of the epoch renderer (datasets/services/rendering.py, spec/rendering.md). No database."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasets.constants import (
+    DERIVATION_COLOURS,
+    DERIVATIONS,
+    EEG_DERIVATIONS,
+    EPOCH_SAMPLES,
+    GRID_COLOUR,
+    MODEL_IMAGE_SIZE,
+    TARGET_SFREQ,
+)
+from datasets.services import rendering
+from datasets.services.rendering import (
+    band_rows,
+    render_model_image,
+    render_viewer_image,
+    second_columns,
+    uv_to_y,
+)
+
+W, H = MODEL_IMAGE_SIZE
+T = np.arange(EPOCH_SAMPLES) / TARGET_SFREQ
+GRID = (0x40, 0x40, 0x40)
+QUARTER = 64  # "lit" = the trace colour reaches a quarter of full intensity
+
+
+def rgb(hex_colour):
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def decode(png):
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    assert image.mode == "RGB"
+    return np.asarray(image).astype(int)
+
+
+def epoch(waves=None, derivations=DERIVATIONS):
+    """Flat zero signals (n, 3000), with waves = {derivation: samples} for some derivations."""
+    signals = np.zeros((len(derivations), EPOCH_SAMPLES))
+    for name, wave in (waves or {}).items():
+        signals[list(derivations).index(name)] = wave
+    return signals
+
+
+def sine(peak_to_peak, hz=1.0):
+    return peak_to_peak / 2 * np.sin(2 * np.pi * hz * T)
+
+
+def lit(img, derivation, threshold=1):
+    """Pixels showing the derivation's colour: its on-components exceed its off-components by threshold."""
+    colour = rgb(DERIVATION_COLOURS[derivation])
+    on = [k for k in range(3) if colour[k]]
+    off = [k for k in range(3) if not colour[k]]
+    return img[..., on].min(axis=-1) - img[..., off].max(axis=-1) >= threshold
+
+
+def lit_rows(img, derivation, threshold=1, columns=slice(None)):
+    return np.flatnonzero(lit(img[:, columns], derivation, threshold).any(axis=1))
+
+
+def free_columns():
+    """Model-image columns without a vertical grid line."""
+    grid = {c for cols in second_columns().values() for c in cols}
+    return [c for c in range(W) if c not in grid]
+
+
+# --- model image ---------------------------------------------------------------------------------
+
+
+def test_model_image_is_a_448x224_rgb_png():
+    png = render_model_image(epoch(), DERIVATIONS)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (448, 224)
+    assert image.mode == "RGB"
+
+
+def test_uv_to_pixel_mapping_is_exact():
+    h = H / 6
+    assert uv_to_y(50, 0, "F4-M1", 6) == 0
+    assert uv_to_y(-50, 0, "F4-M1", 6) == pytest.approx(h)
+    assert uv_to_y(0, 2, "O2-M1", 6) == pytest.approx(2.5 * h)
+    assert uv_to_y(40, 5, "Chin EMG", 6) == pytest.approx(5 * h)
+    assert uv_to_y(-40, 5, "Chin EMG", 6) == pytest.approx(H)
+    assert uv_to_y(25, 1, "C4-M1", 5) == pytest.approx(1.5 * H / 5 - H / 5 / 4)
+
+
+def test_background_is_black_and_grid_is_404040():
+    img = decode(render_model_image(epoch(), DERIVATIONS))
+    centres = [int(uv_to_y(0, i, d, 6)) for i, d in enumerate(DERIVATIONS)]
+    away = [r for r in range(H) if all(abs(r - c) > 1 for c in centres) and r not in band_rows(6)]
+    cols = free_columns()
+    assert (img[np.ix_(away, cols)] == 0).all()
+    assert rgb(GRID_COLOUR) == GRID
+    for line in second_columns().values():
+        assert (img[np.ix_(away, line)] == GRID).all()
+
+
+def test_band_separators_lie_on_the_band_boundaries():
+    assert band_rows(6) == [37, 75, 112, 149, 187]  # i * 224 / 6, snapped as Agg snaps 1-px lines
+    img = decode(render_model_image(epoch(), DERIVATIONS))
+    cols = free_columns()
+    for row in band_rows(6):
+        assert (img[row, cols] == GRID).all()
+        assert (img[row - 1, cols] == 0).all() and (img[row + 1, cols] == 0).all()
+
+
+def test_vertical_grid_every_second_with_stronger_lines_every_five():
+    lines = second_columns()
+    assert sorted(lines) == list(range(1, 30))
+    assert lines[1] == [15] and lines[2] == [30] and lines[29] == [433]
+    assert lines[5] == [74, 75] and lines[15] == [223, 224] and lines[25] == [372, 373]
+    assert all(len(cols) == (2 if s % 5 == 0 else 1) for s, cols in lines.items())
+    img = decode(render_model_image(epoch(), DERIVATIONS))
+    gray_columns = np.flatnonzero((img[5] == GRID).all(axis=1))  # row 5: no trace, no separator
+    assert gray_columns.tolist() == sorted(c for cols in lines.values() for c in cols)
+    assert len(gray_columns) == 24 + 2 * 5
+
+
+@pytest.mark.parametrize("band, derivation", list(enumerate(DERIVATIONS)))
+def test_full_scale_sine_spans_exactly_one_band(band, derivation):
+    peak_to_peak = 80 if derivation == "Chin EMG" else 100
+    img = decode(render_model_image(epoch({derivation: sine(peak_to_peak)}), DERIVATIONS))
+    rows = lit_rows(img, derivation, QUARTER)
+    top, bottom = band * H / 6, (band + 1) * H / 6
+    assert abs(rows.min() - top) <= 1
+    assert abs(rows.max() + 1 - bottom) <= 1
+
+
+def test_smaller_chin_range_makes_the_same_voltage_taller():
+    signals = epoch({"C4-M1": sine(80), "Chin EMG": sine(80)})
+    img = decode(render_model_image(signals, DERIVATIONS))
+    eeg = lit_rows(img, "C4-M1", QUARTER)
+    chin = lit_rows(img, "Chin EMG", QUARTER)
+    assert eeg.max() - eeg.min() == pytest.approx(0.8 * H / 6, abs=1.5)
+    assert chin.max() - chin.min() == pytest.approx(H / 6, abs=1.5)
+
+
+def test_large_slow_wave_spills_into_neighbouring_bands():
+    img = decode(render_model_image(epoch({"C4-M1": sine(300, hz=0.8)}), DERIVATIONS))
+    rows = lit_rows(img, "C4-M1", QUARTER)
+    h = H / 6
+    assert rows.min() == 0  # 56 px above the band centre: through band 1 to the image edge
+    assert abs(rows.max() + 1 - uv_to_y(-150, 1, "C4-M1", 6)) <= 1  # 112: bottom of band 2
+    assert rows.min() < h - h / 2 and rows.max() > 2 * h + h / 2
+
+
+def test_trace_colours_match_the_spec():
+    dense = np.where(np.arange(EPOCH_SAMPLES) % 2, 30.0, -30.0)  # fills +-30 uV in every column
+    signals = epoch({d: dense for d in DERIVATIONS})
+    img = decode(render_model_image(signals, DERIVATIONS))
+    cols = free_columns()
+    for i, d in enumerate(DERIVATIONS):
+        centre = int(uv_to_y(0, i, d, 6))
+        assert (img[centre, cols] == rgb(DERIVATION_COLOURS[d])).all(), d
+
+
+def test_later_bands_are_drawn_over_earlier_ones():
+    dense = np.where(np.arange(EPOCH_SAMPLES) % 2, 1.0, -1.0)
+    signals = epoch({"F4-M1": 150 * dense, "C4-M1": 30 * dense})  # F4-M1 spills over the C4-M1 band
+    img = decode(render_model_image(signals, DERIVATIONS))
+    centre = int(uv_to_y(0, 1, "C4-M1", 6))
+    assert (img[centre, free_columns()] == rgb(DERIVATION_COLOURS["C4-M1"])).all()
+    assert (img[int(uv_to_y(35, 1, "C4-M1", 6)) - 2, free_columns()] == rgb(DERIVATION_COLOURS["F4-M1"])).all()
+
+
+def test_flat_zero_signal_lights_only_the_centre_line_of_its_band():
+    img = decode(render_model_image(epoch(), DERIVATIONS))
+    for i, d in enumerate(DERIVATIONS):
+        centre = uv_to_y(0, i, d, 6)
+        rows = lit_rows(img, d)
+        assert set(rows) <= {int(centre) - 1, int(centre), int(centre) + 1}, d
+        assert int(centre) in rows
+        assert lit(img[int(centre)], d).all()  # across the whole width
+
+
+def test_missing_derivation_gives_n_equal_bands():
+    five = tuple(d for d in DERIVATIONS if d != "LOC")
+    assert band_rows(5) == [45, 90, 134, 179]  # i * 224 / 5
+    flat = decode(render_model_image(epoch(derivations=five), five))
+    for row in band_rows(5):
+        assert (flat[row, free_columns()] == GRID).all()
+    for i, d in enumerate(five):
+        assert int(uv_to_y(0, i, d, 5)) in lit_rows(flat, d)  # centre of band i of 5 (44.8 px each)
+    img = decode(render_model_image(epoch({"ROC": sine(100)}, five), five))
+    rows = lit_rows(img, "ROC", QUARTER)
+    assert abs(rows.min() - 3 * H / 5) <= 1 and abs(rows.max() + 1 - 4 * H / 5) <= 1
+    assert not lit(img, "LOC").any()
+
+
+def test_model_image_is_deterministic():
+    rng = np.random.default_rng(7)
+    signals = rng.normal(scale=30, size=(6, EPOCH_SAMPLES))
+    first = render_model_image(signals, DERIVATIONS)
+    assert render_model_image(signals.copy(), DERIVATIONS) == first
+    single = signals.astype(np.float32)
+    assert render_model_image(single, DERIVATIONS) == render_model_image(single.astype(np.float64), DERIVATIONS)
+    assert render_model_image(signals + 5, DERIVATIONS) != first
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError):
+        render_model_image(np.zeros((5, EPOCH_SAMPLES)), DERIVATIONS)
+    with pytest.raises(ValueError):
+        render_model_image(np.zeros((6, 2999)), DERIVATIONS)
+    with pytest.raises(ValueError):
+        render_model_image(np.zeros((1, EPOCH_SAMPLES)), ["Fpz-Cz"])
+    signals = epoch()
+    signals[0, 10] = np.nan
+    with pytest.raises(ValueError):
+        render_model_image(signals, DERIVATIONS)
+
+
+def test_png_encoder_round_trips_small_and_threaded_images():
+    rng = np.random.default_rng(3)
+    for shape in [(224, 448, 3), (692, 900, 3), (3, 5, 3)]:  # 692 x 900 x 3 > 1 MiB: two threads
+        pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        png = rendering._png(pixels)
+        assert (decode(png) == pixels).all()
+        length = struct.unpack(">I", png[33:37])[0]
+        assert png[37:41] == b"IDAT"
+        assert len(zlib.decompress(png[41 : 41 + length])) == shape[0] * (shape[1] * 3 + 1)  # Adler-32 checked
+
+
+# --- viewer image --------------------------------------------------------------------------------
+
+
+def viewer(n=1, **kwargs):
+    return decode(render_viewer_image([epoch()] * n, DERIVATIONS, **kwargs))
+
+
+def panel_x(e):
+    return rendering.VIEW_LEFT + e * (rendering.VIEW_PANEL_WIDTH + rendering.VIEW_GAP)
+
+
+def test_viewer_is_larger_and_three_epochs_are_about_three_times_wider():
+    one, three = viewer(1), viewer(3)
+    assert one.shape[0] > 2 * H and one.shape[1] > 1.5 * W
+    assert 850 <= one.shape[1] <= 1000
+    assert one.shape[0] == three.shape[0]
+    assert 2.6 < three.shape[1] / one.shape[1] < 3.1
+    top, bottom = rendering.VIEW_TOP, rendering.VIEW_TOP + rendering.VIEW_PLOT_HEIGHT
+    for e in range(3):  # the gap right of each plot (and the right margin) is plain chrome
+        gap = three[top:bottom, panel_x(e) + rendering.VIEW_PANEL_WIDTH : panel_x(e + 1) if e < 2 else None]
+        assert gap.size and (gap == rendering.VIEW_CHROME).all()
+
+
+def test_viewer_has_channel_labels_on_the_left():
+    top, height = rendering.VIEW_TOP, rendering.VIEW_PLOT_HEIGHT
+    labels = viewer(1)[top : top + height, : rendering.VIEW_LEFT]
+    assert (labels != rendering.VIEW_CHROME).any(axis=-1).sum() > 500
+    five = tuple(d for d in DERIVATIONS if d != "LOC")
+    other = decode(render_viewer_image([epoch(derivations=five)], five))[top : top + height, : rendering.VIEW_LEFT]
+    assert (labels != other).any()
+
+
+def test_viewer_uses_the_model_scales():
+    x0, top = panel_x(0), rendering.VIEW_TOP
+    img = decode(render_viewer_image([epoch({"C4-M1": sine(100)})], DERIVATIONS, guides=False))
+    plot = img[top : top + rendering.VIEW_PLOT_HEIGHT, x0 : x0 + 590]  # left of the mid-epoch marker
+    rows = lit_rows(plot, "C4-M1", QUARTER)
+    band = rendering.VIEW_PLOT_HEIGHT / 6
+    assert abs(rows.min() - band) <= 1 and abs(rows.max() + 1 - 2 * band) <= 1
+
+
+def test_viewer_guides_toggle_draws_the_375_uv_lines_on_eeg_bands_only():
+    with_guides, without = viewer(1, guides=True), viewer(1, guides=False)
+    top, height = rendering.VIEW_TOP, rendering.VIEW_PLOT_HEIGHT
+    changed = np.flatnonzero((with_guides != without).any(axis=-1)[top : top + height].any(axis=1))
+    eeg = [(i, d) for i, d in enumerate(DERIVATIONS) if d in EEG_DERIVATIONS]
+    expected = sorted(int(uv_to_y(uv, i, d, 6, height)) for i, d in eeg for uv in (37.5, -37.5))
+    assert changed.tolist() == expected
+    assert len(expected) == 6
+
+
+def test_viewer_marks_mid_epoch_and_highlights_the_current_epoch():
+    img = viewer(3, current=1, titles=["Epoch 40 · preceding", "Epoch 41 · current", "Epoch 42 · subsequent"])
+    top = rendering.VIEW_TOP
+    for e in range(3):
+        mid = panel_x(e) + rendering.VIEW_PANEL_WIDTH // 2
+        assert (img[top + 2 : top + 20, mid] == rendering.VIEW_MARKER).any()
+        background = tuple(img[top + 5, panel_x(e) + 7])
+        assert background == (rendering.VIEW_CURRENT_TINT if e == 1 else (0, 0, 0))
+        frame = tuple(img[top - 1, panel_x(e) + 100])
+        assert (frame == rendering.VIEW_ACCENT) == (e == 1)
+
+
+def test_viewer_titles_and_seconds_axis_change_only_their_strips():
+    plain = viewer(3)
+    titled = viewer(3, titles=["a", "b", "c"])
+    later = viewer(3, start_seconds=1230)
+    top, bottom = rendering.VIEW_TOP, rendering.VIEW_TOP + rendering.VIEW_PLOT_HEIGHT
+    assert (plain[:top] != titled[:top]).any() and (plain[top:] == titled[top:]).all()
+    assert (plain[bottom:] != later[bottom:]).any() and (plain[:bottom] == later[:bottom]).all()
+
+
+def test_viewer_is_deterministic_and_refuses_bad_arguments():
+    rng = np.random.default_rng(11)
+    epochs = [rng.normal(scale=25, size=(6, EPOCH_SAMPLES)) for _ in range(3)]
+    kwargs = dict(titles=["p", "c", "s"], current=1, start_seconds=1200)
+    first = render_viewer_image(epochs, DERIVATIONS, **kwargs)
+    assert render_viewer_image([e.copy() for e in epochs], DERIVATIONS, **kwargs) == first
+    assert render_viewer_image(epochs, DERIVATIONS, **{**kwargs, "current": 0}) != first
+    with pytest.raises(ValueError):
+        render_viewer_image([], DERIVATIONS)
+    with pytest.raises(ValueError):
+        render_viewer_image(epochs, DERIVATIONS, titles=["only one"])
+    with pytest.raises(ValueError):
+        render_viewer_image(epochs, DERIVATIONS, current=3)
