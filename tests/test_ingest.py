@@ -15,7 +15,7 @@ from datasets.services import ingest, storage
 from datasets.services.ingest import ImportRequest, import_psg
 from datasets.services.synthetic import synthesize_night
 from tests.conftest import stored_files
-from tests.edf_factory import noise_channels, stage_annotations, write_edf
+from tests.edf_factory import noise_channels, stage_annotations, write_bdf, write_edf
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,3 +235,31 @@ def test_cli_exits_non_zero_without_traceback(tmp_path):
     assert result.returncode != 0
     assert "scan.edf: not an EDF or BDF file" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bdf_files_are_read_in_microvolts(tmp_path):
+    n = 90 * 256
+    t = np.arange(n) / 256
+    alpha = 40 * np.sin(2 * np.pi * 10 * t)
+    path = write_bdf(tmp_path / "night.bdf", {"C4-M1": alpha, "F4-M1": alpha, "EMG Chin": alpha}, 256)
+    recording, _ = run_import(path)
+    assert recording.file_format == "BDF"
+    assert recording.epoch_count == 3
+    central = storage.load_array(recording.signal_file)[1, 500:8000]
+    assert 38 < np.abs(central).max() < 42  # 40 µV survives reading, filtering and resampling
+
+
+def test_mass_ex_hypnogram_keeps_rules_and_rationale(tmp_path):
+    path = write_edf(tmp_path / "01-03-0006 PSG.edf", noise_channels(["EEG C4-CLE", "EEG F4-CLE"], 90, 256.0), 256.0)
+    annotations = tmp_path / "01-03-0006.csv"
+    annotations.write_text(
+        "custom_id,Subject,N,Stage,reasoning_text,applicable_rules\n"
+        '01-03-0006#0_W,01-03-0006,0,W,"Alpha over O2-M1 for 20 s.","W.1, W.2"\n'
+        "01-03-0006#1_N1,01-03-0006,1,N1,Theta replaces alpha.,N1.1\n"
+        "01-03-0006#2_N2,01-03-0006,2,N2,Spindle at 4 s on C4-M1.,N2.1\n"
+    )
+    recording, _ = run_import(path, hypnogram=annotations)
+    rows = list(recording.epochs.values_list("stage", "reference_rules", "reference_rationale"))
+    assert rows == [("W", ["W.1", "W.2"], "Alpha over O2-M1 for 20 s."), ("N1", ["N1.1"], "Theta replaces alpha."),
+                    ("N2", ["N2.1"], "Spindle at 4 s on C4-M1.")]
+    assert recording.hypnogram_format == "mass-ex"
