@@ -1,4 +1,5 @@
 """PSG import end to end: epochs, images, idempotency, atomicity and clear errors for bad input."""
+import os
 import shutil
 import subprocess
 import sys
@@ -230,8 +231,10 @@ def test_unknown_stage_label_in_psg_annotations_names_it(tmp_path):
 def test_cli_exits_non_zero_without_traceback(tmp_path):
     bad = tmp_path / "scan.edf"
     bad.write_bytes(b"%PDF-1.4 not a recording" * 20)
-    result = subprocess.run([sys.executable, "manage.py", "import_psg", str(bad)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"SLEEPREVIEW_VAR": str(tmp_path / "var")}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
+    result = subprocess.run([sys.executable, "manage.py", "import_psg", str(bad)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "scan.edf: not an EDF or BDF file" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

@@ -62,7 +62,7 @@ def test_reference_stage_is_hidden_from_raters(role_client, imported):
     html = rater.get(reverse("datasets:epoch", args=[imported.pk, 5])).content.decode()
     assert 'id="reference-stage"' not in html
     assert "Reference stage" not in html
-    assert "svg" not in rater.get(reverse("datasets:recording", args=[imported.pk])).content.decode()
+    assert 'class="hypnogram"' not in rater.get(reverse("datasets:recording", args=[imported.pk])).content.decode()
     api = rater.get(f"/api/epochs/?recording={imported.pk}").json()["results"]
     assert len(api) == 100
     assert all("stage" not in row and "reference_rules" not in row for row in api)
