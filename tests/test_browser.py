@@ -33,6 +33,12 @@ def login(browser, live_server, user):
     return page
 
 
+def press(page, key: str) -> None:
+    """Press a key once the viewer's keyboard handler is installed."""
+    expect(page.locator(".viewer[data-ready]")).to_have_count(1)
+    page.keyboard.press(key)
+
+
 def test_curator_walks_through_every_page(browser, live_server, make_user, imported, tmp_path):
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.goto(live_server.url + "/")
@@ -56,21 +62,22 @@ def test_curator_walks_through_every_page(browser, live_server, make_user, impor
 
     page.click("#open-viewer")
     expect(page.locator("#epoch-index")).to_have_text("0")
-    page.keyboard.press("ArrowRight")
+    press(page, "ArrowRight")
     expect(page).to_have_url(re.compile(rf"/recordings/{imported.pk}/epochs/1/"))
-    page.keyboard.press("ArrowRight")
+    press(page, "ArrowRight")
     expect(page.locator("#epoch-index")).to_have_text("2")
-    page.keyboard.press("ArrowLeft")
+    press(page, "ArrowLeft")
     expect(page).to_have_url(re.compile(r"/epochs/1/"))
     assert page.eval_on_selector("#viewer-image", "img => img.complete && img.naturalWidth") > 2000
     assert page.eval_on_selector("#model-image", "img => img.naturalWidth") == 448
     expect(page.locator("#reference-stage")).to_have_text(imported.epochs.get(index=1).get_stage_display())
-    page.keyboard.press("g")
+    press(page, "g")
     expect(page).to_have_url(re.compile(r"guides=0"))
-    page.keyboard.press("End")
+    press(page, "End")
     expect(page.locator("#epoch-index")).to_have_text("119")
-    page.keyboard.press("Home")
+    press(page, "Home")
     expect(page.locator("#epoch-index")).to_have_text("0")
+    expect(page.locator(".viewer[data-ready]")).to_have_count(1)
     page.fill("#jump input", "42")
     page.keyboard.press("Enter")
     expect(page.locator("#epoch-index")).to_have_text("42")

@@ -28,6 +28,7 @@
     const value = Number(event.target.querySelector("input").value);
     if (Number.isInteger(value) && value >= 0 && value < Number(root.dataset.count)) go(epochUrl(value));
   });
+  root.dataset.ready = "1";
   // Warm the browser cache for the next epoch's page.
   if (root.dataset.next) {
     const link = document.createElement("link");
