@@ -10,12 +10,24 @@ _READ_DATA = [
     "datasets.view_epoch",
     "datasets.view_epochimage",
 ]
+_READ_MODELS = [
+    "inference.view_aasmrule",
+    "inference.view_modelversion",
+    "inference.view_inferencejob",
+    "inference.view_prediction",
+]
 ROLE_PERMISSIONS = {
     # Raters see signals and images only: reference stages stay hidden (blinding).
     RATER: _READ_DATA,
-    RESEARCHER: _READ_DATA + ["datasets.view_reference_stage", "datasets.view_importjob"],
+    RESEARCHER: _READ_DATA + _READ_MODELS + ["datasets.view_reference_stage", "datasets.view_importjob"],
     CURATOR: _READ_DATA
+    + _READ_MODELS
     + [
+        "inference.change_aasmrule",
+        "inference.add_modelversion",
+        "inference.change_modelversion",
+        "inference.add_inferencejob",
+        "inference.change_inferencejob",
         "datasets.view_reference_stage",
         "datasets.view_importjob",
         "datasets.add_importjob",

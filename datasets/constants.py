@@ -25,3 +25,40 @@ EMG_DERIVATIONS = ("Chin EMG",)
 
 MODEL_IMAGE_SIZE = (448, 224)  # width, height in pixels
 GRID_COLOUR = "#404040"
+
+# The 15 operationalised AASM rules cited by SleepVLM and MASS-EX (spec/rules.md): id, stage, title, text.
+# Ids are fixed; the texts seed the editable catalog in the inference app.
+AASM_RULES = (
+    ("W.1", "W", "Occipital alpha", "Alpha rhythm (8–13 Hz) over the occipital region for more than half the epoch."),
+    ("W.2", "W", "Eye blinks", "Eye blinks (0.5–2 Hz)."),
+    ("W.3", "W", "Rapid eye movements, chin EMG normal or raised",
+     "Irregular conjugate rapid eye movements with normal or raised chin EMG."),
+    ("N1.1", "N1", "Alpha replaced by LAMF",
+     "In a person who shows alpha: alpha attenuated and replaced by low-amplitude mixed-frequency (LAMF, mostly "
+     "4–7 Hz) activity for more than half the epoch."),
+    ("N1.2", "N1", "Slowing, vertex waves or slow eye movements",
+     "In a person without alpha: first of 4–7 Hz activity with background slowing >= 1 Hz, vertex sharp waves, "
+     "or slow eye movements."),
+    ("N2.1", "N2", "Start N2: K-complex or spindle",
+     "A K-complex not linked to an arousal, or a sleep spindle, in the first half of this epoch or the last half "
+     "of the previous one (N3 not met)."),
+    ("N2.2", "N2", "Continue N2",
+     "LAMF without K-complexes or spindles following N2, with no arousal in between."),
+    ("N2.3", "N2", "After N3", "An epoch after N3 that no longer meets N3 and is not W or R."),
+    ("N2.4", "N2 end", "End N2",
+     "Transition to W, N3 or R; an arousal (score N1 until a K-complex or spindle); a major body movement "
+     "followed by slow eye movements (N1)."),
+    ("N3.1", "N3", "Slow-wave activity >= 20%",
+     "Slow-wave activity (0.5–2 Hz, > 75 µV peak-to-peak, frontal) for at least 20% of the epoch."),
+    ("R.1", "R", "Definite R", "LAMF EEG, low chin EMG and rapid eye movements together."),
+    ("R.2", "R", "Continue R",
+     "Contiguous with definite R, LAMF without K-complexes or spindles, chin EMG still low, no arousal."),
+    ("R.3", "R end", "End R",
+     "Transition to W or N3; chin EMG rising with N1 criteria; arousal followed by slow eye movements (N1); "
+     "K-complexes or spindles without REMs (N2)."),
+    ("MBM.1", "W", "Major body movement with alpha",
+     "Major body movement (artefact over more than half the epoch): W if alpha appears anywhere in it or the "
+     "epochs on both sides are W."),
+    ("MBM.2", "any", "Major body movement otherwise", "Major body movement otherwise: same stage as the following epoch."),
+)
+RULE_IDS = tuple(rule[0] for rule in AASM_RULES)

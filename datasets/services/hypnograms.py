@@ -15,20 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.parsers import expat
 
-from datasets.constants import EPOCH_SECONDS, UNSCORED
+from datasets.constants import EPOCH_SECONDS, RULE_IDS, UNSCORED
 from datasets.exceptions import InputError
 
 FORMATS = ("edf-annotations", "nsrr-xml", "csv", "per-line", "mass-ex")
-
-# The 15 rule ids of spec/rules.md; ids are fixed, only catalog texts may be edited.
-RULE_IDS = (
-    "W.1", "W.2", "W.3",
-    "N1.1", "N1.2",
-    "N2.1", "N2.2", "N2.3", "N2.4",
-    "N3.1",
-    "R.1", "R.2", "R.3",
-    "MBM.1", "MBM.2",
-)
 
 # EDF+ annotations, Sleep-EDF and MASS (R&K 3 and 4 -> N3). Matched case-insensitively.
 EDF_STAGE_MAP = {

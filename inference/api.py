@@ -1,0 +1,86 @@
+"""REST API of the inference app: rules, model versions, jobs (start, progress, cancel), predictions, evaluation."""
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.permissions import RoleModelPermissions
+from datasets.models import Cohort
+from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
+from inference.serializers import AasmRuleSerializer, InferenceJobSerializer, ModelVersionSerializer, PredictionSerializer
+from inference.services import jobs
+from inference.services.evaluation import REFERENCES, EvaluationError, compare, to_csv
+
+
+class AasmRuleViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = AasmRuleSerializer
+    queryset = AasmRule.objects.all()
+
+
+class ModelVersionViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.all()
+
+
+class InferenceJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Start a run (model version + cohort or recording), follow it, cancel or resume it."""
+
+    serializer_class = InferenceJobSerializer
+    queryset = InferenceJob.objects.select_related("model_version", "cohort")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = jobs.start_job(data["model_version"], cohort=data.get("cohort"),
+                                             recording=data.get("recording"), user=self.request.user)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return Response(self.get_serializer(jobs.cancel_job(self.get_object())).data)
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue again the epochs of the target still lacking a prediction (after a lost worker)."""
+        job = self.get_object()
+        jobs.enqueue_missing(job)
+        return Response(self.get_serializer(job).data)
+
+
+class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = PredictionSerializer
+
+    def get_queryset(self):
+        queryset = Prediction.objects.select_related("model_version").order_by("epoch_id", "model_version__name")
+        params = self.request.query_params
+        for param, lookup in (("epoch", "epoch_id"), ("recording", "epoch__recording_id"), ("model_version", "model_version__name"), ("job", "job_id")):
+            if params.get(param):
+                queryset = queryset.filter(**{lookup: params[param]})
+        return queryset
+
+
+class EvaluationView(APIView):
+    """The evaluation table of one or more model versions on a cohort, as JSON or CSV."""
+
+    permission_classes = [RoleModelPermissions]
+    queryset = Prediction.objects.none()  # permission check: inference.view_prediction
+
+    @extend_schema(parameters=[
+        OpenApiParameter("cohort", str, required=True), OpenApiParameter("model", str, many=True, required=True),
+        OpenApiParameter("reference", str, enum=list(REFERENCES)), OpenApiParameter("format", str, enum=["json", "csv"]),
+    ])
+    def get(self, request):
+        cohort = get_object_or_404(Cohort, name=request.query_params.get("cohort", ""))
+        names = request.query_params.getlist("model")
+        versions = [get_object_or_404(ModelVersion, name=name) for name in names]
+        try:
+            result = compare(versions, cohort, reference=request.query_params.get("reference", "hypnogram"))
+        except EvaluationError as exc:
+            raise ValidationError(str(exc)) from None
+        if request.query_params.get("format") == "csv":
+            response = HttpResponse(to_csv(result["models"]), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="evaluation-{cohort.name}.csv"'
+            return response
+        return Response(result)

@@ -1,0 +1,51 @@
+"""DRF serializers of the inference app."""
+from rest_framework import serializers
+
+from datasets.models import Cohort, Recording
+from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
+from inference.services import jobs
+
+
+class AasmRuleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AasmRule
+        fields = ["rule_id", "stage", "title", "text"]
+        read_only_fields = ["rule_id", "stage"]  # ids are fixed; curators edit the texts
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "name", "backend", "settings", "description", "created_at"]
+
+
+class InferenceJobSerializer(serializers.ModelSerializer):
+    model_version = serializers.SlugRelatedField(slug_field="name", queryset=ModelVersion.objects.all())
+    cohort = serializers.SlugRelatedField(slug_field="name", queryset=Cohort.objects.all(), required=False, allow_null=True)
+    recording = serializers.PrimaryKeyRelatedField(queryset=Recording.objects.all(), required=False, allow_null=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = InferenceJob
+        fields = ["id", "model_version", "cohort", "recording", "state", "version_hash", "epochs_total", "chunks_total",
+                  "progress", "error", "created_at", "started_at", "finished_at"]
+        read_only_fields = ["state", "version_hash", "epochs_total", "chunks_total", "error", "created_at",
+                            "started_at", "finished_at"]
+
+    def get_progress(self, job) -> dict:
+        return jobs.progress(job)
+
+    def validate(self, data):
+        if bool(data.get("cohort")) == bool(data.get("recording")):
+            raise serializers.ValidationError("give exactly one of cohort or recording")
+        return data
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Prediction
+        fields = ["id", "epoch", "model_version", "job", "status", "stage", "rule_ids", "rationale", "probability",
+                  "raw_output", "detail", "version_hash", "created_at"]
+        read_only_fields = fields

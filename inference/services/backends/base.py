@@ -1,0 +1,73 @@
+"""The contract every backend follows (spec/sleepvlm.md): three images in, SleepVLM JSON text out."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SYSTEM_PROMPT = Path(__file__).resolve().parent.parent.parent / "prompts" / "sleepvlm_default.md"
+
+# The user turn, in order: (kind, value) with kind "text" or "image" (value: 0 preceding, 1 target, 2 subsequent).
+USER_TURN = (
+    ("text", "Preceding epoch (N-1):"),
+    ("image", 0),
+    ("text", "Target epoch (N), the one to stage:"),
+    ("image", 1),
+    ("text", "Subsequent epoch (N+1):"),
+    ("image", 2),
+    ("text", "Stage the target epoch. Answer with the JSON object only."),
+)
+
+# Near-greedy decoding as published for SleepVLM.
+DEFAULT_DECODING = {"temperature": 1e-6, "top_p": 0.8, "max_new_tokens": 1024}
+
+
+@dataclass(frozen=True)
+class EpochQuery:
+    """One target epoch. Image backends read `images`; the baseline reads the night's signals."""
+
+    epoch_id: int
+    recording_id: int
+    index: int
+    images: tuple[bytes, bytes, bytes] | None = None  # PNG: preceding, target, subsequent
+    signal_file: str = ""  # storage name of the recording's prepared signals (100 Hz, µV)
+    derivations: tuple[str, ...] = ()
+    epoch_starts: tuple[int, ...] = ()  # sample index of every epoch of the recording, in order
+
+
+@dataclass
+class RawOutput:
+    epoch_id: int
+    text: str  # the model's raw text, always stored
+    probability: float | None = None  # stage probability where the backend has one
+    error: str = ""  # transport or runtime failure (stored as a failed prediction)
+
+
+class Backend:
+    """Base class: `predict` maps queries to outputs (same order); `fingerprint` feeds the content hash."""
+
+    needs_images = True
+
+    def __init__(self, settings: dict):
+        self.settings = dict(settings)
+
+    def predict(self, queries: list[EpochQuery]) -> list[RawOutput]:
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict:
+        """What besides the settings determines the outputs (checkpoint config, prompt text...)."""
+        return {"system_prompt_sha256": sha256_text(self.system_prompt())} if self.needs_images else {}
+
+    def system_prompt(self) -> str:
+        path = Path(self.settings.get("system_prompt_file") or DEFAULT_SYSTEM_PROMPT)
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"system prompt file {path}: {exc.strerror}") from None
+
+    def decoding(self) -> dict:
+        return {key: self.settings.get(key, value) for key, value in DEFAULT_DECODING.items()}
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,230 @@
+"""Inference jobs: split epochs into chunks on the gpu/cpu queue; idempotent, resumable writes.
+
+Every chunk writes its predictions batch by batch with the (epoch, model version) uniqueness as the
+guard, so a chunk that is redelivered after a worker crash redoes only what is missing and never
+duplicates. Progress is counted from the predictions themselves, never incremented.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from datasets.models import Epoch, EpochImage
+from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
+from inference.services.backends import EpochQuery, get_backend
+from inference.services.parsing import parse_output
+
+CHUNK_SIZE = {"gpu": 64, "cpu": 120}
+NO_PRECEDING = "skipped: first epoch of the recording, no preceding epoch for the three-image context"
+NO_SUBSEQUENT = "skipped: last epoch of the recording, no subsequent epoch for the three-image context"
+
+
+class JobError(Exception):
+    """A job cannot start or continue (bad target, bad model settings); the message says why."""
+
+
+def target_epochs(*, cohort=None, recording=None):
+    if (cohort is None) == (recording is None):
+        raise JobError("give exactly one of a cohort or a recording")
+    epochs = Epoch.objects.filter(recording__cohort=cohort) if cohort else Epoch.objects.filter(recording=recording)
+    return epochs.order_by("recording_id", "index")
+
+
+def start_job(model_version: ModelVersion, *, cohort=None, recording=None, user=None,
+              chunk_size: int | None = None, inline: bool = False) -> InferenceJob:
+    """Create a job for every epoch of the target that has no prediction of this version yet.
+
+    Its chunks go to the model version's queue, or run here and now with `inline` (CLI, demo).
+    """
+    with transaction.atomic():
+        job = InferenceJob.objects.create(model_version=model_version, cohort=cohort, recording=recording, created_by=user)
+        chunks = enqueue_missing(job, chunk_size=chunk_size, queue=not inline)
+    for ids in chunks if inline else ():
+        run_chunk(job.pk, ids)
+    job.refresh_from_db()
+    return job
+
+
+def enqueue_missing(job: InferenceJob, *, chunk_size: int | None = None, queue: bool = True) -> list[list[int]]:
+    """Chunk the target's epochs still lacking a prediction (start or resume) and queue them unless told not to."""
+    from inference import tasks
+
+    missing = list(
+        target_epochs(cohort=job.cohort, recording=job.recording)
+        .exclude(predictions__model_version=job.model_version)
+        .values_list("id", flat=True)
+    )
+    size = chunk_size or CHUNK_SIZE[job.model_version.queue]
+    chunks = [missing[i : i + size] for i in range(0, len(missing), size)]
+    done = job.predictions.count()
+    InferenceJob.objects.filter(pk=job.pk).update(
+        epochs_total=done + len(missing), chunks_total=len(chunks), chunks_done=0, error="",
+        state=InferenceJob.PENDING if missing else InferenceJob.SUCCEEDED,
+        finished_at=None if missing else timezone.now(),
+    )
+    name = job.model_version.queue
+    for ids in chunks if queue else ():
+        transaction.on_commit(lambda ids=ids: tasks.run_chunk.apply_async(args=(job.pk, ids), queue=name))
+    job.refresh_from_db()
+    return chunks
+
+
+def cancel_job(job: InferenceJob) -> InferenceJob:
+    InferenceJob.objects.filter(pk=job.pk).exclude(state__in=InferenceJob.FINISHED).update(
+        state=InferenceJob.CANCELLED, finished_at=timezone.now()
+    )
+    job.refresh_from_db()
+    return job
+
+
+@lru_cache(maxsize=4)
+def _backend(backend: str, settings_json: str):
+    return get_backend(backend, json.loads(settings_json))
+
+
+def backend_for(model_version: ModelVersion):
+    """One backend instance per worker process and model version settings (models load once)."""
+    return _backend(model_version.backend, json.dumps(model_version.settings, sort_keys=True))
+
+
+# Settings that change how a backend runs, not what it outputs: left out of the content hash.
+OPERATIONAL_SETTINGS = frozenset({"concurrency", "timeout_s", "max_retries", "backoff_s", "api_key_env"})
+
+
+def version_hash(model_version: ModelVersion, backend) -> str:
+    """Content hash of the backend, its settings and what else determines outputs (checkpoint config, prompt)."""
+    settings = {k: v for k, v in model_version.settings.items() if k not in OPERATIONAL_SETTINGS}
+    payload = {"backend": model_version.backend, "settings": settings, "fingerprint": backend.fingerprint()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_chunk(job_id: int, epoch_ids: list[int]) -> str:
+    """Predict the chunk's epochs that still lack a prediction; safe to run twice or concurrently."""
+    job = InferenceJob.objects.select_related("model_version").get(pk=job_id)
+    if job.state in (InferenceJob.CANCELLED, InferenceJob.FAILED):
+        return job.state
+    InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.PENDING).update(
+        state=InferenceJob.RUNNING, started_at=timezone.now()
+    )
+    model_version = job.model_version
+    try:
+        backend = backend_for(model_version)
+        digest = version_hash(model_version, backend)
+    except (ValueError, OSError) as exc:
+        fail_job(job, f"model version {model_version.name}: {exc}")
+        return InferenceJob.FAILED
+    InferenceJob.objects.filter(pk=job.pk, version_hash="").update(version_hash=digest)
+    todo = (
+        Epoch.objects.filter(id__in=epoch_ids)
+        .exclude(predictions__model_version=model_version)
+        .select_related("recording")
+        .order_by("recording_id", "index")
+    )
+    epochs = list(todo)
+    context = [e for e in epochs if 0 < e.index < e.recording.epoch_count - 1]
+    _write([_skipped(job, e, digest) for e in epochs if e not in context])
+    batch_size = int(model_version.settings.get("batch_size", 16)) if backend.needs_images else len(context) or 1
+    rules = frozenset(AasmRule.objects.values_list("rule_id", flat=True))
+    for start in range(0, len(context), batch_size):
+        if InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.CANCELLED).exists():
+            return InferenceJob.CANCELLED
+        batch = context[start : start + batch_size]
+        outputs = backend.predict([_query(e, backend.needs_images) for e in batch])
+        _write([_prediction(job, e, out, digest, rules) for e, out in zip(batch, outputs)])
+    InferenceJob.objects.filter(pk=job.pk).update(chunks_done=min(job.chunks_total, job.chunks_done + 1))
+    return finish_if_complete(job)
+
+
+def _query(epoch: Epoch, needs_images: bool) -> EpochQuery:
+    recording = epoch.recording
+    images = None
+    if needs_images:
+        names = dict(
+            EpochImage.objects.filter(
+                epoch__recording=recording, epoch__index__in=(epoch.index - 1, epoch.index, epoch.index + 1),
+                kind=EpochImage.MODEL,
+            ).values_list("epoch__index", "storage_name")
+        )
+        images = tuple(_read(names[i]) for i in (epoch.index - 1, epoch.index, epoch.index + 1))
+    return EpochQuery(
+        epoch_id=epoch.pk, recording_id=recording.pk, index=epoch.index, images=images,
+        signal_file=recording.signal_file, derivations=tuple(recording.derivations),
+        epoch_starts=_epoch_starts(recording.pk),
+    )
+
+
+@lru_cache(maxsize=16)
+def _epoch_starts(recording_id: int) -> tuple[int, ...]:
+    onsets = Epoch.objects.filter(recording_id=recording_id).order_by("index").values_list("onset_s", flat=True)
+    return tuple(round(onset * 100) for onset in onsets)
+
+
+def _read(name: str) -> bytes:
+    with default_storage.open(name, "rb") as fh:
+        return fh.read()
+
+
+def _skipped(job, epoch, digest) -> Prediction:
+    reason = NO_PRECEDING if epoch.index == 0 else NO_SUBSEQUENT
+    return Prediction(epoch=epoch, model_version=job.model_version, job=job, status=Prediction.SKIPPED,
+                      detail=reason, version_hash=digest)
+
+
+def _prediction(job, epoch, output, digest, rules) -> Prediction:
+    base = dict(epoch=epoch, model_version=job.model_version, job=job, raw_output=output.text,
+                probability=output.probability, version_hash=digest)
+    if output.error:
+        return Prediction(status=Prediction.FAILED, detail=f"request failed: {output.error}", **base)
+    parsed = parse_output(output.text, rules)
+    return Prediction(status=parsed.status, stage=parsed.stage, rule_ids=parsed.rule_ids,
+                      rationale=parsed.rationale, detail=parsed.detail, **base)
+
+
+def _write(predictions: list[Prediction]) -> None:
+    if predictions:
+        Prediction.objects.bulk_create(predictions, ignore_conflicts=True)
+
+
+def finish_if_complete(job: InferenceJob) -> str:
+    job.refresh_from_db()
+    if job.state == InferenceJob.RUNNING and progress(job)["epochs_done"] >= job.epochs_total:
+        InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.RUNNING).update(
+            state=InferenceJob.SUCCEEDED, finished_at=timezone.now()
+        )
+        job.refresh_from_db()
+    return job.state
+
+
+def fail_job(job: InferenceJob, error: str) -> None:
+    InferenceJob.objects.filter(pk=job.pk).exclude(state__in=InferenceJob.FINISHED).update(
+        state=InferenceJob.FAILED, error=error, finished_at=timezone.now()
+    )
+
+
+def progress(job: InferenceJob) -> dict:
+    """Epochs done (predicted by this job), rate, ETA and the failure counts, from the rows themselves."""
+    predictions = Prediction.objects.filter(job=job)
+    done = predictions.count()
+    failures = predictions.filter(status=Prediction.FAILED).count()
+    skipped = predictions.filter(status=Prediction.SKIPPED).count()
+    last = predictions.aggregate(last=Max("created_at"))["last"]
+    end = job.finished_at or timezone.now()
+    elapsed = (end - job.started_at).total_seconds() if job.started_at else 0.0
+    rate = done / elapsed if elapsed > 0 and done else 0.0
+    remaining = max(job.epochs_total - done, 0)
+    return {
+        "epochs_done": done,
+        "epochs_total": job.epochs_total,
+        "percent": round(100 * done / job.epochs_total, 1) if job.epochs_total else 100.0,
+        "epochs_per_s": round(rate, 2),
+        "eta_s": round(remaining / rate, 1) if rate and not job.is_finished else None,
+        "parse_failures": failures,
+        "skipped": skipped,
+        "last_prediction_at": last,
+    }

@@ -1,0 +1,137 @@
+"""One parser for every backend's text (spec/sleepvlm.md): fenced JSON, then bare JSON, then repair.
+
+The stage and rule ids are validated against the catalog; an output without a valid stage is a parse
+failure (kept, counted, never guessed).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+
+from datasets.constants import RULE_IDS, STAGES
+
+OK, REPAIRED, FAILED = "ok", "repaired", "failed"
+FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+STAGE_ALIASES = {"WAKE": "W", "REM": "R", "S1": "N1", "S2": "N2", "S3": "N3", "STAGE 1": "N1", "STAGE 2": "N2",
+                 "STAGE 3": "N3", "N4": "N3", "S4": "N3"}
+SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+
+
+@dataclass
+class ParsedOutput:
+    status: str
+    stage: str = ""
+    rule_ids: list[str] = field(default_factory=list)
+    rationale: str = ""
+    detail: str = ""
+
+
+def parse_output(text: str, rule_ids: tuple[str, ...] | frozenset[str] = RULE_IDS) -> ParsedOutput:
+    """Parse a model's text into stage, rule ids and rationale; never raises."""
+    obj, repairs = _find_object(text or "")
+    if obj is None:
+        return ParsedOutput(FAILED, detail="no JSON object with a sleep_stage found")
+    stage = _stage(obj.get("sleep_stage"))
+    if stage is None:
+        return ParsedOutput(FAILED, detail=f"invalid sleep_stage {obj.get('sleep_stage')!r}")
+    rules, unknown = _rules(obj.get("applicable_rules", []), rule_ids)
+    if rules is None:
+        return ParsedOutput(FAILED, detail=f"applicable_rules is not a list of rule ids: {obj.get('applicable_rules')!r}")
+    if unknown:
+        repairs.append(f"unknown rule ids dropped: {', '.join(unknown)}")
+    rationale = obj.get("reasoning_text") or ""
+    if not isinstance(rationale, str):
+        return ParsedOutput(FAILED, detail="reasoning_text is not a string")
+    return ParsedOutput(REPAIRED if repairs else OK, stage, rules, rationale.strip(), "; ".join(repairs))
+
+
+def _find_object(text: str) -> tuple[dict | None, list[str]]:
+    candidates = [m.group(1) for m in FENCE.finditer(text)]
+    for block in candidates:  # 1. fenced JSON
+        obj = _loads(block.strip())
+        if obj is not None:
+            return obj, []
+    obj = _first_bare_object(text)  # 2. any bare JSON object holding sleep_stage
+    if obj is not None:
+        return obj, []
+    # 3. repair: the fenced block, else the span from the first "{" to the last "}"
+    start, end = text.find("{"), text.rfind("}")
+    spans = candidates + ([text[start : end + 1]] if 0 <= start < end else [])
+    for span in spans:
+        obj, repairs = _repaired(span)
+        if obj is not None:
+            return obj, repairs
+    return None, []
+
+
+def _loads(text: str) -> dict | None:
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) and "sleep_stage" in obj else None
+
+
+def _first_bare_object(text: str) -> dict | None:
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            obj, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and "sleep_stage" in obj:
+            return obj
+    return None
+
+
+def _repaired(span: str) -> tuple[dict | None, list[str]]:
+    repairs = []
+    fixed = span.strip().translate(SMART_QUOTES)
+    if fixed != span.strip():
+        repairs.append("smart quotes straightened")
+    without_commas = re.sub(r",\s*([}\]])", r"\1", fixed)
+    if without_commas != fixed:
+        repairs.append("trailing commas removed")
+    obj = _loads(without_commas)
+    if obj is not None:
+        return obj, repairs
+    try:  # single-quoted keys and strings, Python literals
+        literal = ast.literal_eval(without_commas)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        literal = None
+    if isinstance(literal, dict) and "sleep_stage" in literal:
+        return literal, repairs + ["single quotes read as a Python literal"]
+    unterminated = _close_unterminated(without_commas)
+    if unterminated is not None:
+        return unterminated, repairs + ["unterminated object closed"]
+    return None, []
+
+
+def _close_unterminated(span: str) -> dict | None:
+    """A truncated generation: close an open string and the object, if that yields a valid object."""
+    for suffix in ('"}', "}", '"]}', "]}"):
+        obj = _loads(span + suffix)
+        if obj is not None:
+            return obj
+    return None
+
+
+def _stage(value) -> str | None:
+    if not isinstance(value, str):
+        return None
+    token = value.strip().upper()
+    token = STAGE_ALIASES.get(token, token)
+    return token if token in STAGES else None
+
+
+def _rules(value, rule_ids) -> tuple[list[str] | None, list[str]]:
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[,;]\s*", value) if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None, []
+    known, unknown = [], []
+    for rule in (v.strip() for v in value):
+        (known if rule in rule_ids else unknown).append(rule)
+    return list(dict.fromkeys(known)), unknown

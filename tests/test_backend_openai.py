@@ -1,0 +1,254 @@
+"""The openai backend against a fake vLLM chat-completions server on 127.0.0.1. No database."""
+
+import base64
+import hashlib
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from datasets.constants import DERIVATIONS, EPOCH_SAMPLES
+from datasets.services.rendering import render_model_image
+from inference.services.backends import get_backend
+from inference.services.backends.base import DEFAULT_DECODING, DEFAULT_SYSTEM_PROMPT, USER_TURN, EpochQuery, sha256_text
+from inference.services.backends.openai_backend import OpenAIBackend
+
+MODEL = "Feng613/SleepVLM-3B"
+KEY_ENV = "SLEEPVLM_TEST_API_KEY"
+
+
+def short_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def answer(target_hash: str) -> str:
+    body = {"reasoning_text": f"target {target_hash}", "applicable_rules": ["N2.1"], "sleep_stage": "N2"}
+    return f"```json\n{json.dumps(body)}\n```"
+
+
+class FakeVLLM:
+    """Records requests; answers with fenced SleepVLM JSON naming the sha256 of the target image."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = []  # (monotonic time, lower-cased headers, JSON body)
+        self.fail_first, self.fail_status = 0, 500
+        self.delay_s = 0.0
+        self.delays = {}  # target hash -> delay, overrides delay_s
+        self.raw_body = None  # bytes sent as the 200 body instead of a completion
+        self.in_flight = self.max_in_flight = 0
+
+    def handle(self, handler: BaseHTTPRequestHandler):
+        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
+        with self.lock:
+            self.requests.append((time.monotonic(), {k.lower(): v for k, v in handler.headers.items()}, body))
+            number = len(self.requests)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if handler.path != "/v1/chat/completions":
+                return self.reply(handler, 404, {"error": {"message": "not found"}})
+            if number <= self.fail_first:
+                return self.reply(handler, self.fail_status, {"error": {"message": f"injected {self.fail_status}"}})
+            parts = body["messages"][1]["content"]
+            image_urls = [part["image_url"]["url"] for part in parts if part["type"] == "image_url"]
+            target = short_hash(base64.b64decode(image_urls[1].split(",", 1)[1]))
+            time.sleep(self.delays.get(target, self.delay_s))
+            self.reply(handler, 200, self.raw_body or {
+                "id": f"chatcmpl-{number}", "object": "chat.completion", "created": int(time.time()),
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer(target)},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3000, "completion_tokens": 60, "total_tokens": 3060},
+            })
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    @staticmethod
+    def reply(handler, status, payload):
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        except OSError:  # the client gave up (timeout)
+            pass
+
+
+@pytest.fixture
+def fake():
+    state = FakeVLLM()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            state.handle(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    state.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def pngs():
+    """Sixteen distinct real model-input PNGs."""
+    rng = np.random.default_rng(3)
+    return [render_model_image(rng.normal(0, 20, (len(DERIVATIONS), EPOCH_SAMPLES)), DERIVATIONS) for _ in range(16)]
+
+
+def queries(pngs, count):
+    return [EpochQuery(epoch_id=100 + i, recording_id=1, index=i + 1, images=(pngs[i], pngs[i + 1], pngs[i + 2]))
+            for i in range(count)]
+
+
+def backend(fake, **settings):
+    return OpenAIBackend({"base_url": fake.base_url, "model": MODEL, "backoff_s": 0.01, "timeout_s": 5, **settings})
+
+
+def test_request_shape_and_api_key(fake, pngs, tmp_path, monkeypatch):
+    prompt = tmp_path / "fine.md"
+    prompt.write_text("You are SleepVLM (fine prompt) — stage the target epoch.\n", encoding="utf-8")
+    monkeypatch.setenv(KEY_ENV, "sk-test-secret-1")
+    query = queries(pngs, 1)[0]
+    outputs = backend(fake, api_key_env=KEY_ENV, system_prompt_file=str(prompt), temperature=0.25, top_p=0.5,
+                      max_new_tokens=77).predict([query])
+
+    assert len(fake.requests) == 1
+    _, headers, body = fake.requests[0]
+    assert headers["authorization"] == "Bearer sk-test-secret-1"
+    assert body["model"] == MODEL
+    assert (body["max_tokens"], body["temperature"], body["top_p"]) == (77, 0.25, 0.5)
+    system, user = body["messages"]
+    assert system == {"role": "system", "content": prompt.read_text(encoding="utf-8")}
+    assert user["role"] == "user"
+    expected_types = ["text" if kind == "text" else "image_url" for kind, _ in USER_TURN]
+    assert [part["type"] for part in user["content"]] == expected_types
+    for part, (kind, value) in zip(user["content"], USER_TURN):
+        if kind == "text":
+            assert part["text"] == value
+        else:
+            prefix, encoded = part["image_url"]["url"].split(",", 1)
+            assert prefix == "data:image/png;base64"
+            assert base64.b64decode(encoded) == query.images[value]
+    assert [(o.epoch_id, o.text, o.error) for o in outputs] == [(100, answer(short_hash(pngs[1])), "")]
+
+
+def test_defaults_placeholder_key_and_published_decoding(fake, pngs, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    outputs = backend(fake).predict(queries(pngs, 1))
+    _, headers, body = fake.requests[0]
+    assert headers["authorization"] == "Bearer EMPTY"
+    assert body["messages"][0]["content"] == DEFAULT_SYSTEM_PROMPT.read_text(encoding="utf-8")
+    assert body["max_tokens"] == DEFAULT_DECODING["max_new_tokens"]
+    assert (body["temperature"], body["top_p"]) == (DEFAULT_DECODING["temperature"], DEFAULT_DECODING["top_p"])
+    assert outputs[0].error == ""
+
+
+def test_outputs_in_query_order_with_bounded_concurrency(fake, pngs):
+    batch = queries(pngs, 12)
+    # Later queries answer sooner, so completion order is the reverse of query order.
+    fake.delays = {short_hash(q.images[1]): 0.02 * (12 - i) for i, q in enumerate(batch)}
+    outputs = backend(fake, concurrency=3).predict(batch)
+
+    assert [o.epoch_id for o in outputs] == [q.epoch_id for q in batch]
+    assert [o.text for o in outputs] == [answer(short_hash(q.images[1])) for q in batch]
+    assert all(o.error == "" for o in outputs)
+    assert len(fake.requests) == 12
+    assert 1 < fake.max_in_flight <= 3
+
+
+@pytest.mark.parametrize("status", [500, 429, 503])
+def test_transient_errors_are_retried_with_backoff(fake, pngs, status):
+    fake.fail_first, fake.fail_status = 2, status
+    outputs = backend(fake, max_retries=3, backoff_s=0.05).predict(queries(pngs, 1))
+
+    assert (outputs[0].text, outputs[0].error) == (answer(short_hash(pngs[1])), "")
+    times = [t for t, _, _ in fake.requests]
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1  # exponential: 0.05, then 0.1
+
+
+def test_exhausted_retries_give_error_not_exception(fake, pngs):
+    fake.fail_first, fake.fail_status = 100, 500
+    outputs = backend(fake, max_retries=2).predict(queries(pngs, 2))
+
+    assert [o.epoch_id for o in outputs] == [100, 101]
+    for output in outputs:
+        assert output.text == ""
+        assert "HTTP 500" in output.error and "3 attempts" in output.error
+    assert len(fake.requests) == 6
+
+
+def test_client_errors_are_not_retried(fake, pngs):
+    fake.fail_first, fake.fail_status = 100, 400
+    outputs = backend(fake, max_retries=3).predict(queries(pngs, 1))
+    assert "HTTP 400" in outputs[0].error
+    assert len(fake.requests) == 1
+
+
+def test_timeout_gives_error_after_retries(fake, pngs):
+    fake.delay_s = 1.5
+    started = time.monotonic()
+    outputs = backend(fake, timeout_s=0.2, max_retries=1).predict(queries(pngs, 1))
+
+    assert outputs[0].text == ""
+    assert "Timeout" in outputs[0].error and "2 attempts" in outputs[0].error
+    assert len(fake.requests) == 2
+    assert time.monotonic() - started < 1.2
+
+
+def test_connection_refused_gives_error(pngs):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again before the request: nothing listens there
+    outputs = OpenAIBackend({"base_url": f"http://127.0.0.1:{port}/v1", "model": MODEL, "max_retries": 1,
+                             "backoff_s": 0.01, "timeout_s": 2}).predict(queries(pngs, 1))
+    assert "APIConnectionError" in outputs[0].error and "2 attempts" in outputs[0].error
+
+
+@pytest.mark.parametrize("raw_body", [b"not json", b'{"choices": []}', b'{"choices": [{"message": {}}]}'])
+def test_unusable_response_gives_error(fake, pngs, raw_body):
+    fake.raw_body = raw_body
+    outputs = backend(fake, max_retries=2).predict(queries(pngs, 2))
+    assert [(o.epoch_id, o.text) for o in outputs] == [(100, ""), (101, "")]
+    assert all(o.error.startswith("unusable response") for o in outputs)
+    assert len(fake.requests) == 2  # not retried
+
+
+def test_fingerprint_has_server_and_model_not_key(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-test-secret-2")
+    prompt = tmp_path / "p.md"
+    prompt.write_text("prompt text", encoding="utf-8")
+    settings = {"base_url": fake.base_url, "model": MODEL, "api_key_env": KEY_ENV, "system_prompt_file": str(prompt)}
+    chosen = get_backend("openai", settings)
+
+    assert isinstance(chosen, OpenAIBackend)
+    assert chosen.fingerprint() == {"system_prompt_sha256": sha256_text("prompt text"), "base_url": fake.base_url,
+                                    "model": MODEL}
+    assert "sk-test-secret-2" not in json.dumps(chosen.fingerprint())
+    assert get_backend("openai", {**settings, "model": "other"}).fingerprint() != chosen.fingerprint()
+
+
+@pytest.mark.parametrize("missing", ["base_url", "model"])
+def test_required_settings(missing):
+    settings = {"base_url": "http://127.0.0.1:1/v1", "model": MODEL}
+    del settings[missing]
+    with pytest.raises(ValueError, match=missing):
+        OpenAIBackend(settings)

@@ -1,0 +1,96 @@
+"""Evaluation numbers: hand-computed worked examples, scikit-learn and statsmodels as references."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from sklearn.metrics import cohen_kappa_score
+from statsmodels.stats.inter_rater import cohens_kappa
+
+from datasets.constants import STAGES
+from inference.models import ModelVersion, Prediction
+from inference.services.evaluation import EvaluationError, compare, evaluate, rule_iou, stage_metrics, table_rows, to_csv
+from tests.factories import make_recording
+
+TRUE = ["W", "W", "N2", "N2", "N2", "R"]
+PRED = ["W", "N1", "N2", "N2", "R", "R"]
+
+
+def test_stage_metrics_match_a_hand_computed_example():
+    m = stage_metrics(TRUE, PRED)
+    assert m["n"] == 6
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # W: P 1, R 1/2; N1: 0; N2: P 1, R 2/3; R: P 1/2, R 1 -> F1 2/3, 0, 4/5, 2/3
+    assert m["per_stage_f1"] == pytest.approx({"W": 2 / 3, "N1": 0.0, "N2": 0.8, "R": 2 / 3})
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0 + 0.8 + 2 / 3) / 4)
+    # po = 24/36, pe = (2*1 + 3*2 + 1*2)/36 = 10/36 -> kappa = 14/26
+    assert m["kappa"] == pytest.approx(7 / 13)
+    assert m["confusion"][STAGES.index("W")] == [1, 1, 0, 0, 0]
+    assert m["confusion"][STAGES.index("N2")] == [0, 0, 2, 0, 1]
+
+
+def test_kappa_agrees_with_statsmodels_on_a_random_night():
+    rng = np.random.default_rng(3)
+    truth = list(rng.choice(STAGES, 500, p=[0.15, 0.1, 0.45, 0.15, 0.15]))
+    pred = [t if rng.random() < 0.8 else str(rng.choice(STAGES)) for t in truth]
+    m = stage_metrics(truth, pred)
+    table = np.array(m["confusion"])
+    assert m["kappa"] == pytest.approx(cohens_kappa(table).kappa)
+    assert m["kappa"] == pytest.approx(cohen_kappa_score(truth, pred))
+    assert m["accuracy"] == pytest.approx(np.trace(table) / table.sum())
+
+
+def test_rule_iou_is_the_mean_jaccard_over_epochs_with_reference_rules():
+    pairs = [(["N2.1"], ["N2.1", "N2.2"]), ([], ["W.1"]), (["R.1"], []), (["N3.1"], ["N3.1"])]
+    assert rule_iou(pairs) == {"n": 3, "mean": pytest.approx((0.5 + 0 + 1) / 3)}
+    assert rule_iou([(["R.1"], [])]) == {"n": 0, "mean": None}
+
+
+@pytest.mark.django_db
+def test_report_from_predictions_pooled_per_subject_and_failures():
+    a = make_recording("Eval", "s1", ["W", "W", "N2", "unscored"], rules=[["W.1"], ["W.1", "W.2"], ["N2.1"], []])
+    b = make_recording("Eval", "s2", ["N2", "N2", "R"])
+    version = ModelVersion.objects.create(name="m1", backend="baseline")
+    outputs = {  # (recording, index): (status, stage, rules)
+        (a, 0): ("ok", "W", ["W.1"]), (a, 1): ("ok", "N1", ["N1.1"]), (a, 2): ("ok", "N2", ["N2.1", "N2.2"]),
+        (a, 3): ("ok", "N2", []), (b, 0): ("skipped", "", []), (b, 1): ("failed", "", []), (b, 2): ("repaired", "R", []),
+    }
+    for (recording, index), (status, stage, rules) in outputs.items():
+        Prediction.objects.create(epoch=recording.epochs.get(index=index), model_version=version, status=status,
+                                  stage=stage, rule_ids=rules, version_hash="h")
+    report = evaluate(version, a.cohort)
+    assert report["predicted"] == 7 and report["skipped"] == 1 and report["parse_failures"] == 1
+    assert report["parse_failure_rate"] == pytest.approx(1 / 6)
+    # scored: a0 W/W, a1 W/N1, a2 N2/N2, b2 R/R (a3 has an unscored reference, b1 failed, b0 skipped)
+    assert report["pooled"]["n"] == 4 and report["pooled"]["accuracy"] == pytest.approx(0.75)
+    assert [(s["subject"], s["n"], s["accuracy"]) for s in report["per_subject"]] == [("s1", 3, pytest.approx(2 / 3)), ("s2", 1, 1.0)]
+    # IoU over a0 (1), a1 (0), a2 (1/2)
+    assert report["rule_iou"]["n"] == 3 and report["rule_iou"]["mean"] == pytest.approx(0.5)
+    with pytest.raises(EvaluationError, match="annotation app"):
+        evaluate(version, a.cohort, reference="consensus")
+
+
+@pytest.mark.django_db
+def test_compare_uses_the_epochs_every_version_parsed_and_exports(tmp_path):
+    rec = make_recording("Cmp", "s1", ["W", "N2", "N2", "R"])
+    v1 = ModelVersion.objects.create(name="v1", backend="baseline")
+    v2 = ModelVersion.objects.create(name="v2", backend="openai", settings={"base_url": "http://x", "model": "m"})
+    for i, (s1, s2) in enumerate([("W", "W"), ("N2", "N1"), ("N2", None), ("R", "R")]):
+        epoch = rec.epochs.get(index=i)
+        Prediction.objects.create(epoch=epoch, model_version=v1, status="ok", stage=s1, version_hash="a")
+        Prediction.objects.create(epoch=epoch, model_version=v2, status="ok" if s2 else "failed", stage=s2 or "", version_hash="b")
+    result = compare([v1, v2], rec.cohort)
+    assert result["common_epochs"] == 3
+    rows = {row["model"]: row for row in table_rows(result["models"])}
+    assert rows["v1"]["n"] == rows["v2"]["n"] == 3
+    assert rows["v1"]["accuracy"] == 1.0 and rows["v2"]["accuracy"] == pytest.approx(2 / 3)
+    parsed = list(csv.DictReader(io.StringIO(to_csv(result["models"]))))
+    assert [r["scope"] for r in parsed] == ["pooled", "subject", "pooled", "subject"]
+    assert float(parsed[2]["accuracy"]) == pytest.approx(2 / 3)
+
+    out = tmp_path / "report.json"
+    call_command("evaluate", "--model", "v1", "--model", "v2", "--cohort", "Cmp", "--format", "json", "--output", str(out))
+    data = json.loads(out.read_text())
+    assert data["common_epochs"] == 3 and [m["model"] for m in data["models"]] == ["v1", "v2"]
