@@ -18,6 +18,7 @@ from inference.services.evaluation import REFERENCES, EvaluationError, compare, 
 
 class AasmRuleViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = AasmRuleSerializer
+    lookup_value_regex = r"[^/]+"  # rule ids contain dots (N2.1)
     queryset = AasmRule.objects.all()
 
 
@@ -69,7 +70,7 @@ class EvaluationView(APIView):
 
     @extend_schema(parameters=[
         OpenApiParameter("cohort", str, required=True), OpenApiParameter("model", str, many=True, required=True),
-        OpenApiParameter("reference", str, enum=list(REFERENCES)), OpenApiParameter("format", str, enum=["json", "csv"]),
+        OpenApiParameter("reference", str, enum=list(REFERENCES)), OpenApiParameter("output", str, enum=["json", "csv"]),
     ])
     def get(self, request):
         cohort = get_object_or_404(Cohort, name=request.query_params.get("cohort", ""))
@@ -79,7 +80,7 @@ class EvaluationView(APIView):
             result = compare(versions, cohort, reference=request.query_params.get("reference", "hypnogram"))
         except EvaluationError as exc:
             raise ValidationError(str(exc)) from None
-        if request.query_params.get("format") == "csv":
+        if request.query_params.get("output") == "csv":
             response = HttpResponse(to_csv(result["models"]), content_type="text/csv")
             response["Content-Disposition"] = f'attachment; filename="evaluation-{cohort.name}.csv"'
             return response

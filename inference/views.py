@@ -58,6 +58,6 @@ def evaluation(request):
                 rows=table_rows(result["models"]),
                 plots=[(m["model"], confusion_svg(m["pooled"]["confusion"], STAGES)) for m in result["models"]],
                 json_url=f"{reverse('evaluation')}?{query}",
-                csv_url=f"{reverse('evaluation')}?{query}&format=csv",
+                csv_url=f"{reverse('evaluation')}?{query}&output=csv",
             )
     return render(request, "inference/evaluation.html", context)

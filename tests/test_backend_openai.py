@@ -1,12 +1,9 @@
 """The openai backend against a fake vLLM chat-completions server on 127.0.0.1. No database."""
 
 import base64
-import hashlib
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -16,94 +13,10 @@ from datasets.services.rendering import render_model_image
 from inference.services.backends import get_backend
 from inference.services.backends.base import DEFAULT_DECODING, DEFAULT_SYSTEM_PROMPT, USER_TURN, EpochQuery, sha256_text
 from inference.services.backends.openai_backend import OpenAIBackend
+from tests.fake_vllm import answer, fake, short_hash  # noqa: F401  (fixture)
 
 MODEL = "Feng613/SleepVLM-3B"
 KEY_ENV = "SLEEPVLM_TEST_API_KEY"
-
-
-def short_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def answer(target_hash: str) -> str:
-    body = {"reasoning_text": f"target {target_hash}", "applicable_rules": ["N2.1"], "sleep_stage": "N2"}
-    return f"```json\n{json.dumps(body)}\n```"
-
-
-class FakeVLLM:
-    """Records requests; answers with fenced SleepVLM JSON naming the sha256 of the target image."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.requests = []  # (monotonic time, lower-cased headers, JSON body)
-        self.fail_first, self.fail_status = 0, 500
-        self.delay_s = 0.0
-        self.delays = {}  # target hash -> delay, overrides delay_s
-        self.raw_body = None  # bytes sent as the 200 body instead of a completion
-        self.in_flight = self.max_in_flight = 0
-
-    def handle(self, handler: BaseHTTPRequestHandler):
-        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
-        with self.lock:
-            self.requests.append((time.monotonic(), {k.lower(): v for k, v in handler.headers.items()}, body))
-            number = len(self.requests)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            if handler.path != "/v1/chat/completions":
-                return self.reply(handler, 404, {"error": {"message": "not found"}})
-            if number <= self.fail_first:
-                return self.reply(handler, self.fail_status, {"error": {"message": f"injected {self.fail_status}"}})
-            parts = body["messages"][1]["content"]
-            image_urls = [part["image_url"]["url"] for part in parts if part["type"] == "image_url"]
-            target = short_hash(base64.b64decode(image_urls[1].split(",", 1)[1]))
-            time.sleep(self.delays.get(target, self.delay_s))
-            self.reply(handler, 200, self.raw_body or {
-                "id": f"chatcmpl-{number}", "object": "chat.completion", "created": int(time.time()),
-                "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer(target)},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 3000, "completion_tokens": 60, "total_tokens": 3060},
-            })
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-
-    @staticmethod
-    def reply(handler, status, payload):
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-        except OSError:  # the client gave up (timeout)
-            pass
-
-
-@pytest.fixture
-def fake():
-    state = FakeVLLM()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):
-            state.handle(self)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
 
 
 @pytest.fixture(scope="module")
