@@ -69,7 +69,7 @@ def celery_worker(transactional_db, settings):
 
     ensure_broker_folders()
     app.conf.task_always_eager = False
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, queues=["default"],
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, queues=["default", "cpu"],
                       shutdown_timeout=30) as worker:
         yield worker
 

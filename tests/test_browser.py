@@ -123,3 +123,32 @@ def test_rater_sees_no_reference_stage(browser, live_server, make_user, imported
     expect(page.locator("svg.hypnogram")).to_have_count(0)
     expect(page.locator("nav >> text=Import")).to_have_count(0)
     page.screenshot(path=SHOTS / "epoch-viewer-rater.png", full_page=True)
+
+
+def test_curator_runs_the_baseline_and_reads_the_evaluation(browser, live_server, make_user, imported, celery_worker):
+    from inference.models import ModelVersion
+
+    ModelVersion.objects.create(name="baseline-yasa", backend="baseline")
+    page = login(browser, live_server, make_user(CURATOR))
+    page.goto(f"{live_server.url}/inference/")
+    page.select_option("#id_model_version", label="baseline-yasa")
+    page.select_option("#id_recording", index=1)
+    page.click("#run-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/inference/jobs/\d+/"))
+    expect(page.locator("#job-state")).to_have_text("Succeeded", timeout=120_000)
+    expect(page.locator("#job-epochs")).to_have_text("120/120")
+    expect(page.locator("#job-skipped")).to_have_text("2")
+    page.screenshot(path=SHOTS / "inference-job.png", full_page=True)
+
+    page.goto(f"{live_server.url}/recordings/{imported.pk}/epochs/60/")
+    expect(page.locator("#predictions .prediction")).to_have_count(1)
+    expect(page.locator("#predictions .rationale")).to_contain_text("Stage")
+    page.screenshot(path=SHOTS / "epoch-with-prediction.png", full_page=True)
+
+    page.goto(f"{live_server.url}/inference/evaluation/")
+    page.select_option("#id_cohort", label=imported.cohort.name)
+    page.check("input[name=model][value='baseline-yasa']")
+    page.click("#evaluation-form button[type=submit]")
+    expect(page.locator("#evaluation-table tbody tr")).to_have_count(1)
+    expect(page.locator("svg.confusion")).to_have_count(1)
+    page.screenshot(path=SHOTS / "evaluation.png", full_page=True)

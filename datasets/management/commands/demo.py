@@ -16,6 +16,8 @@ from datasets.models import ImportJob
 from datasets.services import imports
 from datasets.services.ingest import find_existing
 from datasets.services.synthetic import write_synthetic_edf
+from inference.models import InferenceJob, ModelVersion, Prediction
+from inference.services.jobs import start_job
 
 DEMO_ACCOUNTS = {  # username: (role, password); demo only, printed at start
     "rater": (RATER, "rater-demo-pass"),
@@ -24,6 +26,7 @@ DEMO_ACCOUNTS = {  # username: (role, password); demo only, printed at start
     "admin": (ADMIN, "admin-demo-pass"),
 }
 DEMO_COHORT = "Synthetic demo"
+BASELINE_VERSION = "baseline-yasa"
 
 
 class Command(BaseCommand):
@@ -39,7 +42,8 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         ensure_broker_folders()
         self._accounts()
-        self._night(opts["hours"], opts["seed"])
+        recording = self._night(opts["hours"], opts["seed"])
+        self._baseline(recording)
         if opts["no_serve"]:
             self.stdout.write(self.style.SUCCESS("Demo ready."))
             return
@@ -66,13 +70,27 @@ class Command(BaseCommand):
         existing = find_existing(path)
         if existing is not None:
             self.stdout.write(f"Synthetic night already imported: recording #{existing.pk}, {existing.epoch_count} epochs")
-            return
+            return existing
         job = imports.create_job(source_path=str(path), source_name=path.name, cohort=DEMO_COHORT)
         with tqdm(total=100, unit="%", desc="import") as bar:
             job = imports.run_job(job.pk, echo=lambda f, done, total, msg: bar.update(int(f * 100) - bar.n))
         if job.state != ImportJob.SUCCEEDED:
             raise CommandError(job.error)
         self.stdout.write(f"Imported recording #{job.recording_id}: {job.recording.epoch_count} epochs rendered")
+        return job.recording
+
+    def _baseline(self, recording):
+        """The CPU baseline over the night, so the epoch pages show predictions with rationales."""
+        version, _ = ModelVersion.objects.get_or_create(
+            name=BASELINE_VERSION, defaults={"backend": ModelVersion.BASELINE,
+                                             "description": "YASA's pretrained classifier with a measured, rule-grounded rationale"},
+        )
+        self.stdout.write(f"Running model version '{version.name}' over the night (in this process)...")
+        job = start_job(version, recording=recording, inline=True)
+        if job.state != InferenceJob.SUCCEEDED:
+            raise CommandError(f"baseline run failed: {job.error}")
+        total = Prediction.objects.filter(model_version=version, epoch__recording=recording).count()
+        self.stdout.write(f"Baseline predictions: {total} of {recording.epoch_count} epochs (first and last skipped)")
 
     def _serve(self, addr: str):
         worker = subprocess.Popen(
