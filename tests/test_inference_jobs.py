@@ -170,3 +170,17 @@ def test_evaluation_page_api_and_csv(role_client, imported, version):
     csv_text = client.get(f"/api/evaluation/?cohort={imported.cohort.name}&model={version.name}&output=csv").content.decode()
     assert csv_text.splitlines()[0].startswith("scope,subject,model,n,accuracy")
     assert json.loads(json.dumps(data))["common_epochs"] == report["pooled"]["n"]
+
+
+def test_cli_runs_inline_and_evaluates(imported, version, capsys):
+    from django.core.management import CommandError, call_command
+
+    call_command("run_inference", "--model", version.name, "--recording", str(imported.pk), "--inline", verbosity=0)
+    assert Prediction.objects.filter(model_version=version).count() == 120
+    call_command("evaluate", "--model", version.name, "--cohort", imported.cohort.name)
+    table = capsys.readouterr().out
+    assert "reference hypnogram · 118 common epochs" in table and version.name in table
+    with pytest.raises(CommandError, match="no model version named 'nope'"):
+        call_command("run_inference", "--model", "nope", "--cohort", imported.cohort.name)
+    with pytest.raises(CommandError, match="no cohort named 'Nowhere'"):
+        call_command("evaluate", "--model", version.name, "--cohort", "Nowhere")

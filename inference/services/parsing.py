@@ -56,9 +56,9 @@ def _find_object(text: str) -> tuple[dict | None, list[str]]:
     obj = _first_bare_object(text)  # 2. any bare JSON object holding sleep_stage
     if obj is not None:
         return obj, []
-    # 3. repair: the fenced block, else the span from the first "{" to the last "}"
+    # 3. repair: the fenced blocks, else from the first "{" to the last "}" (or to the end: truncated output)
     start, end = text.find("{"), text.rfind("}")
-    spans = candidates + ([text[start : end + 1]] if 0 <= start < end else [])
+    spans = candidates + ([text[start : end + 1] if end > start else text[start:].rstrip("`\n ")] if start >= 0 else [])
     for span in spans:
         obj, repairs = _repaired(span)
         if obj is not None:

@@ -1,0 +1,73 @@
+"""The one output parser: fenced JSON, bare JSON, repair; catalog validation; failures never guessed."""
+import pytest
+
+from inference.services.parsing import parse_output
+
+GOOD = '{"reasoning_text": "Spindle on C4-M1 at 4.1 s (13 Hz, 35 uV).", "applicable_rules": ["N2.1"], "sleep_stage": "N2"}'
+
+
+@pytest.mark.parametrize("text", [
+    f"```json\n{GOOD}\n```",
+    f"Here is my answer:\n```\n{GOOD}\n```\nDone.",
+    f"```JSON\n{GOOD}```",
+])
+def test_fenced_json(text):
+    out = parse_output(text)
+    assert (out.status, out.stage, out.rule_ids) == ("ok", "N2", ["N2.1"])
+    assert out.rationale.startswith("Spindle on C4-M1")
+
+
+def test_bare_json_holding_sleep_stage_after_other_objects():
+    text = 'Measurements {"alpha": 0.1} then the answer ' + GOOD + " end"
+    out = parse_output(text)
+    assert (out.status, out.stage) == ("ok", "N2")
+
+
+def test_first_fenced_block_without_sleep_stage_is_skipped():
+    text = '```json\n{"note": "draft"}\n```\n```json\n' + GOOD + "\n```"
+    assert parse_output(text).stage == "N2"
+
+
+@pytest.mark.parametrize("text, repair", [
+    ("```json\n{\"reasoning_text\": \"x\", \"applicable_rules\": [\"R.1\",], \"sleep_stage\": \"R\",}\n```", "trailing commas"),
+    ("{'reasoning_text': 'x', 'applicable_rules': ['R.1'], 'sleep_stage': 'R'}", "single quotes"),
+    ("{\u201creasoning_text\u201d: \u201cx\u201d, \u201capplicable_rules\u201d: [\u201cR.1\u201d], \u201csleep_stage\u201d: \u201cR\u201d}", "smart quotes"),
+    ('```json\n{"applicable_rules": ["R.1"], "sleep_stage": "R", "reasoning_text": "REMs at 3 s', "unterminated"),
+])
+def test_repairs(text, repair):
+    out = parse_output(text)
+    assert (out.status, out.stage, out.rule_ids) == ("repaired", "R", ["R.1"])
+    assert repair in out.detail
+
+
+@pytest.mark.parametrize("stage, expected", [("rem", "R"), ("Wake", "W"), (" n3 ", "N3"), ("N4", "N3")])
+def test_stage_spellings(stage, expected):
+    assert parse_output(f'{{"sleep_stage": "{stage}", "applicable_rules": []}}').stage == expected
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "no JSON object"),
+    ("The epoch is N2.", "no JSON object"),
+    ('{"reasoning_text": "x", "applicable_rules": []}', "no JSON object"),
+    ('{"sleep_stage": "N5", "applicable_rules": []}', "invalid sleep_stage"),
+    ('{"sleep_stage": 2, "applicable_rules": []}', "invalid sleep_stage"),
+    ('{"sleep_stage": "N2", "applicable_rules": {"N2.1": true}}', "applicable_rules"),
+    ('{"sleep_stage": "N2", "reasoning_text": ["a"]}', "reasoning_text"),
+    ("```json\n{sleep_stage: N2}\n```", "no JSON object"),
+])
+def test_failures_are_never_guessed(text, reason):
+    out = parse_output(text)
+    assert out.status == "failed" and out.stage == "" and reason in out.detail
+
+
+def test_rule_ids_validated_against_the_catalog():
+    out = parse_output('{"sleep_stage": "W", "applicable_rules": ["W.1", "X.9", "W.1"], "reasoning_text": "a"}')
+    assert (out.status, out.rule_ids) == ("repaired", ["W.1"])
+    assert "X.9" in out.detail
+    edited_catalog = frozenset({"W.1"})
+    assert parse_output('{"sleep_stage": "W", "applicable_rules": ["W.2"]}', edited_catalog).rule_ids == []
+
+
+def test_comma_separated_rules_and_coarse_outputs():
+    out = parse_output('{"sleep_stage": "N3", "applicable_rules": "N3.1, N2.3"}')
+    assert (out.status, out.rule_ids, out.rationale) == ("ok", ["N3.1", "N2.3"], "")
