@@ -129,7 +129,7 @@ def run_chunk(job_id: int, epoch_ids: list[int]) -> str:
     epochs = list(todo)
     context = [e for e in epochs if 0 < e.index < e.recording.epoch_count - 1]
     _write([_skipped(job, e, digest) for e in epochs if e not in context])
-    batch_size = int(model_version.settings.get("batch_size", 16)) if backend.needs_images else len(context) or 1
+    batch_size = backend.batch_size if backend.needs_images else len(context) or 1  # the baseline reads whole nights
     rules = frozenset(AasmRule.objects.values_list("rule_id", flat=True))
     for start in range(0, len(context), batch_size):
         if InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.CANCELLED).exists():

@@ -50,6 +50,9 @@ class Backend:
 
     def __init__(self, settings: dict):
         self.settings = dict(settings)
+        self.batch_size = int(self.settings.get("batch_size", 8))  # queries per predict call of the job layer
+        if self.batch_size < 1:
+            raise ValueError(f"{type(self).__name__}: batch_size must be >= 1")
 
     def predict(self, queries: list[EpochQuery]) -> list[RawOutput]:
         raise NotImplementedError
