@@ -29,6 +29,8 @@ test: setup browser
 bench: setup
 	$(PY) bench/render.py
 	$(PY) bench/import_night.py
+	$(PY) bench/baseline.py
+	$(PY) bench/inference_gpu.py
 
 clean:
 	rm -rf var .pytest_cache
