@@ -22,21 +22,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from sklearn.metrics import cohen_kappa_score  # noqa: E402
 
-from datasets.constants import EPOCH_SAMPLES, RULE_IDS  # noqa: E402
-from datasets.services.signals import prepare  # noqa: E402
-from datasets.services.synthetic import MAINS_HZ, synthesize_night  # noqa: E402
+from datasets.constants import RULE_IDS  # noqa: E402
+from datasets.services.synthetic import prepared_signals, synthesize_night  # noqa: E402
 from inference.services.baseline import analyse_night, explain_epoch  # noqa: E402
 
 SEED = 20240611
-MASS_TO_DERIVATION = {
-    "EEG F4-CLE": "F4-M1",
-    "EEG C4-CLE": "C4-M1",
-    "EEG O2-CLE": "O2-M1",
-    "EOG Left Horiz": "LOC",
-    "EOG Right Horiz": "ROC",
-    "EMG Chin": "Chin EMG",
-}
 
 
 def run(signals, derivations, starts):
@@ -44,18 +36,6 @@ def run(signals, derivations, starts):
     analysis = analyse_night(signals, derivations, starts)
     outputs = [explain_epoch(analysis, i) for i in range(analysis.n_epochs)]
     return analysis, outputs, time.perf_counter() - t
-
-
-def kappa(a, b):
-    labels = sorted(set(a) | set(b))
-    idx = {s: k for k, s in enumerate(labels)}
-    m = np.zeros((len(labels), len(labels)))
-    for x, y in zip(a, b):
-        m[idx[x], idx[y]] += 1
-    n = m.sum()
-    po = np.trace(m) / n
-    pe = (m.sum(0) @ m.sum(1)) / n**2
-    return float((po - pe) / (1 - pe)) if pe < 1 else 1.0
 
 
 def main():
@@ -69,10 +49,7 @@ def main():
     night = synthesize_night(hours=args.hours, seed=args.seed)
     synth_s = time.perf_counter() - t
     t = time.perf_counter()
-    derivations = tuple(MASS_TO_DERIVATION.values())
-    signals = np.vstack([prepare(night.signals[ch], night.sfreq, d, MAINS_HZ)[0]
-                         for ch, d in MASS_TO_DERIVATION.items()])
-    starts = tuple(range(0, night.n_epochs * EPOCH_SAMPLES, EPOCH_SAMPLES))
+    signals, derivations, starts = prepared_signals(night)
     prepare_s = time.perf_counter() - t
     print(f"synthetic night: {night.n_epochs} epochs, {synth_s:.1f} s to synthesize, {prepare_s:.1f} s to prepare")
 
@@ -89,7 +66,7 @@ def main():
     stages = [o["sleep_stage"] for o in outputs]
     rules = Counter(r for o in outputs for r in o["applicable_rules"])
     result.update({
-        "kappa_vs_generator": round(kappa(night.stages, stages), 3),
+        "kappa_vs_generator": round(cohen_kappa_score(night.stages, stages), 3),
         "accuracy_vs_generator": round(float(np.mean(np.array(night.stages) == np.array(stages))), 3),
         "n3_rule_vs_planned_sw_fraction": round(
             float(np.mean((analysis.sw_share >= 0.2) == (night.sw_fraction >= 0.2))), 3),

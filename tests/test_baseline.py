@@ -11,38 +11,18 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from datasets.constants import DERIVATIONS, EPOCH_SAMPLES, RULE_IDS, STAGES
-from datasets.services.signals import prepare
-from datasets.services.synthetic import MAINS_HZ, synthesize_night
+from datasets.services.synthetic import prepared_signals, synthesize_night
 from inference.services.backends.baseline import BaselineBackend, _analysis, output_text
 from inference.services.backends.base import EpochQuery
 from inference.services.baseline import NightAnalysis, analyse_night, explain_epoch
 from inference.services.parsing import OK, parse_output
 
-MASS_TO_DERIVATION = {
-    "EEG F4-CLE": "F4-M1",
-    "EEG C4-CLE": "C4-M1",
-    "EEG O2-CLE": "O2-M1",
-    "EOG Left Horiz": "LOC",
-    "EOG Right Horiz": "ROC",
-    "EMG Chin": "Chin EMG",
-}
 SPINDLE_OR_K = re.compile(
     r"(Spindle on C4-M1|K-complex on F4-M1)( in the last half of the previous epoch)? at "
     r"\d+\.\d–\d+\.\d s \(\d+\.\d Hz, \d+ µV p-p\)"
 )
 UNITS = ("µV", "Hz", " s", "s long", "%", "percentile", "windows", "x its lowest")
 PRONOUNS = re.compile(r"(?<![\w.-])(I|[Ww]e|[Oo]ur|[Mm]y|[Uu]s)(?![\w.-])")
-
-
-def prepared(night) -> tuple[np.ndarray, tuple[str, ...], tuple[int, ...]]:
-    rows, derivations = [], []
-    for channel, derivation in MASS_TO_DERIVATION.items():
-        y, _ = prepare(night.signals[channel], night.sfreq, derivation, MAINS_HZ)
-        rows.append(y)
-        derivations.append(derivation)
-    signals = np.vstack(rows)
-    starts = tuple(range(0, night.n_epochs * EPOCH_SAMPLES, EPOCH_SAMPLES))
-    return signals, tuple(derivations), starts
 
 
 def explain_all(analysis: NightAnalysis) -> list[dict]:
@@ -52,7 +32,7 @@ def explain_all(analysis: NightAnalysis) -> list[dict]:
 @pytest.fixture(scope="module")
 def night():
     n = synthesize_night(hours=3.0, seed=11)
-    signals, derivations, starts = prepared(n)
+    signals, derivations, starts = prepared_signals(n)
     analysis = analyse_night(signals, derivations, starts)
     return {"night": n, "signals": signals, "derivations": derivations, "starts": starts,
             "analysis": analysis, "outputs": explain_all(analysis)}
@@ -61,7 +41,7 @@ def night():
 @pytest.fixture(scope="module")
 def short_night():
     n = synthesize_night(hours=1.0, seed=5)
-    signals, derivations, starts = prepared(n)
+    signals, derivations, starts = prepared_signals(n)
     return {"night": n, "signals": signals, "derivations": derivations, "starts": starts}
 
 
@@ -245,7 +225,7 @@ def test_backend_groups_queries_and_returns_fenced_json(night, short_night):
 
 def test_full_night_kappa_and_speed():
     n = synthesize_night(hours=8.0, seed=3)
-    signals, derivations, starts = prepared(n)
+    signals, derivations, starts = prepared_signals(n)
     t = time.perf_counter()
     a = analyse_night(signals, derivations, starts)
     outputs = explain_all(a)

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.fft
 from scipy.linalg.blas import saxpy
 
-from datasets.constants import EPOCH_SECONDS, STAGES
+from datasets.constants import DERIVATIONS, EPOCH_SAMPLES, EPOCH_SECONDS, STAGES
+from datasets.services.signals import prepare
 
 CHANNELS = (
     "EEG F4-CLE",
@@ -525,3 +526,11 @@ def write_synthetic_edf(path, hours: float = 8.0, seed: int = 0, sfreq: float = 
     )
     edf.write(Path(path))
     return night
+
+
+def prepared_signals(night: SyntheticNight) -> tuple[np.ndarray, tuple[str, ...], tuple[int, ...]]:
+    """The night as an import stores it: the six derivations (CHANNELS in band order) filtered and
+    resampled to 100 Hz, and each epoch's first sample."""
+    rows = [prepare(night.signals[channel], night.sfreq, derivation, MAINS_HZ)[0]
+            for channel, derivation in zip(CHANNELS, DERIVATIONS)]
+    return np.vstack(rows), tuple(DERIVATIONS), tuple(range(0, night.n_epochs * EPOCH_SAMPLES, EPOCH_SAMPLES))
