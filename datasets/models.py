@@ -85,7 +85,21 @@ class EpochImage(models.Model):
         constraints = [models.UniqueConstraint(fields=["epoch", "kind", "variant"], name="unique_epoch_image")]
 
 
-class ImportJob(models.Model):
+class JobRecord(models.Model):
+    """Who asked for a background job, when it ran, and why it failed."""
+
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+
+class ImportJob(JobRecord):
     PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
     STATE_CHOICES = [(s, s.capitalize()) for s in (PENDING, RUNNING, SUCCEEDED, FAILED)]
 
@@ -104,15 +118,7 @@ class ImportJob(models.Model):
     epochs_done = models.PositiveIntegerField(default=0)
     epochs_total = models.PositiveIntegerField(default=0)
     message = models.CharField(max_length=255, blank=True)
-    error = models.TextField(blank=True)
     recording = models.ForeignKey(Recording, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"import #{self.pk} {self.source_name} ({self.state})"

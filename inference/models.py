@@ -1,9 +1,8 @@
 """AASM rule catalog, model versions, inference jobs and predictions."""
-from django.conf import settings
 from django.db import models
 
 from datasets.constants import STAGE_CHOICES
-from datasets.models import Cohort, Epoch, Recording
+from datasets.models import Cohort, Epoch, JobRecord, Recording
 
 
 class AasmRule(models.Model):
@@ -47,7 +46,7 @@ class ModelVersion(models.Model):
         return "cpu" if self.backend == self.BASELINE else "gpu"
 
 
-class InferenceJob(models.Model):
+class InferenceJob(JobRecord):
     PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "pending", "running", "succeeded", "failed", "cancelled"
     STATE_CHOICES = [(s, s.capitalize()) for s in (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)]
     FINISHED = (SUCCEEDED, FAILED, CANCELLED)
@@ -60,14 +59,6 @@ class InferenceJob(models.Model):
     epochs_total = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         target = self.cohort or self.recording
