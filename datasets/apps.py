@@ -8,5 +8,6 @@ class DatasetsConfig(AppConfig):
 
     def ready(self) -> None:
         from config.roles import sync_roles
+        from datasets import signals  # noqa: F401  (connects the storage clean-up receivers)
 
         post_migrate.connect(sync_roles, dispatch_uid="sync_roles")

@@ -266,3 +266,15 @@ def test_mass_ex_hypnogram_keeps_rules_and_rationale(tmp_path):
     assert rows == [("W", ["W.1", "W.2"], "Alpha over O2-M1 for 20 s."), ("N1", ["N1.1"], "Theta replaces alpha."),
                     ("N2", ["N2.1"], "Spindle at 4 s on C4-M1.")]
     assert recording.hypnogram_format == "mass-ex"
+
+
+def test_deleting_a_recording_removes_its_files(night_edf, media_root, django_capture_on_commit_callbacks):
+    recording, _ = run_import(night_edf)
+    viewer_epoch = recording.epochs.get(index=3)
+    from datasets.services.images import viewer_image
+
+    viewer_image(viewer_epoch)
+    assert len(stored_files(media_root)) > 120
+    with django_capture_on_commit_callbacks(execute=True):
+        recording.delete()
+    assert stored_files(media_root) == []
