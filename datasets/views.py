@@ -41,8 +41,7 @@ def recording_detail(request, pk):
     context = {"recording": recording, "jobs": recording.imports.all()[:5] if request.user.has_perm("datasets.view_importjob") else []}
     if request.user.has_perm("datasets.view_reference_stage"):
         stages = list(recording.epochs.values_list("stage", flat=True))
-        link = reverse("datasets:epoch", args=[recording.pk, 0])[:-2] + "%d/"
-        context["hypnogram"] = hypnogram_svg(stages, link=link)
+        context["hypnogram"] = _hypnogram(recording, stages)
         context["stage_counts"] = [(s, stages.count(s), STAGE_COLOURS[s]) for s in STAGE_COLOURS]
     return render(request, "datasets/recording_detail.html", context)
 
@@ -68,9 +67,14 @@ def epoch_view(request, pk, index):
     }
     if can_see_reference:
         stages = list(recording.epochs.values_list("stage", flat=True))
-        link = reverse("datasets:epoch", args=[recording.pk, 0])[:-2] + "%d/"
-        context["hypnogram"] = hypnogram_svg(stages, height=110, marker=index, link=link)
+        context["hypnogram"] = _hypnogram(recording, stages, height=110, marker=index)
     return render(request, "datasets/epoch.html", context)
+
+
+def _hypnogram(recording, stages: list[str], **options) -> str:
+    """The recording's hypnogram, each epoch linking to its viewer page."""
+    link = reverse("datasets:epoch", args=[recording.pk, 0])[:-2] + "%d/"
+    return hypnogram_svg(stages, link=link, **options)
 
 
 def _clock(seconds: float) -> str:

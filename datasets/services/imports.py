@@ -101,9 +101,9 @@ def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
         if job.source_in_storage:
             for name in filter(None, (job.source_path, job.hypnogram_path)):
                 default_storage.delete(name)
+    done = {"percent": 100} if state == ImportJob.SUCCEEDED else {}  # a failure keeps the percent it reached
     ImportJob.objects.filter(pk=job.pk).update(
-        state=state, error=error, message=message, recording=recording, finished_at=timezone.now(),
-        percent=100 if state == ImportJob.SUCCEEDED else ImportJob.objects.get(pk=job.pk).percent,
+        state=state, error=error, message=message, recording=recording, finished_at=timezone.now(), **done
     )
     job.refresh_from_db()
     return job

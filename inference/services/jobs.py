@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from datasets.constants import TARGET_SFREQ
 from datasets.models import Epoch, EpochImage
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 from inference.services.backends import EpochQuery, get_backend
@@ -135,34 +136,37 @@ def run_chunk(job_id: int, epoch_ids: list[int]) -> str:
         if InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.CANCELLED).exists():
             return InferenceJob.CANCELLED
         batch = context[start : start + batch_size]
-        outputs = backend.predict([_query(e, backend.needs_images) for e in batch])
+        outputs = backend.predict(_queries(batch, backend.needs_images))
         _write([_prediction(job, e, out, digest, rules) for e, out in zip(batch, outputs)])
     InferenceJob.objects.filter(pk=job.pk).update(chunks_done=min(job.chunks_total, job.chunks_done + 1))
     return finish_if_complete(job)
 
 
-def _query(epoch: Epoch, needs_images: bool) -> EpochQuery:
-    recording = epoch.recording
-    images = None
+def _queries(epochs: list[Epoch], needs_images: bool) -> list[EpochQuery]:
+    """One query per epoch; each model image of the batch is looked up and read once."""
+    images = {}
     if needs_images:
-        names = dict(
-            EpochImage.objects.filter(
-                epoch__recording=recording, epoch__index__in=(epoch.index - 1, epoch.index, epoch.index + 1),
-                kind=EpochImage.MODEL,
-            ).values_list("epoch__index", "storage_name")
+        wanted = {(e.recording_id, e.index + offset) for e in epochs for offset in (-1, 0, 1)}
+        names = EpochImage.objects.filter(
+            kind=EpochImage.MODEL, epoch__recording_id__in={r for r, _ in wanted},
+            epoch__index__in={i for _, i in wanted},
+        ).values_list("epoch__recording_id", "epoch__index", "storage_name")
+        images = {(r, i): _read(name) for r, i, name in names if (r, i) in wanted}
+    return [
+        EpochQuery(
+            epoch_id=e.pk, recording_id=e.recording_id, index=e.index,
+            images=tuple(images[(e.recording_id, e.index + o)] for o in (-1, 0, 1)) if needs_images else None,
+            signal_file=e.recording.signal_file, derivations=tuple(e.recording.derivations),
+            epoch_starts=_epoch_starts(e.recording_id),
         )
-        images = tuple(_read(names[i]) for i in (epoch.index - 1, epoch.index, epoch.index + 1))
-    return EpochQuery(
-        epoch_id=epoch.pk, recording_id=recording.pk, index=epoch.index, images=images,
-        signal_file=recording.signal_file, derivations=tuple(recording.derivations),
-        epoch_starts=_epoch_starts(recording.pk),
-    )
+        for e in epochs
+    ]
 
 
 @lru_cache(maxsize=16)
 def _epoch_starts(recording_id: int) -> tuple[int, ...]:
     onsets = Epoch.objects.filter(recording_id=recording_id).order_by("index").values_list("onset_s", flat=True)
-    return tuple(round(onset * 100) for onset in onsets)
+    return tuple(round(onset * TARGET_SFREQ) for onset in onsets)
 
 
 def _read(name: str) -> bytes:
