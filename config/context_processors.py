@@ -1,6 +1,7 @@
-from config.roles import user_roles
+from core.access import policy_for
+from core.roles import user_roles
 
 
 def roles(request):
-    user_role_set = user_roles(request.user)
-    return {"user_roles": sorted(user_role_set), "can_see_reference": request.user.has_perm("datasets.view_reference_stage")}
+    """The user's roles and access policy, for every template."""
+    return {"user_roles": sorted(user_roles(request.user)), "policy": policy_for(request.user)}

@@ -27,10 +27,13 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_filters",
+    "core",
     "datasets",
     "inference",
     "annotation",
     "ratings",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -124,14 +127,28 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"datasets.*": {"queue": "default"}}  # inference chunks name their queue: gpu or cpu
+CELERY_TASK_ROUTES = {"datasets.*": {"queue": "default"}, "core.*": {"queue": "default"},
+                      "inference.resume_job": {"queue": "default"}}  # inference chunks name their queue: gpu or cpu
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "core.sweep", "schedule": float(os.environ.get("SWEEP_INTERVAL_SECONDS", "300"))},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Job engine: a RUNNING job whose worker is silent this long may be claimed again; a PENDING job
+# this old (its message may never have reached the broker) is queued again by the sweep.
+JOB_LEASE_SECONDS = int(os.environ.get("JOB_LEASE_SECONDS", "900"))
+JOB_PENDING_REQUEUE_SECONDS = int(os.environ.get("JOB_PENDING_REQUEUE_SECONDS", "600"))
+# Stored files no row references are deleted by the sweep once older than this (imports in flight
+# write their files before their rows).
+STORAGE_SWEEP_GRACE_SECONDS = int(os.environ.get("STORAGE_SWEEP_GRACE_SECONDS", str(24 * 3600)))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["config.permissions.RoleModelPermissions"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.access.PolicyPermission"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
@@ -148,6 +165,7 @@ SPECTACULAR_SETTINGS = {
 
 # Signal preparation (rendering.md): default mains frequency for recordings that do not say.
 DEFAULT_MAINS_HZ = float(os.environ.get("DEFAULT_MAINS_HZ", "50"))
+MAINS_HZ_RANGE = (40.0, 70.0)  # accepted notch frequencies: 50 or 60 Hz mains, with room for odd grids
 
 LOGGING = {
     "version": 1,

@@ -26,6 +26,6 @@ class EpochAdmin(admin.ModelAdmin):
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
-    list_display = ("pk", "source_name", "cohort_name", "state", "percent", "created_at")
+    list_display = ("pk", "source_name", "cohort_name", "state", "done", "total", "created_at")
     list_filter = ("state",)
     readonly_fields = [f.name for f in ImportJob._meta.fields]

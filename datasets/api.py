@@ -1,8 +1,15 @@
-"""REST API of the datasets app (session or token auth; role permissions on every endpoint)."""
-from django.db.models import Count
-from rest_framework import mixins, viewsets
+"""REST API of the datasets app (session or token auth; the core access policy on every endpoint)."""
+from django.db.models import Count, ProtectedError
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
 
+from core.access import reachable_queryset
+from datasets.exceptions import InputError
+from datasets.filters import EpochFilter, ImportJobFilter, RecordingFilter
 from datasets.models import Cohort, Epoch, ImportJob, Recording
 from datasets.serializers import CohortSerializer, EpochSerializer, ImportJobSerializer, RecordingSerializer
 from datasets.services import imports
@@ -12,39 +19,77 @@ class CohortViewSet(viewsets.ModelViewSet):
     serializer_class = CohortSerializer
     queryset = Cohort.objects.annotate(recording_count=Count("recordings")).order_by("name")
 
+    def destroy(self, request, *args, **kwargs):
+        cohort = self.get_object()
+        try:
+            cohort.delete()
+        except ProtectedError:
+            count = cohort.recordings.count()
+            return Response(
+                {"detail": f"cohort {cohort.name!r} still has {count} recording(s); delete or move them first"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class RecordingViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = RecordingSerializer
+    filterset_class = RecordingFilter
+    recording_path = ""
 
     def get_queryset(self):
-        queryset = Recording.objects.select_related("cohort")
-        cohort = self.request.query_params.get("cohort")
-        return queryset.filter(cohort__name=cohort) if cohort else queryset
+        return reachable_queryset(self, Recording.objects.select_related("cohort"))
 
 
 class EpochViewSet(viewsets.ReadOnlyModelViewSet):
-    """Epochs of a recording (?recording=ID); reference stages only for roles allowed to see them."""
+    """Epochs (?recording=ID); reference stages only for roles allowed to see them."""
 
     serializer_class = EpochSerializer
+    filterset_class = EpochFilter
+    recording_path = "recording"
 
     def get_queryset(self):
-        queryset = Epoch.objects.prefetch_related("images").order_by("recording_id", "index")
-        recording = self.request.query_params.get("recording")
-        return queryset.filter(recording_id=recording) if recording else queryset
+        return reachable_queryset(self, Epoch.objects.prefetch_related("images").order_by("recording_id", "index"))
 
 
 class ImportJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Upload a PSG file (multipart) to import it in the background; poll the job for progress."""
+    """Upload a PSG file (multipart) to import it in the background; poll the job; retry or cancel it."""
 
     serializer_class = ImportJobSerializer
+    filterset_class = ImportJobFilter
     queryset = ImportJob.objects.select_related("recording")
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = imports.submit_upload(
-            upload=data["file"], cohort=data["cohort_name"], hypnogram=data.get("hypnogram"),
-            hypnogram_format=data.get("hypnogram_format", ""), channel_map=data.get("channel_map"),
-            mains_hz=data.get("mains_hz"), trim_to_hypnogram=data.get("trim_to_hypnogram", False),
-            user=self.request.user,
-        )
+        try:
+            serializer.instance = imports.submit_upload(
+                upload=data["file"], cohort=data["cohort_name"], hypnogram=data.get("hypnogram"),
+                hypnogram_format=data.get("hypnogram_format", ""), channel_map=data.get("channel_map"),
+                mains_hz=data.get("mains_hz"), trim_to_hypnogram=data.get("trim_to_hypnogram", False),
+                user=self.request.user,
+            )
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """Queue a failed import again (its upload is kept when the failure was not the file's)."""
+        try:
+            job = imports.retry(self.get_object())
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(self.get_serializer(job).data)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = self.get_object()
+        job.cancel()
+        return Response(self.get_serializer(job).data)
+
+
+router = SimpleRouter()
+router.register("cohorts", CohortViewSet, basename="cohort")
+router.register("recordings", RecordingViewSet, basename="recording")
+router.register("epochs", EpochViewSet, basename="epoch")
+router.register("imports", ImportJobViewSet, basename="importjob")

@@ -2,6 +2,7 @@
 from django.conf import settings
 from django.db import models
 
+from core.models import BackgroundJob, StorageNameField
 from datasets.constants import STAGE_CHOICES, UNSCORED
 
 
@@ -37,14 +38,17 @@ class Recording(models.Model):
     hypnogram_source = models.CharField(max_length=255, blank=True)
     hypnogram_notes = models.JSONField(default=list)
     epoch_offset_s = models.FloatField(default=0.0, help_text="onset of epoch 0 from recording start")
-    signal_file = models.CharField(max_length=255, help_text="storage name of the prepared signals (.npy)")
+    signal_file = StorageNameField(max_length=255, help_text="storage name of the prepared signals (.npy)")
     epoch_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["cohort__name", "name"]
-        permissions = [("view_reference_stage", "Can see reference (hypnogram) stages and rationales")]
+        permissions = [
+            ("view_reference_stage", "Can see reference (hypnogram) stages and rationales"),
+            ("view_recording_provenance", "Can see source file names, hashes and hypnogram sources"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.cohort.name}/{self.name}"
@@ -77,7 +81,7 @@ class EpochImage(models.Model):
     kind = models.CharField(max_length=8, choices=KIND_CHOICES)
     variant = models.CharField(max_length=32, blank=True, help_text="viewer options, e.g. 'context,guides'")
     sha256 = models.CharField(max_length=64, db_index=True)
-    storage_name = models.CharField(max_length=255)
+    storage_name = StorageNameField(max_length=255)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
 
@@ -85,44 +89,25 @@ class EpochImage(models.Model):
         constraints = [models.UniqueConstraint(fields=["epoch", "kind", "variant"], name="unique_epoch_image")]
 
 
-class JobRecord(models.Model):
-    """Who asked for a background job, when it ran, and why it failed."""
+class ImportJob(BackgroundJob):
+    """One requested import of a PSG file (upload, API or CLI), run on the core job engine."""
 
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    task_name = "datasets.run_import"
 
-    class Meta:
-        abstract = True
-        ordering = ["-created_at"]
-
-
-class ImportJob(JobRecord):
-    PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
-    STATE_CHOICES = [(s, s.capitalize()) for s in (PENDING, RUNNING, SUCCEEDED, FAILED)]
-
-    state = models.CharField(max_length=10, choices=STATE_CHOICES, default=PENDING)
     cohort_name = models.CharField(max_length=100)
     source_name = models.CharField(max_length=255, help_text="file name as given by the user")
-    source_path = models.CharField(max_length=500, help_text="local path or storage name of the PSG file")
+    source_path = StorageNameField(max_length=500, blank=True, help_text="local path or storage name of the PSG file")
     source_in_storage = models.BooleanField(default=False, help_text="uploaded: delete from storage when done")
     hypnogram_name = models.CharField(max_length=255, blank=True)
-    hypnogram_path = models.CharField(max_length=500, blank=True)
+    hypnogram_path = StorageNameField(max_length=500, blank=True)
     hypnogram_format = models.CharField(max_length=32, blank=True)
     channel_map = models.JSONField(null=True, blank=True)
     mains_hz = models.FloatField(null=True, blank=True)
     trim_to_hypnogram = models.BooleanField(default=False)
-    percent = models.PositiveSmallIntegerField(default=0)
-    epochs_done = models.PositiveIntegerField(default=0)
-    epochs_total = models.PositiveIntegerField(default=0)
-    message = models.CharField(max_length=255, blank=True)
     recording = models.ForeignKey(Recording, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports")
+
+    class Meta(BackgroundJob.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"import #{self.pk} {self.source_name} ({self.state})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in (self.SUCCEEDED, self.FAILED)

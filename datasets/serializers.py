@@ -1,15 +1,18 @@
-"""DRF serializers; reference stages are removed for users without view_reference_stage (blinding)."""
+"""DRF serializers of the datasets app; blinded fields go through the core access policy."""
 import json
 
 from django.urls import reverse
 from rest_framework import serializers
 
-from datasets.models import Cohort, Epoch, ImportJob, Recording
+from core.access import policy_for
+from core.serializers import BackgroundJobSerializer, BlindedFieldsMixin
 from datasets.exceptions import InputError
+from datasets.models import Cohort, Epoch, ImportJob, Recording
 from datasets.services.channels import parse_channel_map
 from datasets.services.hypnograms import FORMATS
 
-REFERENCE_FIELDS = ("stage", "reference_rules", "reference_rationale")
+REFERENCE_FIELDS = ["stage", "reference_rules", "reference_rationale"]
+PROVENANCE_FIELDS = ["sha256", "source_filename", "start_time", "hypnogram_source", "hypnogram_notes"]
 
 
 class CohortSerializer(serializers.ModelSerializer):
@@ -20,20 +23,28 @@ class CohortSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "recording_count", "created_at"]
 
 
-class RecordingSerializer(serializers.ModelSerializer):
+class RecordingSerializer(BlindedFieldsMixin, serializers.ModelSerializer):
+    """A recording; raters get a pseudonymous name and none of the fields that identify the subject."""
+
+    blinded_fields = {"can_see_provenance": PROVENANCE_FIELDS}
     cohort = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    name = serializers.SerializerMethodField()
 
     class Meta:
         model = Recording
         fields = [
-            "id", "cohort", "name", "sha256", "source_filename", "file_format", "start_time", "duration_s",
-            "mains_hz", "channels_found", "channel_plan", "derivations", "substitutions", "processing_notes",
-            "hypnogram_format", "hypnogram_source", "hypnogram_notes", "epoch_offset_s", "epoch_count", "created_at",
+            "id", "cohort", "name", "file_format", "duration_s", "mains_hz", "channels_found", "channel_plan",
+            "derivations", "substitutions", "processing_notes", "hypnogram_format", "epoch_offset_s", "epoch_count",
+            "created_at", *PROVENANCE_FIELDS,
         ]
         read_only_fields = fields
 
+    def get_name(self, recording) -> str:
+        return policy_for(self.context["request"].user).recording_label(recording)
 
-class EpochSerializer(serializers.ModelSerializer):
+
+class EpochSerializer(BlindedFieldsMixin, serializers.ModelSerializer):
+    blinded_fields = {"can_see_reference": REFERENCE_FIELDS}
     model_image = serializers.SerializerMethodField()
 
     class Meta:
@@ -45,16 +56,8 @@ class EpochSerializer(serializers.ModelSerializer):
         image = next((i for i in epoch.images.all() if i.kind == "model"), None)
         return reverse("datasets:image", args=[image.sha256]) if image else None
 
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        request = self.context.get("request")
-        if request is None or not request.user.has_perm("datasets.view_reference_stage"):
-            for field in REFERENCE_FIELDS:
-                data.pop(field, None)
-        return data
 
-
-class ImportJobSerializer(serializers.ModelSerializer):
+class ImportJobSerializer(BackgroundJobSerializer):
     """An import: upload with `file` (multipart); read back state and progress."""
 
     file = serializers.FileField(write_only=True, help_text="EDF, EDF+ or BDF file")
@@ -62,18 +65,19 @@ class ImportJobSerializer(serializers.ModelSerializer):
     hypnogram_format = serializers.ChoiceField(choices=[("", "detect")] + [(f, f) for f in FORMATS], required=False)
     channel_map = serializers.JSONField(required=False, allow_null=True)
     cohort = serializers.CharField(source="cohort_name", max_length=100)
+    source_name = serializers.CharField(read_only=True)
+    link = serializers.IntegerField(source="recording_id", read_only=True, help_text="the imported recording")
+    link_text = serializers.SerializerMethodField()
 
     class Meta:
         model = ImportJob
-        fields = [
-            "id", "state", "cohort", "source_name", "hypnogram_name", "hypnogram_format", "channel_map", "mains_hz",
-            "trim_to_hypnogram", "percent", "epochs_done", "epochs_total", "message", "error", "recording",
-            "created_at", "started_at", "finished_at", "file", "hypnogram",
-        ]
-        read_only_fields = [
-            "state", "source_name", "hypnogram_name", "percent", "epochs_done", "epochs_total", "message", "error",
-            "recording", "created_at", "started_at", "finished_at",
-        ]
+        fields = [*BackgroundJobSerializer.JOB_FIELDS, "cohort", "source_name", "hypnogram_name", "hypnogram_format",
+                  "channel_map", "mains_hz", "trim_to_hypnogram", "recording", "link", "link_text", "file", "hypnogram"]
+        read_only_fields = ["state", "message", "error", "source_name", "hypnogram_name", "recording", "created_at",
+                            "started_at", "finished_at"]
+
+    def get_link_text(self, job) -> str:
+        return "Open recording"
 
     def validate_channel_map(self, value):
         if value in (None, "", {}):

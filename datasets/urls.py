@@ -4,12 +4,12 @@ from datasets import views
 
 app_name = "datasets"
 urlpatterns = [
-    path("", views.cohort_list, name="cohort-list"),
-    path("cohorts/<int:cohort_id>/", views.recording_list, name="cohort"),
-    path("recordings/", views.recording_list, name="recording-list"),
-    path("recordings/<int:pk>/", views.recording_detail, name="recording"),
-    path("recordings/<int:pk>/epochs/<int:index>/", views.epoch_view, name="epoch"),
-    path("imports/new/", views.import_new, name="import-new"),
-    path("imports/<int:pk>/", views.import_detail, name="import"),
-    path("images/<str:sha256>.png", views.image, name="image"),
+    path("", views.CohortListView.as_view(), name="cohort-list"),
+    path("cohorts/<int:cohort_id>/", views.RecordingListView.as_view(), name="cohort"),
+    path("recordings/", views.RecordingListView.as_view(), name="recording-list"),
+    path("recordings/<int:pk>/", views.RecordingDetailView.as_view(), name="recording"),
+    path("recordings/<int:pk>/epochs/<int:index>/", views.EpochView.as_view(), name="epoch"),
+    path("imports/new/", views.ImportNewView.as_view(), name="import-new"),
+    path("imports/<int:pk>/", views.ImportDetailView.as_view(), name="import"),
+    path("images/<str:sha256>.png", views.ImageView.as_view(), name="image"),
 ]

@@ -1,74 +1,52 @@
-"""Pages of the datasets app: cohorts, recordings, epoch viewer, imports, images."""
+"""Pages of the datasets app: cohorts, recordings, epoch viewer, imports, images (core access policy)."""
 from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
 from django.core.files.storage import default_storage
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.views.decorators.http import condition, require_http_methods
+from django.utils.decorators import method_decorator
+from django.views.decorators.http import condition
+from django.views.generic import DetailView, FormView, ListView, View
 
+from core.access import PolicyViewMixin
+from datasets.exceptions import InputError
 from datasets.forms import ImportForm
 from datasets.models import Cohort, Epoch, EpochImage, ImportJob, Recording
-from datasets.services import imports, images
+from datasets.services import images, imports
 from datasets.services.plots import STAGE_COLOURS, hypnogram_svg
 
 IMAGE_CACHE = "private, max-age=31536000, immutable"
 
 
-@permission_required("datasets.view_cohort", raise_exception=True)
-def cohort_list(request):
-    cohorts = Cohort.objects.annotate(recording_count=Count("recordings")).order_by("name")
-    return render(request, "datasets/cohort_list.html", {"cohorts": cohorts})
+class CohortListView(PolicyViewMixin, ListView):
+    permission_required = "datasets.view_cohort"
+    template_name = "datasets/cohort_list.html"
+    context_object_name = "cohorts"
+
+    def get_queryset(self):
+        reachable = self.policy.reachable(Recording.objects.all()).values("pk")
+        return Cohort.objects.annotate(recording_count=Count("recordings", filter=Q(recordings__in=reachable))).order_by("name")
 
 
-@permission_required("datasets.view_recording", raise_exception=True)
-def recording_list(request, cohort_id=None):
-    cohort = get_object_or_404(Cohort, pk=cohort_id) if cohort_id else None
-    recordings = Recording.objects.select_related("cohort").order_by("cohort__name", "name")
-    if cohort:
-        recordings = recordings.filter(cohort=cohort)
-    jobs = []
-    if request.user.has_perm("datasets.view_importjob"):
-        jobs = ImportJob.objects.exclude(state=ImportJob.SUCCEEDED)
-        jobs = jobs.filter(cohort_name=cohort.name)[:20] if cohort else jobs[:20]
-    return render(request, "datasets/recording_list.html", {"cohort": cohort, "recordings": recordings, "jobs": jobs})
+class RecordingListView(PolicyViewMixin, ListView):
+    permission_required = "datasets.view_recording"
+    recording_path = ""
+    template_name = "datasets/recording_list.html"
+    context_object_name = "recordings"
+    queryset = Recording.objects.select_related("cohort").order_by("cohort__name", "name")
 
+    def get_queryset(self):
+        self.cohort = get_object_or_404(Cohort, pk=self.kwargs["cohort_id"]) if "cohort_id" in self.kwargs else None
+        queryset = super().get_queryset()
+        return queryset.filter(cohort=self.cohort) if self.cohort else queryset
 
-@permission_required("datasets.view_recording", raise_exception=True)
-def recording_detail(request, pk):
-    recording = get_object_or_404(Recording.objects.select_related("cohort"), pk=pk)
-    context = {"recording": recording, "jobs": recording.imports.all()[:5] if request.user.has_perm("datasets.view_importjob") else []}
-    if request.user.has_perm("datasets.view_reference_stage"):
-        stages = list(recording.epochs.values_list("stage", flat=True))
-        context["hypnogram"] = _hypnogram(recording, stages)
-        context["stage_counts"] = [(s, stages.count(s), STAGE_COLOURS[s]) for s in STAGE_COLOURS]
-    return render(request, "datasets/recording_detail.html", context)
-
-
-@permission_required("datasets.view_epoch", raise_exception=True)
-def epoch_view(request, pk, index):
-    recording = get_object_or_404(Recording.objects.select_related("cohort"), pk=pk)
-    epoch = get_object_or_404(Epoch, recording=recording, index=index)
-    context_on = request.GET.get("context", "1") == "1"
-    guides_on = request.GET.get("guides", "1") == "1"
-    can_see_reference = request.user.has_perm("datasets.view_reference_stage")
-    context = {
-        "recording": recording,
-        "epoch": epoch,
-        "viewer": images.viewer_image(epoch, context=context_on, guides=guides_on),
-        "model": images.model_image(epoch),
-        "context_on": context_on,
-        "guides_on": guides_on,
-        "previous": index - 1 if index > 0 else None,
-        "next": index + 1 if index + 1 < recording.epoch_count else None,
-        "query": f"?context={int(context_on)}&guides={int(guides_on)}",
-        "clock": _clock(epoch.onset_s),
-    }
-    if can_see_reference:
-        stages = list(recording.epochs.values_list("stage", flat=True))
-        context["hypnogram"] = _hypnogram(recording, stages, height=110, marker=index)
-    return render(request, "datasets/epoch.html", context)
+    def get_context_data(self, **kwargs):
+        jobs = []
+        if self.request.user.has_perm("datasets.view_importjob"):
+            jobs = ImportJob.objects.exclude(state=ImportJob.SUCCEEDED)
+            jobs = jobs.filter(cohort_name=self.cohort.name)[:20] if self.cohort else jobs[:20]
+        return super().get_context_data(cohort=self.cohort, jobs=jobs, **kwargs)
 
 
 def _hypnogram(recording, stages: list[str], **options) -> str:
@@ -77,44 +55,105 @@ def _hypnogram(recording, stages: list[str], **options) -> str:
     return hypnogram_svg(stages, link=link, **options)
 
 
+class RecordingDetailView(PolicyViewMixin, DetailView):
+    permission_required = "datasets.view_recording"
+    recording_path = ""
+    template_name = "datasets/recording_detail.html"
+    context_object_name = "recording"
+    queryset = Recording.objects.select_related("cohort")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        recording = self.object
+        context["jobs"] = recording.imports.all()[:5] if self.request.user.has_perm("datasets.view_importjob") else []
+        if self.policy.can_see_reference:
+            stages = list(recording.epochs.values_list("stage", flat=True))
+            context["hypnogram"] = _hypnogram(recording, stages)
+            context["stage_counts"] = [(s, stages.count(s), STAGE_COLOURS[s]) for s in STAGE_COLOURS]
+        return context
+
+
 def _clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-@permission_required("datasets.add_importjob", raise_exception=True)
-@require_http_methods(["GET", "POST"])
-def import_new(request):
-    form = ImportForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        job = imports.submit_upload(
-            upload=data["file"], cohort=data["cohort"], hypnogram=data.get("hypnogram"),
-            hypnogram_format=data["hypnogram_format"], channel_map=data["channel_map"], mains_hz=data["mains_hz"],
-            trim_to_hypnogram=data["trim_to_hypnogram"], user=request.user,
+class EpochView(PolicyViewMixin, DetailView):
+    permission_required = "datasets.view_epoch"
+    recording_path = "recording"
+    template_name = "datasets/epoch.html"
+    context_object_name = "epoch"
+    queryset = Epoch.objects.select_related("recording__cohort")
+
+    def get_object(self, queryset=None):
+        return get_object_or_404(self.get_queryset(), recording_id=self.kwargs["pk"], index=self.kwargs["index"])
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        epoch, index = self.object, self.object.index
+        recording = epoch.recording
+        context_on = self.request.GET.get("context", "1") == "1"
+        guides_on = self.request.GET.get("guides", "1") == "1"
+        context.update(
+            recording=recording,
+            viewer=images.viewer_image(epoch, context=context_on, guides=guides_on),
+            model=images.model_image(epoch),
+            context_on=context_on,
+            guides_on=guides_on,
+            previous=index - 1 if index > 0 else None,
+            next=index + 1 if index + 1 < recording.epoch_count else None,
+            query=f"?context={int(context_on)}&guides={int(guides_on)}",
+            clock=_clock(epoch.onset_s),
         )
-        messages.info(request, f"Import of {job.source_name} queued.")
+        if self.policy.can_see_reference:
+            stages = list(recording.epochs.values_list("stage", flat=True))
+            context["hypnogram"] = _hypnogram(recording, stages, height=110, marker=index)
+        return context
+
+
+class ImportNewView(PolicyViewMixin, FormView):
+    permission_required = "datasets.add_importjob"
+    template_name = "datasets/import_new.html"
+    form_class = ImportForm
+
+    def form_valid(self, form):
+        data = form.cleaned_data
+        try:
+            job = imports.submit_upload(
+                upload=data["file"], cohort=data["cohort"], hypnogram=data.get("hypnogram"),
+                hypnogram_format=data["hypnogram_format"], channel_map=data["channel_map"], mains_hz=data["mains_hz"],
+                trim_to_hypnogram=data["trim_to_hypnogram"], user=self.request.user,
+            )
+        except InputError as exc:
+            form.add_error(None, str(exc))
+            return self.form_invalid(form)
+        messages.info(self.request, f"Import of {job.source_name} queued.")
         return redirect("datasets:import", pk=job.pk)
-    return render(request, "datasets/import_new.html", {"form": form})
 
 
-@permission_required("datasets.view_importjob", raise_exception=True)
-def import_detail(request, pk):
-    return render(request, "datasets/import_detail.html", {"job": get_object_or_404(ImportJob, pk=pk)})
+class ImportDetailView(PolicyViewMixin, DetailView):
+    permission_required = "datasets.view_importjob"
+    template_name = "datasets/import_detail.html"
+    context_object_name = "job"
+    queryset = ImportJob.objects.select_related("recording")
 
 
 def _image_etag(request, sha256):
     return f'"{sha256}"'
 
 
-@permission_required("datasets.view_epochimage", raise_exception=True)
-@condition(etag_func=_image_etag)
-def image(request, sha256):
-    """Serve a stored epoch image by content hash, with a long-lived cache and its ETag."""
-    record = EpochImage.objects.filter(sha256=sha256).first()
-    if record is None:
-        raise Http404("no such image")
-    with default_storage.open(record.storage_name, "rb") as fh:
-        response = HttpResponse(fh.read(), content_type="image/png")
-    response["Cache-Control"] = IMAGE_CACHE
-    return response
+@method_decorator(condition(etag_func=_image_etag), name="get")
+class ImageView(PolicyViewMixin, View):
+    """A stored epoch image by content hash, for users who reach one of its recordings; long-lived cache, ETag."""
+
+    permission_required = "datasets.view_epochimage"
+
+    def get(self, request, sha256):
+        records = self.policy.reachable(EpochImage.objects.filter(sha256=sha256), "epoch__recording")
+        record = records.first()
+        if record is None:
+            raise Http404("no such image")
+        with default_storage.open(record.storage_name, "rb") as fh:
+            response = HttpResponse(fh.read(), content_type="image/png")
+        response["Cache-Control"] = IMAGE_CACHE
+        return response

@@ -25,7 +25,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(InferenceJob)
 class InferenceJobAdmin(admin.ModelAdmin):
-    list_display = ("pk", "model_version", "cohort", "recording", "state", "epochs_total", "created_at")
+    list_display = ("pk", "model_version", "cohort", "recording", "state", "done", "total", "created_at")
     list_filter = ("state", "model_version")
     readonly_fields = [f.name for f in InferenceJob._meta.fields]
 

@@ -6,10 +6,12 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from config.permissions import RoleModelPermissions
+from core.access import PolicyPermission, reachable_queryset
 from datasets.models import Cohort
+from inference.filters import InferenceJobFilter, PredictionFilter
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 from inference.serializers import AasmRuleSerializer, InferenceJobSerializer, ModelVersionSerializer, PredictionSerializer
 from inference.services import jobs
@@ -31,6 +33,7 @@ class InferenceJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
     """Start a run (model version + cohort or recording), follow it, cancel or resume it."""
 
     serializer_class = InferenceJobSerializer
+    filterset_class = InferenceJobFilter
     queryset = InferenceJob.objects.select_related("model_version", "cohort")
 
     def perform_create(self, serializer):
@@ -52,20 +55,23 @@ class InferenceJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
 
 class PredictionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = PredictionSerializer
+    filterset_class = PredictionFilter
+    capability = "can_see_model_outputs"
+    recording_path = "epoch__recording"
 
     def get_queryset(self):
         queryset = Prediction.objects.select_related("model_version").order_by("epoch_id", "model_version__name")
-        params = self.request.query_params
-        for param, lookup in (("epoch", "epoch_id"), ("recording", "epoch__recording_id"), ("model_version", "model_version__name"), ("job", "job_id")):
-            if params.get(param):
-                queryset = queryset.filter(**{lookup: params[param]})
-        return queryset
+        return reachable_queryset(self, queryset)
 
 
 class EvaluationView(APIView):
-    """The evaluation table of one or more model versions on a cohort, as JSON or CSV."""
+    """The evaluation table of one or more model versions on a cohort, as JSON or CSV.
 
-    permission_classes = [RoleModelPermissions]
+    It shows reference-derived confusion matrices beside model outputs: the policy's can_evaluate.
+    """
+
+    permission_classes = [PolicyPermission]
+    capability = "can_evaluate"
     queryset = Prediction.objects.none()  # permission check: inference.view_prediction
 
     @extend_schema(parameters=[
@@ -85,3 +91,10 @@ class EvaluationView(APIView):
             response["Content-Disposition"] = f'attachment; filename="evaluation-{cohort.name}.csv"'
             return response
         return Response(result)
+
+
+router = SimpleRouter()
+router.register("rules", AasmRuleViewSet, basename="aasmrule")
+router.register("model-versions", ModelVersionViewSet, basename="modelversion")
+router.register("inference-jobs", InferenceJobViewSet, basename="inferencejob")
+router.register("predictions", PredictionViewSet, basename="prediction")

@@ -1,8 +1,12 @@
 """AASM rule catalog, model versions, inference jobs and predictions."""
+import hashlib
+import json
+
 from django.db import models
 
+from core.models import BackgroundJob
 from datasets.constants import STAGE_CHOICES
-from datasets.models import Cohort, Epoch, JobRecord, Recording
+from datasets.models import Cohort, Epoch, Recording
 
 
 class AasmRule(models.Model):
@@ -45,28 +49,38 @@ class ModelVersion(models.Model):
     def queue(self) -> str:
         return "cpu" if self.backend == self.BASELINE else "gpu"
 
+    @property
+    def settings_hash(self) -> str:
+        """SHA-256 of the backend and its settings as stored (canonical JSON)."""
+        payload = json.dumps({"backend": self.backend, "settings": self.settings}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
 
-class InferenceJob(JobRecord):
-    PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "pending", "running", "succeeded", "failed", "cancelled"
-    STATE_CHOICES = [(s, s.capitalize()) for s in (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)]
-    FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+class InferenceJob(BackgroundJob):
+    """A run of one model version over a cohort or a recording, in chunks on the gpu/cpu queue.
+
+    done counts the predictions this job wrote; failed and skipped count parse failures and epochs
+    without three-image context among them. The job ends when every target epoch has a prediction
+    of the model version, whichever job wrote it.
+    """
+
+    task_name = "inference.resume_job"
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
     cohort = models.ForeignKey(Cohort, null=True, blank=True, on_delete=models.SET_NULL)
     recording = models.ForeignKey(Recording, null=True, blank=True, on_delete=models.SET_NULL)
-    state = models.CharField(max_length=10, choices=STATE_CHOICES, default=PENDING)
     version_hash = models.CharField(max_length=64, blank=True)
-    epochs_total = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0, help_text="parse or request failures among the predictions written")
+    skipped = models.PositiveIntegerField(default=0, help_text="epochs skipped for lack of three-image context")
+
+    class Meta(BackgroundJob.Meta):
+        pass
 
     def __str__(self) -> str:
         target = self.cohort or self.recording
         return f"{self.model_version} on {target} ({self.state})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in self.FINISHED
 
 
 class Prediction(models.Model):

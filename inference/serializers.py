@@ -1,6 +1,7 @@
 """DRF serializers of the inference app."""
 from rest_framework import serializers
 
+from core.serializers import BackgroundJobSerializer
 from datasets.models import Cohort, Recording
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 from inference.services import jobs
@@ -19,18 +20,18 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "backend", "settings", "description", "created_at"]
 
 
-class InferenceJobSerializer(serializers.ModelSerializer):
+class InferenceJobSerializer(BackgroundJobSerializer):
     model_version = serializers.SlugRelatedField(slug_field="name", queryset=ModelVersion.objects.all())
     cohort = serializers.SlugRelatedField(slug_field="name", queryset=Cohort.objects.all(), required=False, allow_null=True)
     recording = serializers.PrimaryKeyRelatedField(queryset=Recording.objects.all(), required=False, allow_null=True)
-    progress = serializers.SerializerMethodField()
+    settings_hash = serializers.CharField(source="model_version.settings_hash", read_only=True)
 
     class Meta:
         model = InferenceJob
-        fields = ["id", "model_version", "cohort", "recording", "state", "version_hash", "epochs_total", "chunks_total",
-                  "progress", "error", "created_at", "started_at", "finished_at"]
-        read_only_fields = ["state", "version_hash", "epochs_total", "chunks_total", "error", "created_at",
-                            "started_at", "finished_at"]
+        fields = [*BackgroundJobSerializer.JOB_FIELDS, "model_version", "cohort", "recording", "version_hash",
+                  "settings_hash", "chunks_total"]
+        read_only_fields = ["state", "message", "error", "version_hash", "chunks_total", "created_at", "started_at",
+                            "finished_at"]
 
     def get_progress(self, job) -> dict:
         return jobs.progress(job)

@@ -15,3 +15,8 @@ def run_chunk(self, job_id: int, epoch_ids: list[int]) -> str:
             jobs.fail_job(InferenceJob.objects.get(pk=job_id), f"chunk failed after {self.max_retries} retries: {exc}")
             raise
         raise self.retry(exc=exc, countdown=2 ** self.request.retries * 5)
+
+
+@shared_task(name="inference.resume_job", acks_late=True)
+def resume_job(job_id: int) -> str:
+    return jobs.resume_job(job_id)

@@ -4,8 +4,8 @@ from inference import views
 
 app_name = "inference"
 urlpatterns = [
-    path("", views.job_list, name="job-list"),
-    path("jobs/<int:pk>/", views.job_detail, name="job"),
-    path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
-    path("evaluation/", views.evaluation, name="evaluation"),
+    path("", views.JobListView.as_view(), name="job-list"),
+    path("jobs/<int:pk>/", views.JobDetailView.as_view(), name="job"),
+    path("jobs/<int:pk>/cancel/", views.JobCancelView.as_view(), name="job-cancel"),
+    path("evaluation/", views.EvaluationPageView.as_view(), name="evaluation"),
 ]

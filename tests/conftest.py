@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from config.roles import ADMIN, ROLES
+from core.roles import ADMIN, ROLES
 from datasets.services import storage
 from datasets.services.synthetic import write_synthetic_edf
 

@@ -4,7 +4,7 @@ import re
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from config.roles import CURATOR, RATER
+from core.roles import CURATOR, RATER
 from datasets.services.imports import create_job, run_job
 from tests.conftest import TEST_OUTPUT
 from tests.edf_factory import noise_channels, stage_annotations, write_edf

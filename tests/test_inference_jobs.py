@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from config.roles import CURATOR, RATER, RESEARCHER
+from core.roles import CURATOR, RATER, RESEARCHER
 from datasets.models import EpochImage
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 from inference.services import jobs

@@ -4,7 +4,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from config.roles import ADMIN, CURATOR, RATER, RESEARCHER
+from core.roles import ADMIN, CURATOR, RATER, RESEARCHER
 from datasets.models import EpochImage
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from config.roles import CURATOR
+from core.roles import CURATOR
 from datasets.models import ImportJob, Recording
 from tests.conftest import stored_files
 

@@ -1,29 +1,56 @@
-"""Import jobs: one record per requested import, run by a Celery worker or the CLI, with progress."""
+"""Import jobs on the core job engine: one row per requested import, run by a worker or the CLI.
+
+Order of an upload: the job row first, then its files under uploads/<job id>/, then the queue
+message after commit. A broker that is down leaves the job PENDING for the stale-job sweep. An
+input error fails the job and deletes the upload (it cannot succeed); any other error fails it and
+keeps the upload, so the job can be retried.
+"""
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from contextlib import nullcontext
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.utils import timezone
 
+from core.services.queue import send
 from datasets.exceptions import InputError
 from datasets.models import ImportJob
 from datasets.services import storage
 from datasets.services.ingest import ImportRequest, Progress, import_psg
 
 log = logging.getLogger(__name__)
+RUN_TASK = "datasets.run_import"
+
+
+class JobCancelled(Exception):
+    """The job was cancelled while it ran: the import stops and writes nothing."""
+
+
+def check_lengths(**values: str) -> None:
+    """Refuse names longer than their columns, naming the field (PostgreSQL would fail with DataError)."""
+    for name, value in values.items():
+        limit = ImportJob._meta.get_field(name).max_length
+        if value and len(value) > limit:
+            raise InputError(f"{name.replace('_', ' ')} is {len(value)} characters long; at most {limit} are allowed")
+
+
+def check_mains(mains_hz: float | None) -> None:
+    low, high = settings.MAINS_HZ_RANGE
+    if mains_hz is not None and not low <= mains_hz <= high:
+        raise InputError(f"mains frequency {mains_hz:g} Hz is outside {low:g}–{high:g} Hz (50 Hz in Europe, 60 Hz in North America)")
 
 
 def create_job(*, source_path: str, source_name: str, cohort: str, in_storage: bool = False,
                hypnogram_path: str = "", hypnogram_name: str = "", hypnogram_format: str = "",
                channel_map: dict | None = None, mains_hz: float | None = None,
                trim_to_hypnogram: bool = False, user=None) -> ImportJob:
+    check_lengths(cohort_name=cohort, source_name=source_name, source_path=source_path,
+                  hypnogram_name=hypnogram_name, hypnogram_path=hypnogram_path)
+    check_mains(mains_hz)
     return ImportJob.objects.create(
         source_path=source_path, source_name=source_name, source_in_storage=in_storage, cohort_name=cohort,
         hypnogram_path=hypnogram_path, hypnogram_name=hypnogram_name, hypnogram_format=hypnogram_format,
@@ -34,33 +61,48 @@ def create_job(*, source_path: str, source_name: str, cohort: str, in_storage: b
 def submit_upload(*, upload, cohort: str, hypnogram=None, hypnogram_format: str = "",
                   channel_map: dict | None = None, mains_hz: float | None = None,
                   trim_to_hypnogram: bool = False, user=None) -> ImportJob:
-    """Keep uploaded files in storage until their job has run, create the job and queue it."""
-    folder = f"uploads/{uuid.uuid4().hex}"
-    source_path = default_storage.save(f"{folder}/{Path(upload.name).name}", upload)
-    hypnogram_path = default_storage.save(f"{folder}/{Path(hypnogram.name).name}", hypnogram) if hypnogram else ""
+    """Create the job, store its uploaded files under uploads/<job id>/, queue it after commit."""
+    job = create_job(source_path="", source_name=upload.name, in_storage=True, cohort=cohort,
+                     hypnogram_name=hypnogram.name if hypnogram else "", hypnogram_format=hypnogram_format,
+                     channel_map=channel_map, mains_hz=mains_hz, trim_to_hypnogram=trim_to_hypnogram, user=user)
+    folder = f"uploads/{job.pk}"
+    try:
+        source_path = default_storage.save(f"{folder}/{_safe_name(upload.name)}", upload)
+        hypnogram_path = default_storage.save(f"{folder}/{_safe_name(hypnogram.name)}", hypnogram) if hypnogram else ""
+    except Exception as exc:
+        job.fail(f"the upload could not be stored: {exc}")
+        raise
     with transaction.atomic():
-        job = create_job(
-            source_path=source_path, source_name=upload.name, in_storage=True, cohort=cohort,
-            hypnogram_path=hypnogram_path, hypnogram_name=hypnogram.name if hypnogram else "",
-            hypnogram_format=hypnogram_format, channel_map=channel_map, mains_hz=mains_hz,
-            trim_to_hypnogram=trim_to_hypnogram, user=user,
-        )
-        enqueue(job)
+        ImportJob.objects.filter(pk=job.pk).update(source_path=source_path, hypnogram_path=hypnogram_path,
+                                                  message="queued")
+        send(RUN_TASK, (job.pk,))
+    job.refresh_from_db()
     return job
 
 
-def enqueue(job: ImportJob) -> None:
-    """Queue the job for a worker once the surrounding transaction has committed."""
-    from datasets.tasks import run_import
+def _safe_name(name: str) -> str:
+    """The file's base name, short enough for the path column."""
+    base = Path(name).name or "upload"
+    return base if len(base) <= 200 else base[-200:]
 
-    transaction.on_commit(lambda: run_import.delay(job.pk))
+
+def retry(job: ImportJob) -> ImportJob:
+    """Queue a failed import again when its upload was kept (the failure was not the file's fault)."""
+    if job.state != ImportJob.FAILED:
+        raise InputError(f"import #{job.pk} is {job.state}: only a failed import can be retried")
+    if job.source_in_storage and not default_storage.exists(job.source_path):
+        raise InputError(f"import #{job.pk}: its upload is gone (it failed on bad input); upload the file again")
+    with transaction.atomic():
+        job.reopen(message="queued again")
+        send(RUN_TASK, (job.pk,))
+    return job
 
 
 class JobProgress:
     """Write progress to the job row, at most every half second (and always at the end)."""
 
     def __init__(self, job: ImportJob, echo: Progress | None = None):
-        self.job_id, self.echo, self.last = job.pk, echo, 0.0
+        self.job, self.echo, self.last = job, echo, 0.0
 
     def __call__(self, fraction: float, done: int, total: int, message: str) -> None:
         if self.echo:
@@ -69,18 +111,23 @@ class JobProgress:
         if now - self.last < 0.5 and fraction < 1.0:
             return
         self.last = now
-        ImportJob.objects.filter(pk=self.job_id).update(
-            percent=int(fraction * 100), epochs_done=done, epochs_total=total, message=message[:255]
-        )
+        if not self.job.report_progress(fraction=fraction, done=done, total=total, message=message):
+            raise JobCancelled(f"import #{self.job.pk} is no longer running")
 
 
 def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
-    """Run one import job to its end; bad input marks it failed with the message, never raises."""
+    """Run one import job to its end; bad input marks it failed with the message, never raises.
+
+    Claiming is a compare-and-set: a redelivered message for a job another worker holds, or for a
+    finished job, does nothing.
+    """
     job = ImportJob.objects.get(pk=job_id)
-    if job.is_finished:
-        return job  # a redelivered message for a finished job
-    ImportJob.objects.filter(pk=job.pk).update(state=ImportJob.RUNNING, started_at=timezone.now(), error="")
+    if not job.claim():
+        return job
+    keep_upload = False
     try:
+        if job.source_in_storage and not job.source_path:
+            raise InputError("the upload never reached storage; upload the file again")
         with storage.local_path(job.source_path, job.source_in_storage) as psg_path, \
                 _optional_path(job.hypnogram_path, job.source_in_storage) as hypnogram_path:
             request = ImportRequest(
@@ -90,21 +137,20 @@ def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
                 trim_to_hypnogram=job.trim_to_hypnogram,
             )
             recording, created = import_psg(request, user=job.created_by, progress=JobProgress(job, echo))
-        state, error = ImportJob.SUCCEEDED, ""
-        message = "imported" if created else f"already imported as recording #{recording.pk}: nothing new created"
     except InputError as exc:
-        recording, state, error, message = None, ImportJob.FAILED, str(exc), "failed"
-    except Exception as exc:  # unexpected: keep the job honest, log the traceback for operators
+        job.fail(str(exc))
+    except JobCancelled:
+        pass
+    except Exception as exc:  # unexpected: keep the job honest and the upload for a retry; log for operators
         log.exception("import job %s failed", job.pk)
-        recording, state, error, message = None, ImportJob.FAILED, f"internal error: {exc}", "failed"
-    finally:
-        if job.source_in_storage:
-            for name in filter(None, (job.source_path, job.hypnogram_path)):
-                default_storage.delete(name)
-    done = {"percent": 100} if state == ImportJob.SUCCEEDED else {}  # a failure keeps the percent it reached
-    ImportJob.objects.filter(pk=job.pk).update(
-        state=state, error=error, message=message, recording=recording, finished_at=timezone.now(), **done
-    )
+        keep_upload = True
+        job.fail(f"internal error: {exc}", message="failed; the upload is kept, the import can be retried")
+    else:
+        message = "imported" if created else f"already imported as recording #{recording.pk}: nothing new created"
+        job.succeed(message, recording=recording)
+    if job.source_in_storage and not keep_upload:
+        for name in filter(None, (job.source_path, job.hypnogram_path)):
+            default_storage.delete(name)
     job.refresh_from_db()
     return job
 

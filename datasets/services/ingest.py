@@ -1,7 +1,9 @@
 """Import one PSG night: read, map channels, prepare signals, cut epochs, render, store.
 
 Atomic: files are written first (content-addressed), then every row in one transaction; on any
-failure the files this import created are deleted and no row remains.
+failure no row remains. Files are never deleted here: a content-addressed file may already serve a
+row committed by another import, so unreferenced files are left to the storage sweep. Imports of
+the same file (SHA-256) are serialised with a named lock.
 """
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+
+from core.locks import named_lock
 
 from datasets.constants import EMG_DERIVATIONS, EPOCH_SAMPLES, EPOCH_SECONDS, MODEL_IMAGE_SIZE, TARGET_SFREQ, UNSCORED
 from datasets.exceptions import InputError
@@ -51,6 +54,11 @@ def find_existing(path: Path) -> Recording | None:
 def import_psg(request: ImportRequest, *, user=None, progress: Progress = _no_progress) -> tuple[Recording, bool]:
     """Import a PSG file; return (recording, created). The same file (SHA-256) imports once."""
     sha = storage.file_sha256(request.path)
+    with named_lock(f"import:{sha}"):
+        return _import_locked(request, sha, user, progress)
+
+
+def _import_locked(request: ImportRequest, sha: str, user, progress: Progress) -> tuple[Recording, bool]:
     existing = Recording.objects.filter(sha256=sha).first()
     if existing is not None:
         progress(1.0, existing.epoch_count, existing.epoch_count, f"already imported as recording #{existing.pk}")
@@ -66,24 +74,17 @@ def import_psg(request: ImportRequest, *, user=None, progress: Progress = _no_pr
 
     progress(0.05, 0, len(scored), "reading signals")
     signals, prep_notes = _prepared_signals(raw, plan, request.mains_hz, progress, len(scored))
-    created_files: list[str] = []
+    signal_name, _, _ = storage.save_array(signals)
+    images = _render_epochs(signals, plan.derivations, scored, progress)
+    progress(0.97, len(scored), len(scored), "saving")
     try:
-        signal_name, _, created = storage.save_array(signals)
-        if created:
-            created_files.append(signal_name)
-        images = _render_epochs(signals, plan.derivations, scored, created_files, progress)
-        progress(0.97, len(scored), len(scored), "saving")
         recording = _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name, images,
                           channel_notes + align_notes + prep_notes, user)
     except IntegrityError:
-        _delete_files(created_files)
         existing = Recording.objects.filter(sha256=sha).first()
         if existing is None:
             raise
         return existing, False
-    except BaseException:
-        _delete_files(created_files)
-        raise
     progress(1.0, len(scored), len(scored), "done")
     return recording, True
 
@@ -174,15 +175,13 @@ def _prepared_signals(raw, plan: ChannelPlan, mains_hz: float, progress: Progres
     return np.stack(rows), notes
 
 
-def _render_epochs(signals, derivations, scored, created_files, progress) -> list[tuple[str, str]]:
+def _render_epochs(signals, derivations, scored, progress) -> list[tuple[str, str]]:
     images = []
     total = len(scored)
     for i, epoch in enumerate(scored):
         start = round(epoch.onset * TARGET_SFREQ)
         png = render_model_image(signals[:, start : start + EPOCH_SAMPLES], derivations)
-        name, sha, created = storage.save_content_addressed(png, "epochs", "png")
-        if created:
-            created_files.append(name)
+        name, sha, _ = storage.save_content_addressed(png, "epochs", "png")
         images.append((name, sha))
         if i % 20 == 0 or i == total - 1:
             progress(0.3 + 0.65 * (i + 1) / total, i + 1, total, "rendering epochs")
@@ -241,8 +240,3 @@ def _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name,
         batch_size=500,
     )
     return recording
-
-
-def _delete_files(names: list[str]) -> None:
-    for name in names:
-        default_storage.delete(name)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -23,12 +24,21 @@ def save_content_addressed(data: bytes, prefix: str, ext: str) -> tuple[str, str
     sha = hashlib.sha256(data).hexdigest()
     name = content_name(prefix, sha, ext)
     if default_storage.exists(name):
+        _touch(name)
         return name, sha, False
     saved = default_storage.save(name, ContentFile(data))
     if saved != name:  # another process stored the same content meanwhile
         default_storage.delete(saved)
         return name, sha, False
     return name, sha, True
+
+
+def _touch(name: str) -> None:
+    """Renew a reused file's age, so the storage sweep's grace period covers the import now using it."""
+    try:
+        os.utime(default_storage.path(name))
+    except (NotImplementedError, FileNotFoundError):
+        pass
 
 
 def save_array(array: np.ndarray, prefix: str = "signals") -> tuple[str, str, bool]:

@@ -1,8 +1,10 @@
-"""Inference jobs: split epochs into chunks on the gpu/cpu queue; idempotent, resumable writes.
+"""Inference jobs on the core job engine: chunks on the gpu/cpu queue; idempotent, resumable writes.
 
 Every chunk writes its predictions batch by batch with the (epoch, model version) uniqueness as the
 guard, so a chunk that is redelivered after a worker crash redoes only what is missing and never
-duplicates. Progress is counted from the predictions themselves, never incremented.
+duplicates. The job's counters grow by F() with the rows a batch really inserted (counted under the
+job row's lock), and a job ends when every target epoch has a prediction of its model version,
+whichever job wrote it: two overlapping runs of one version both finish.
 """
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from functools import lru_cache
 
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F
 from django.utils import timezone
+
+from core.services.queue import send
 
 from datasets.constants import TARGET_SFREQ
 from datasets.models import Epoch, EpochImage
@@ -52,35 +56,38 @@ def start_job(model_version: ModelVersion, *, cohort=None, recording=None, user=
     return job
 
 
+def missing_epochs(job: InferenceJob):
+    return target_epochs(cohort=job.cohort, recording=job.recording).exclude(predictions__model_version=job.model_version_id)
+
+
 def enqueue_missing(job: InferenceJob, *, chunk_size: int | None = None, queue: bool = True) -> list[list[int]]:
     """Chunk the target's epochs still lacking a prediction (start or resume) and queue them unless told not to."""
-    from inference import tasks
-
-    missing = list(
-        target_epochs(cohort=job.cohort, recording=job.recording)
-        .exclude(predictions__model_version=job.model_version)
-        .values_list("id", flat=True)
-    )
+    missing = list(missing_epochs(job).values_list("id", flat=True))
     size = chunk_size or CHUNK_SIZE[job.model_version.queue]
     chunks = [missing[i : i + size] for i in range(0, len(missing), size)]
-    done = job.predictions.count()
-    InferenceJob.objects.filter(pk=job.pk).update(
-        epochs_total=done + len(missing), chunks_total=len(chunks), chunks_done=0, error="",
-        state=InferenceJob.PENDING if missing else InferenceJob.SUCCEEDED,
-        finished_at=None if missing else timezone.now(),
-    )
+    if not missing:
+        job.succeed("every target epoch has a prediction")
+        return []
+    job.reopen(total=job.done + len(missing), chunks_total=len(chunks), chunks_done=0,
+               message=f"{len(missing)} epochs in {len(chunks)} chunks")
     name = job.model_version.queue
     for ids in chunks if queue else ():
-        transaction.on_commit(lambda ids=ids: tasks.run_chunk.apply_async(args=(job.pk, ids), queue=name))
-    job.refresh_from_db()
+        send("inference.run_chunk", (job.pk, ids), queue=name)
     return chunks
 
 
-def cancel_job(job: InferenceJob) -> InferenceJob:
-    InferenceJob.objects.filter(pk=job.pk).exclude(state__in=InferenceJob.FINISHED).update(
-        state=InferenceJob.CANCELLED, finished_at=timezone.now()
-    )
+def resume_job(job_id: int) -> str:
+    """Queue again what a stalled or interrupted job still lacks (the stale-job sweep calls this)."""
+    job = InferenceJob.objects.select_related("model_version").get(pk=job_id)
+    if job.state != InferenceJob.SUCCEEDED:
+        with transaction.atomic():
+            enqueue_missing(job)
     job.refresh_from_db()
+    return job.state
+
+
+def cancel_job(job: InferenceJob) -> InferenceJob:
+    job.cancel()
     return job
 
 
@@ -108,17 +115,16 @@ def version_hash(model_version: ModelVersion, backend) -> str:
 def run_chunk(job_id: int, epoch_ids: list[int]) -> str:
     """Predict the chunk's epochs that still lack a prediction; safe to run twice or concurrently."""
     job = InferenceJob.objects.select_related("model_version").get(pk=job_id)
-    if job.state in (InferenceJob.CANCELLED, InferenceJob.FAILED):
+    if job.is_finished:
         return job.state
-    InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.PENDING).update(
-        state=InferenceJob.RUNNING, started_at=timezone.now()
-    )
+    if job.state == InferenceJob.PENDING:
+        job.claim()  # the first chunk to arrive starts the job; a lost race leaves it RUNNING all the same
     model_version = job.model_version
     try:
         backend = backend_for(model_version)
         digest = version_hash(model_version, backend)
     except (ValueError, OSError) as exc:
-        fail_job(job, f"model version {model_version.name}: {exc}")
+        job.fail(f"model version {model_version.name}: {exc}")
         return InferenceJob.FAILED
     InferenceJob.objects.filter(pk=job.pk, version_hash="").update(version_hash=digest)
     todo = (
@@ -129,7 +135,7 @@ def run_chunk(job_id: int, epoch_ids: list[int]) -> str:
     )
     epochs = list(todo)
     context = [e for e in epochs if 0 < e.index < e.recording.epoch_count - 1]
-    _write([_skipped(job, e, digest) for e in epochs if e not in context])
+    _write(job, [_skipped(job, e, digest) for e in epochs if e not in context])
     batch_size = backend.batch_size if backend.needs_images else len(context) or 1  # the baseline reads whole nights
     rules = frozenset(AasmRule.objects.values_list("rule_id", flat=True))
     for start in range(0, len(context), batch_size):
@@ -137,8 +143,8 @@ def run_chunk(job_id: int, epoch_ids: list[int]) -> str:
             return InferenceJob.CANCELLED
         batch = context[start : start + batch_size]
         outputs = backend.predict(_queries(batch, backend.needs_images))
-        _write([_prediction(job, e, out, digest, rules) for e, out in zip(batch, outputs)])
-    InferenceJob.objects.filter(pk=job.pk).update(chunks_done=min(job.chunks_total, job.chunks_done + 1))
+        _write(job, [_prediction(job, e, out, digest, rules) for e, out in zip(batch, outputs)])
+    InferenceJob.objects.filter(pk=job.pk).update(chunks_done=F("chunks_done") + 1)
     return finish_if_complete(job)
 
 
@@ -190,45 +196,42 @@ def _prediction(job, epoch, output, digest, rules) -> Prediction:
                       rationale=parsed.rationale, detail=parsed.detail, **base)
 
 
-def _write(predictions: list[Prediction]) -> None:
-    if predictions:
+def _write(job: InferenceJob, predictions: list[Prediction]) -> None:
+    """Insert what no other writer has inserted yet; count exactly the rows this job added.
+
+    The job row is locked for the count, so two chunks of one job never count the same row; rows
+    another job won carry that job's id and are not counted here.
+    """
+    if not predictions:
+        return
+    ids = [p.epoch_id for p in predictions]
+    with transaction.atomic():
+        list(InferenceJob.objects.select_for_update().filter(pk=job.pk).values_list("pk"))
+        mine = Prediction.objects.filter(job=job, epoch_id__in=ids)
+        before = set(mine.values_list("epoch_id", flat=True))
         Prediction.objects.bulk_create(predictions, ignore_conflicts=True)
+        added = set(mine.values_list("epoch_id", flat=True)) - before
+        statuses = [p.status for p in predictions if p.epoch_id in added]
+        InferenceJob.objects.filter(pk=job.pk).update(
+            done=F("done") + len(added), heartbeat_at=timezone.now(),
+            failed=F("failed") + statuses.count(Prediction.FAILED),
+            skipped=F("skipped") + statuses.count(Prediction.SKIPPED),
+        )
 
 
 def finish_if_complete(job: InferenceJob) -> str:
+    """Succeed once every target epoch has a prediction of the job's model version."""
     job.refresh_from_db()
-    if job.state == InferenceJob.RUNNING and progress(job)["epochs_done"] >= job.epochs_total:
-        InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.RUNNING).update(
-            state=InferenceJob.SUCCEEDED, finished_at=timezone.now()
-        )
-        job.refresh_from_db()
+    if not job.is_finished and not missing_epochs(job).exists():
+        job.succeed(f"{job.done} predictions written by this run")
     return job.state
 
 
 def fail_job(job: InferenceJob, error: str) -> None:
-    InferenceJob.objects.filter(pk=job.pk).exclude(state__in=InferenceJob.FINISHED).update(
-        state=InferenceJob.FAILED, error=error, finished_at=timezone.now()
-    )
+    job.fail(error)
 
 
 def progress(job: InferenceJob) -> dict:
-    """Epochs done (predicted by this job), rate, ETA and the failure counts, from the rows themselves."""
-    predictions = Prediction.objects.filter(job=job)
-    done = predictions.count()
-    failures = predictions.filter(status=Prediction.FAILED).count()
-    skipped = predictions.filter(status=Prediction.SKIPPED).count()
-    last = predictions.aggregate(last=Max("created_at"))["last"]
-    end = job.finished_at or timezone.now()
-    elapsed = (end - job.started_at).total_seconds() if job.started_at else 0.0
-    rate = done / elapsed if elapsed > 0 and done else 0.0
-    remaining = max(job.epochs_total - done, 0)
-    return {
-        "epochs_done": done,
-        "epochs_total": job.epochs_total,
-        "percent": round(100 * done / job.epochs_total, 1) if job.epochs_total else 100.0,
-        "epochs_per_s": round(rate, 2),
-        "eta_s": round(remaining / rate, 1) if rate and not job.is_finished else None,
-        "parse_failures": failures,
-        "skipped": skipped,
-        "last_prediction_at": last,
-    }
+    """The core progress shape plus the inference counters, read from the job row (no query)."""
+    return {**job.progress(), "parse_failures": job.failed, "skipped": job.skipped,
+            "chunks_done": min(job.chunks_done, job.chunks_total), "chunks_total": job.chunks_total}

@@ -1,28 +1,49 @@
-// Poll the import job's API resource and update the progress display until it finishes.
+// The one job poller: every element [data-job-url] polls its API resource until the job finishes.
+// Fields are filled from the JSON by key path (data-job-field="progress.done"); a job that gains a
+// `link` id (e.g. the imported recording) shows a button to it (data-link-base ends in 0/).
 (function () {
-  const root = document.getElementById("job");
-  if (!root) return;
-  const byId = (id) => document.getElementById(id);
-  async function poll() {
-    const response = await fetch(root.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    if (!response.ok) return setTimeout(poll, 3000);
-    const job = await response.json();
-    byId("job-state").textContent = job.state.charAt(0).toUpperCase() + job.state.slice(1);
-    byId("job-state").className = "state state-" + job.state;
-    byId("job-bar").style.width = job.percent + "%";
-    byId("job-percent").textContent = job.percent;
-    byId("job-epochs").textContent = job.epochs_done + "/" + job.epochs_total;
-    byId("job-message").textContent = job.message;
-    if (job.error) { byId("job-error").textContent = job.error; byId("job-error").hidden = false; }
-    if (job.recording) {
-      const link = byId("job-recording");
-      link.innerHTML = "";
+  const FINISHED = ["succeeded", "failed", "cancelled"];
+  const read = (data, path) => path.split(".").reduce((v, k) => (v == null ? v : v[k]), data);
+  const show = (el, value) => {
+    if (el.dataset.format === "seconds") return value == null ? "—" : Math.round(value) + " s";
+    return value == null ? "" : String(value);
+  };
+  function render(root, job) {
+    root.querySelectorAll("[data-job-field]").forEach((el) => {
+      const key = el.dataset.jobField;
+      const value = read(job, key);
+      if (key === "state") {
+        el.textContent = value.charAt(0).toUpperCase() + value.slice(1);
+        el.className = "state state-" + value;
+      } else if (key === "error") {
+        el.textContent = value || ""; el.hidden = !value;
+      } else {
+        el.textContent = show(el, value);
+      }
+    });
+    const bar = root.querySelector("[data-job-bar]");
+    if (bar) bar.style.width = Math.round(100 * job.progress.fraction) + "%";
+    const link = root.querySelector("[data-job-link]");
+    if (link && job.link && root.dataset.linkBase && !link.querySelector("a")) {
       const a = document.createElement("a");
-      a.className = "btn primary"; a.textContent = "Open recording";
-      a.href = root.dataset.recordingBase.replace(/0\/$/, job.recording + "/");
+      a.className = "btn primary"; a.textContent = job.link_text || "Open";
+      a.href = root.dataset.linkBase.replace(/0\/$/, job.link + "/");
       link.appendChild(a); link.hidden = false;
     }
-    if (job.state !== "succeeded" && job.state !== "failed") setTimeout(poll, 1000);
+    root.dataset.state = job.state;
   }
-  poll();
+  function follow(root) {
+    async function poll() {
+      let job;
+      try {
+        const response = await fetch(root.dataset.jobUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (!response.ok) return setTimeout(poll, 3000);
+        job = await response.json();
+      } catch (e) { return setTimeout(poll, 3000); }
+      render(root, job);
+      if (!FINISHED.includes(job.state)) setTimeout(poll, 1000);
+    }
+    poll();
+  }
+  document.querySelectorAll("[data-job-url]").forEach(follow);
 })();

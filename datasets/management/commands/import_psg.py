@@ -38,12 +38,16 @@ class Command(BaseCommand):
             self.stdout.write(f"{path.name}: already imported as recording #{existing.pk} ({existing}); nothing new created")
             return
         hypnogram = opts["hypnogram"]
-        job = imports.create_job(
-            source_path=str(path.resolve()), source_name=path.name, cohort=opts["cohort"],
-            hypnogram_path=str(hypnogram.resolve()) if hypnogram else "", hypnogram_name=hypnogram.name if hypnogram else "",
-            hypnogram_format=opts["hypnogram_format"], channel_map=channel_map, mains_hz=opts["mains_hz"],
-            trim_to_hypnogram=opts["trim_to_hypnogram"],
-        )
+        try:
+            job = imports.create_job(
+                source_path=str(path.resolve()), source_name=path.name, cohort=opts["cohort"],
+                hypnogram_path=str(hypnogram.resolve()) if hypnogram else "",
+                hypnogram_name=hypnogram.name if hypnogram else "",
+                hypnogram_format=opts["hypnogram_format"], channel_map=channel_map, mains_hz=opts["mains_hz"],
+                trim_to_hypnogram=opts["trim_to_hypnogram"],
+            )
+        except InputError as exc:
+            raise CommandError(str(exc)) from None
         with tqdm(total=100, unit="%", desc=path.name, disable=opts["verbosity"] == 0) as bar:
             def echo(fraction, done, total, message):
                 bar.set_postfix_str(f"{message} {done}/{total} epochs" if total else message)

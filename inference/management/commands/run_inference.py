@@ -36,14 +36,14 @@ class Command(BaseCommand):
                 raise CommandError(f"no recording #{opts['recording']}")
         job = jobs.start_job(version, cohort=cohort, recording=recording, chunk_size=opts["chunk_size"],
                              inline=opts["inline"])
-        self.stdout.write(f"job #{job.pk}: {job.epochs_total} epochs in {job.chunks_total} chunks on queue '{version.queue}'")
+        self.stdout.write(f"job #{job.pk}: {job.total} epochs in {job.chunks_total} chunks on queue '{version.queue}'")
         if opts["no_wait"]:
             return
-        with tqdm(total=job.epochs_total, unit="epoch", disable=opts["verbosity"] == 0) as bar:
+        with tqdm(total=job.total, unit="epoch", disable=opts["verbosity"] == 0) as bar:
             while True:
                 job.refresh_from_db()
                 state = jobs.progress(job)
-                bar.update(state["epochs_done"] - bar.n)
+                bar.update(state["done"] - bar.n)
                 bar.set_postfix_str(f"{job.state}, {state['parse_failures']} parse failures")
                 if job.is_finished:
                     break

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from config.celery import ensure_broker_folders
-from config.roles import ADMIN, CURATOR, RATER, RESEARCHER
+from core.roles import ADMIN, CURATOR, RATER, RESEARCHER
 from datasets.models import ImportJob
 from datasets.services import imports
 from datasets.services.ingest import find_existing

@@ -1,0 +1,164 @@
+"""The one access and blinding policy: who may see what, and which recordings a user may reach.
+
+Every page, endpoint, serializer and template asks this module; nothing else checks the
+reference, provenance or model-output permissions. A later campaign narrows what a rater reaches
+by registering a recording scope (`register_recording_scope`), which every queryset helper,
+view mixin and DRF permission below then applies.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from functools import cached_property
+from typing import Callable
+
+from django.conf import settings
+from django.contrib.auth.mixins import PermissionRequiredMixin
+from django.db.models import Q, QuerySet
+from rest_framework.permissions import DjangoModelPermissions
+
+SEE_REFERENCE = "datasets.view_reference_stage"
+SEE_PROVENANCE = "datasets.view_recording_provenance"
+SEE_MODEL_OUTPUTS = "inference.view_prediction"
+REACH_RECORDINGS = "datasets.view_recording"
+
+# Each scope maps a user to a Q over recordings (None: no narrowing). All scopes apply together.
+_RECORDING_SCOPES: list[Callable[[object], Q | None]] = []
+
+
+def register_recording_scope(scope: Callable[[object], Q | None]) -> None:
+    """Narrow the recordings a user reaches (e.g. a rater to their campaigns' recordings)."""
+    if scope not in _RECORDING_SCOPES:
+        _RECORDING_SCOPES.append(scope)
+
+
+def pseudonym(recording_pk: int) -> str:
+    """A stable name that does not identify the subject: an HMAC of the id under the secret key."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"recording:{recording_pk}".encode(), hashlib.sha256).hexdigest()
+    return f"Recording {digest[:8].upper()}"
+
+
+class Policy:
+    """What one user may see. Build it with `policy_for(user)` (cached on the request's user)."""
+
+    def __init__(self, user):
+        self.user = user
+
+    @cached_property
+    def can_see_reference(self) -> bool:
+        """Reference stages, rules and rationales, and hypnograms drawn from them."""
+        return self.user.has_perm(SEE_REFERENCE)
+
+    @cached_property
+    def can_see_provenance(self) -> bool:
+        """Source file names, SHA-256, hypnogram files and notes: they identify public subjects."""
+        return self.user.has_perm(SEE_PROVENANCE)
+
+    @cached_property
+    def can_see_model_outputs(self) -> bool:
+        return self.user.has_perm(SEE_MODEL_OUTPUTS)
+
+    @cached_property
+    def can_see_model_names(self) -> bool:
+        return self.can_see_model_outputs
+
+    @cached_property
+    def can_evaluate(self) -> bool:
+        """Evaluation shows reference-derived confusion matrices beside model outputs: it needs both."""
+        return self.can_see_reference and self.can_see_model_outputs
+
+    def recording_scope(self) -> Q:
+        """A Q over recordings that this user reaches (nothing without the view permission)."""
+        if not self.user.is_authenticated or not self.user.has_perm(REACH_RECORDINGS):
+            return Q(pk__in=[])
+        scope = Q()
+        for narrow in _RECORDING_SCOPES:
+            extra = narrow(self.user)
+            if extra is not None:
+                scope &= extra
+        return scope
+
+    def reachable(self, queryset: QuerySet, recording_path: str = "") -> QuerySet:
+        """`queryset` narrowed to rows whose recording (at `recording_path`, '' for recordings) is reachable."""
+        scope = self.recording_scope()
+        if not scope.children and not scope.negated:
+            return queryset
+        if not recording_path:
+            return queryset.filter(scope)
+        from django.apps import apps
+
+        recordings = apps.get_model("datasets", "Recording").objects.filter(scope).values("pk")
+        return queryset.filter(**{f"{recording_path}__in": recordings})
+
+    def recording_label(self, recording) -> str:
+        return recording.name if self.can_see_provenance else pseudonym(recording.pk)
+
+    def model_label(self, model_version, position: int = 0) -> str:
+        return model_version.name if self.can_see_model_names else f"Model {chr(ord('A') + position)}"
+
+
+def policy_for(user) -> Policy:
+    cached = getattr(user, "_access_policy", None)
+    if cached is None:
+        cached = Policy(user)
+        try:
+            user._access_policy = cached
+        except AttributeError:  # AnonymousUser instances are shared: no caching
+            pass
+    return cached
+
+
+class PolicyViewMixin(PermissionRequiredMixin):
+    """Class-based pages: the role's permission (403 when missing), `self.policy`, reachable objects only.
+
+    `recording_path` names the field leading to the recording ('' for Recording itself, None for
+    models without one); `get_queryset` applies the policy's scope, so a guessed id is a 404.
+    `capability` names a Policy property that must hold as well (e.g. 'can_evaluate').
+    """
+
+    raise_exception = True
+    recording_path: str | None = None
+    capability: str | None = None
+
+    def has_permission(self) -> bool:
+        if not super().has_permission():
+            return False
+        return self.capability is None or getattr(self.policy, self.capability)
+
+    @cached_property
+    def policy(self) -> Policy:
+        return policy_for(self.request.user)
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        return queryset if self.recording_path is None else self.policy.reachable(queryset, self.recording_path)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(policy=self.policy, **kwargs)
+
+
+class PolicyPermission(DjangoModelPermissions):
+    """API: Django model permissions (reads need view_*), the view's policy capability, reachable objects.
+
+    Views may set `capability` (a Policy property) and `recording_path`; `reachable_queryset(view,
+    queryset)` applies the scope in get_queryset, and object checks repeat it.
+    """
+
+    perms_map = {
+        **DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+    def has_permission(self, request, view) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        capability = getattr(view, "capability", None)
+        return capability is None or getattr(policy_for(request.user), capability)
+
+
+def reachable_queryset(view, queryset: QuerySet) -> QuerySet:
+    """For API views: `queryset` narrowed by the policy along `view.recording_path`."""
+    path = getattr(view, "recording_path", None)
+    return queryset if path is None else policy_for(view.request.user).reachable(queryset, path)
