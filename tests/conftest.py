@@ -84,3 +84,11 @@ def imported(db, night_edf):
 
     recording, _ = import_psg(ImportRequest(path=night_edf, cohort="Synthetic"))
     return recording
+
+
+@pytest.fixture
+def access_world(db):
+    """One object of every kind (core.testing.build_world), for the generated role × endpoint tests."""
+    from core.testing import build_world
+
+    return build_world()

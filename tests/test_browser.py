@@ -93,10 +93,10 @@ def test_curator_walks_through_every_page(browser, live_server, make_user, impor
                           100.0, stage_annotations(["W", "N1", "N2", "R"]))
     job = run_job(create_job(source_path=str(sleep_edf), source_name=sleep_edf.name, cohort="Sleep-EDF").pk)
     page.goto(f"{live_server.url}/imports/{job.pk}/")
-    expect(page.locator("#job-state")).to_have_text("Succeeded")
-    expect(page.locator("#job-percent")).to_have_text("100")
+    expect(page.locator("[data-job-field=state]")).to_have_text("Succeeded")
+    expect(page.locator("[data-job-field='progress.done']")).to_have_text("120")
     page.screenshot(path=SHOTS / "import-detail.png", full_page=True)
-    page.click("#job-recording a")
+    page.click("[data-job-link] a")
     expect(page.locator("#substitutions")).to_contain_text("Fpz-Cz")
     page.screenshot(path=SHOTS / "recording-substitutions.png", full_page=True)
 
@@ -110,8 +110,8 @@ def test_failed_import_shows_its_error(browser, live_server, make_user, tmp_path
     expect(page.get_by_role("link", name="broken.edf")).to_be_visible()
     expect(page.locator("td.error-text")).to_contain_text("truncated header")
     page.goto(f"{live_server.url}/imports/{job.pk}/")
-    expect(page.locator("#job-state")).to_have_text("Failed")
-    expect(page.locator("#job-error")).to_contain_text("broken.edf: truncated header")
+    expect(page.locator("[data-job-field=state]")).to_have_text("Failed")
+    expect(page.locator("[data-job-field=error]")).to_contain_text("broken.edf: truncated header")
     page.screenshot(path=SHOTS / "import-failed.png", full_page=True)
 
 
@@ -135,9 +135,10 @@ def test_curator_runs_the_baseline_and_reads_the_evaluation(browser, live_server
     page.select_option("#id_recording", index=1)
     page.click("#run-form button[type=submit]")
     expect(page).to_have_url(re.compile(r"/inference/jobs/\d+/"))
-    expect(page.locator("#job-state")).to_have_text("Succeeded", timeout=120_000)
-    expect(page.locator("#job-epochs")).to_have_text("120/120")
-    expect(page.locator("#job-skipped")).to_have_text("2")
+    expect(page.locator("[data-job-field=state]")).to_have_text("Succeeded", timeout=120_000)
+    expect(page.locator("[data-job-field='progress.done']")).to_have_text("120")
+    expect(page.locator("[data-job-field='progress.total']")).to_have_text("120")
+    expect(page.locator("[data-job-field='progress.skipped']")).to_have_text("2")
     page.screenshot(path=SHOTS / "inference-job.png", full_page=True)
 
     page.goto(f"{live_server.url}/recordings/{imported.pk}/epochs/60/")

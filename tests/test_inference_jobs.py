@@ -30,7 +30,7 @@ def target_hash(recording, index):
 def test_job_predicts_every_epoch_exactly_once_and_skips_the_edges(imported, version, fake):
     job = jobs.start_job(version, recording=imported, chunk_size=25, inline=True)
     assert job.state == InferenceJob.SUCCEEDED
-    assert job.epochs_total == 120 and job.chunks_total == 5
+    assert job.total == 120 and job.chunks_total == 5
     predictions = Prediction.objects.filter(model_version=version)
     assert predictions.count() == 120
     skipped = predictions.filter(status=Prediction.SKIPPED)
@@ -43,10 +43,10 @@ def test_job_predicts_every_epoch_exactly_once_and_skips_the_edges(imported, ver
     assert middle.raw_output.startswith("```json")
     assert {p.version_hash for p in predictions} == {job.version_hash} and len(job.version_hash) == 64
     progress = jobs.progress(job)
-    assert (progress["epochs_done"], progress["percent"], progress["skipped"], progress["parse_failures"]) == (120, 100.0, 2, 0)
+    assert (progress["done"], progress["fraction"], progress["skipped"], progress["parse_failures"]) == (120, 1.0, 2, 0)
 
     again = jobs.start_job(version, recording=imported, inline=True)
-    assert again.epochs_total == 0 and again.state == InferenceJob.SUCCEEDED
+    assert again.total == 0 and again.state == InferenceJob.SUCCEEDED
     assert Prediction.objects.filter(model_version=version).count() == 120 and len(fake.requests) == 118
 
 
@@ -139,7 +139,7 @@ def test_jobs_api_start_progress_cancel(make_user, imported, version):
     response = api.post("/api/inference-jobs/", {"model_version": version.name, "recording": imported.pk}, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
-    assert body["state"] == "pending" and body["epochs_total"] == 120 and body["progress"]["epochs_done"] == 0
+    assert body["state"] == "pending" and body["progress"]["total"] == 120 and body["progress"]["done"] == 0
     assert api.post("/api/inference-jobs/", {"model_version": version.name}, format="json").status_code == 400
     cancelled = api.post(f"/api/inference-jobs/{body['id']}/cancel/").json()
     assert cancelled["state"] == "cancelled"

@@ -15,6 +15,7 @@ from datasets.models import Epoch, EpochImage, ImportJob, Recording
 from datasets.services import ingest, storage
 from datasets.services.ingest import ImportRequest, import_psg
 from datasets.services.synthetic import synthesize_night
+from core.services.sweeps import sweep_storage
 from tests.conftest import stored_files
 from tests.edf_factory import noise_channels, stage_annotations, write_bdf, write_edf
 
@@ -83,6 +84,9 @@ def test_failure_while_rendering_leaves_no_rows_and_no_files(night_edf, media_ro
         run_import(night_edf)
     assert calls["n"] == 50
     assert Recording.objects.count() == 0 and Epoch.objects.count() == 0 and EpochImage.objects.count() == 0
+    # Files written before the failure stay until the sweep: content-addressed, another import may use them.
+    assert stored_files(media_root)
+    sweep_storage(grace_s=0)
     assert stored_files(media_root) == []
 
 
@@ -268,13 +272,16 @@ def test_mass_ex_hypnogram_keeps_rules_and_rationale(tmp_path):
     assert recording.hypnogram_format == "mass-ex"
 
 
-def test_deleting_a_recording_removes_its_files(night_edf, media_root, django_capture_on_commit_callbacks):
+def test_the_sweep_removes_a_deleted_recordings_files(night_edf, media_root):
     recording, _ = run_import(night_edf)
     viewer_epoch = recording.epochs.get(index=3)
     from datasets.services.images import viewer_image
 
     viewer_image(viewer_epoch)
-    assert len(stored_files(media_root)) > 120
-    with django_capture_on_commit_callbacks(execute=True):
-        recording.delete()
+    files = stored_files(media_root)
+    assert len(files) > 120
+    assert sweep_storage(grace_s=0) == []  # everything is referenced
+    recording.delete()
+    assert sweep_storage(grace_s=3600) == []  # younger than the grace period: spared
+    assert sorted(sweep_storage(grace_s=0)) == files
     assert stored_files(media_root) == []

@@ -34,7 +34,7 @@ def test_api_upload_is_imported_by_the_worker(celery_worker, make_user, night_ed
     assert response.status_code == 201, response.content
     job = wait_for(response.json()["id"])
     assert job.state == ImportJob.SUCCEEDED, job.error
-    assert job.percent == 100 and job.epochs_done == job.epochs_total == 120
+    assert job.progress()["fraction"] == 1.0 and job.done == job.total == 120
     recording = Recording.objects.get()
     assert job.recording == recording and recording.cohort.name == "Worker" and recording.epoch_count == 120
     # the upload itself does not stay behind in storage

@@ -50,4 +50,4 @@ class Command(BaseCommand):
                 time.sleep(1)
         if job.state != InferenceJob.SUCCEEDED:
             raise CommandError(f"job #{job.pk} {job.state}: {job.error}")
-        self.stdout.write(self.style.SUCCESS(f"job #{job.pk} succeeded: {state['epochs_done']} epochs"))
+        self.stdout.write(self.style.SUCCESS(f"job #{job.pk} succeeded: {state['done']} epochs"))

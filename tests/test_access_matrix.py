@@ -1,0 +1,117 @@
+"""Every page and endpoint, with the outcome each role gets (generated tests, core.testing)."""
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from core.roles import ADMIN, CURATOR, RATER, RESEARCHER
+from core.testing import API_ANONYMOUS, Access, RoleAccessTests, everyone, expect
+
+STAFF = (CURATOR, RESEARCHER, ADMIN)  # roles that see reference stages and model outputs
+WRITERS = (CURATOR, ADMIN)
+JSON = {"format": "json"}
+
+
+def api(name, route, url, expected, **kwargs):
+    return Access(name, route, url, expected, api=True, **kwargs)
+
+
+def api_expect(ok, roles, denied=403):
+    return expect(ok, roles, denied=denied, anonymous=API_ANONYMOUS)
+
+
+class TestPages(RoleAccessTests):
+    cases = [
+        Access("cohorts", "datasets:cohort-list", lambda w: "/", everyone()),
+        Access("cohort", "datasets:cohort", lambda w: f"/cohorts/{w.cohort.pk}/", everyone()),
+        Access("recordings", "datasets:recording-list", lambda w: "/recordings/", everyone()),
+        Access("recording", "datasets:recording", lambda w: f"/recordings/{w.recording.pk}/", everyone()),
+        Access("missing recording", "datasets:recording", lambda w: "/recordings/999999/", everyone(404)),
+        Access("epoch", "datasets:epoch", lambda w: f"/recordings/{w.recording.pk}/epochs/1/", everyone()),
+        Access("image", "datasets:image", lambda w: f"/images/{w.image.sha256}.png", everyone()),
+        Access("import form", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS)),
+        Access("import", "datasets:import", lambda w: f"/imports/{w.import_job.pk}/", expect(200, STAFF)),
+        Access("runs", "inference:job-list", lambda w: "/inference/", expect(200, STAFF)),
+        Access("run", "inference:job", lambda w: f"/inference/jobs/{w.job.pk}/", expect(200, STAFF)),
+        Access("cancel run", "inference:job-cancel", lambda w: f"/inference/jobs/{w.job.pk}/cancel/",
+               expect(302, WRITERS), method="post"),
+        Access("evaluation", "inference:evaluation", lambda w: "/inference/evaluation/", expect(200, STAFF)),
+        Access("admin", "admin:index", lambda w: "/admin/", expect(200, [ADMIN], denied=302)),
+        Access("login", "login", lambda w: "/accounts/login/", everyone(200, anonymous=200)),
+        Access("logout", "logout", lambda w: "/accounts/logout/", everyone(302, anonymous=302), method="post"),
+        Access("health", "healthz", lambda w: "/healthz", everyone(200, anonymous=200)),
+        Access("api docs", "api-docs", lambda w: "/api/docs/", everyone(200, anonymous=API_ANONYMOUS)),
+        Access("api schema", "schema", lambda w: "/api/schema/", everyone(200, anonymous=API_ANONYMOUS)),
+    ]
+
+
+class TestDatasetsApi(RoleAccessTests):
+    cases = [
+        api("cohorts", "cohort-list", lambda w: "/api/cohorts/", api_expect(200, [RATER, *STAFF])),
+        api("new cohort", "cohort-list", lambda w: "/api/cohorts/", api_expect(201, WRITERS), method="post",
+            data=lambda w: {"name": "Fresh"}, extra=JSON),
+        api("cohort", "cohort-detail", lambda w: f"/api/cohorts/{w.cohort.pk}/", api_expect(200, [RATER, *STAFF])),
+        api("rename cohort", "cohort-detail", lambda w: f"/api/cohorts/{w.cohort.pk}/", api_expect(200, WRITERS),
+            method="patch", data=lambda w: {"description": "renamed"}, extra=JSON),
+        api("delete cohort in use", "cohort-detail", lambda w: f"/api/cohorts/{w.cohort.pk}/",
+            api_expect(409, WRITERS), method="delete"),
+        api("recordings", "recording-list", lambda w: "/api/recordings/", api_expect(200, [RATER, *STAFF])),
+        api("recording", "recording-detail", lambda w: f"/api/recordings/{w.recording.pk}/", api_expect(200, [RATER, *STAFF])),
+        api("delete recording", "recording-detail", lambda w: f"/api/recordings/{w.recording.pk}/",
+            api_expect(204, WRITERS), method="delete"),
+        api("epochs", "epoch-list", lambda w: f"/api/epochs/?recording={w.recording.pk}", api_expect(200, [RATER, *STAFF])),
+        api("bad epoch filter", "epoch-list", lambda w: "/api/epochs/?recording=abc", api_expect(400, [RATER, *STAFF])),
+        api("epoch", "epoch-detail", lambda w: f"/api/epochs/{w.epoch.pk}/", api_expect(200, [RATER, *STAFF])),
+        api("imports", "importjob-list", lambda w: "/api/imports/", api_expect(200, STAFF)),
+        api("upload without file", "importjob-list", lambda w: "/api/imports/", api_expect(400, WRITERS),
+            method="post", data=lambda w: {"cohort": "x"}),
+        api("import", "importjob-detail", lambda w: f"/api/imports/{w.import_job.pk}/", api_expect(200, STAFF)),
+        api("retry import without upload", "importjob-retry", lambda w: f"/api/imports/{w.import_job.pk}/retry/",
+            api_expect(400, WRITERS), method="post"),
+        api("cancel import", "importjob-cancel", lambda w: f"/api/imports/{w.import_job.pk}/cancel/",
+            api_expect(200, WRITERS), method="post"),
+    ]
+
+
+class TestInferenceApi(RoleAccessTests):
+    cases = [
+        api("rules", "aasmrule-list", lambda w: "/api/rules/", api_expect(200, STAFF)),
+        api("rule", "aasmrule-detail", lambda w: "/api/rules/N2.1/", api_expect(200, STAFF)),
+        api("edit rule", "aasmrule-detail", lambda w: "/api/rules/N2.1/", api_expect(200, WRITERS), method="patch",
+            data=lambda w: {"text": "edited"}, extra=JSON),
+        api("model versions", "modelversion-list", lambda w: "/api/model-versions/", api_expect(200, STAFF)),
+        api("new model version", "modelversion-list", lambda w: "/api/model-versions/", api_expect(201, WRITERS),
+            method="post", data=lambda w: {"name": "baseline-2", "backend": "baseline"}, extra=JSON),
+        api("model version", "modelversion-detail", lambda w: f"/api/model-versions/{w.version.pk}/", api_expect(200, STAFF)),
+        api("runs", "inferencejob-list", lambda w: "/api/inference-jobs/", api_expect(200, STAFF)),
+        api("bad run filter", "inferencejob-list", lambda w: "/api/inference-jobs/?recording=abc", api_expect(400, STAFF)),
+        api("start run", "inferencejob-list", lambda w: "/api/inference-jobs/", api_expect(201, WRITERS), method="post",
+            data=lambda w: {"model_version": w.version.name, "recording": w.recording.pk}, extra=JSON),
+        api("run", "inferencejob-detail", lambda w: f"/api/inference-jobs/{w.job.pk}/", api_expect(200, STAFF)),
+        api("cancel run", "inferencejob-cancel", lambda w: f"/api/inference-jobs/{w.job.pk}/cancel/",
+            api_expect(200, WRITERS), method="post"),
+        api("resume run", "inferencejob-resume", lambda w: f"/api/inference-jobs/{w.job.pk}/resume/",
+            api_expect(200, WRITERS), method="post"),
+        api("predictions", "prediction-list", lambda w: "/api/predictions/", api_expect(200, STAFF)),
+        api("bad prediction filter", "prediction-list", lambda w: "/api/predictions/?epoch=x", api_expect(400, STAFF)),
+        api("prediction", "prediction-detail", lambda w: f"/api/predictions/{w.prediction.pk}/", api_expect(200, STAFF)),
+        api("evaluation", "evaluation", lambda w: f"/api/evaluation/?cohort={w.cohort.name}&model={w.version.name}",
+            api_expect(200, STAFF)),
+        api("token", "api-token", lambda w: "/api/auth/token/", everyone(400, anonymous=400), method="post",
+            data=lambda w: {"username": "nobody", "password": "wrong"}),
+    ]
+
+
+def _routes(patterns, namespace=None):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace == "admin":
+                yield "admin:index"
+                continue
+            yield from _routes(pattern.url_patterns, pattern.namespace or namespace)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield f"{namespace}:{pattern.name}" if namespace else pattern.name
+
+
+@pytest.mark.parametrize("route", sorted(set(_routes(get_resolver().url_patterns))))
+def test_every_route_has_its_role_matrix(route):
+    covered = {case.route for cls in RoleAccessTests.__subclasses__() for case in cls.cases}
+    assert route in covered, f"route {route!r} has no role × outcome declaration in tests/test_access_matrix.py"
