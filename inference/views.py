@@ -34,7 +34,7 @@ class JobListView(PolicyViewMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         kwargs.setdefault("form", self.form())
-        rows = InferenceJob.objects.select_related("model_version", "cohort", "recording")[:50]
+        rows = InferenceJob.objects.select_related("model_version", "cohort", "recording__cohort")[:50]
         return super().get_context_data(jobs=[(job, jobs.progress(job)) for job in rows],
                                         versions=ModelVersion.objects.all(), **kwargs)
 
@@ -43,7 +43,7 @@ class JobDetailView(PolicyViewMixin, DetailView):
     permission_required = "inference.view_inferencejob"
     template_name = "inference/job_detail.html"
     context_object_name = "job"
-    queryset = InferenceJob.objects.select_related("model_version", "cohort", "recording")
+    queryset = InferenceJob.objects.select_related("model_version", "cohort", "recording__cohort")
 
     def get_context_data(self, **kwargs):
         job = self.object

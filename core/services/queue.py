@@ -19,6 +19,8 @@ def send(name: str, args: tuple = (), *, queue: str | None = None) -> None:
 
     def publish():
         if app.conf.task_always_eager:
+            if name not in app.tasks:
+                app.loader.import_default_modules()  # the apps' tasks modules, as a worker imports them
             app.tasks[name].apply(args=args, throw=True)
         else:
             app.send_task(name, args=args, queue=queue)

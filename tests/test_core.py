@@ -1,0 +1,383 @@
+"""The core app: job engine transitions, role sync, layering, and the review holes it closed."""
+import ast
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from core.locks import named_lock
+from core.roles import CURATOR, RATER, RESEARCHER, resolve_permissions, sync_roles
+from core.services.sweeps import requeue_stale_jobs, sweep_storage
+from datasets.models import EpochImage, ImportJob, Recording
+from datasets.services import imports, ingest
+from datasets.services.ingest import ImportRequest, import_psg
+from inference.models import InferenceJob, ModelVersion, Prediction
+from inference.services import jobs
+from tests.conftest import stored_files
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ("core", "datasets", "inference", "annotation", "ratings", "demo", "config")
+
+
+# --- job engine -------------------------------------------------------------------------------
+
+def _import_job(path, **fields):
+    return ImportJob.objects.create(source_path=str(path), source_name=Path(path).name, cohort_name="c", **fields)
+
+
+def test_claim_is_a_compare_and_set(night_edf):
+    job = _import_job(night_edf)
+    other = ImportJob.objects.get(pk=job.pk)  # a second worker holding the same message
+    assert job.claim() is True
+    assert other.claim() is False
+    assert other.state == ImportJob.RUNNING
+    assert job.succeed("done") and not job.fail("late failure")
+    assert job.state == ImportJob.SUCCEEDED and job.error == ""
+
+
+def test_a_redelivered_import_message_never_runs_twice(night_edf, monkeypatch, settings):
+    calls = []
+    monkeypatch.setattr(imports, "import_psg", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(AssertionError))
+    job = _import_job(night_edf)
+    assert job.claim()  # a worker holds it and is alive
+    imports.run_job(job.pk)
+    assert calls == [] and ImportJob.objects.get(pk=job.pk).state == ImportJob.RUNNING
+    # that worker died: past the lease the job may be claimed again
+    settings.JOB_LEASE_SECONDS = 0
+    time.sleep(0.01)
+    assert ImportJob.objects.get(pk=job.pk).claim()
+
+
+def test_progress_has_one_shape_and_costs_no_query(night_edf, django_assert_num_queries):
+    job = _import_job(night_edf)
+    job.claim()
+    job.report_progress(done=30, total=120, message="rendering")
+    job.refresh_from_db()
+    with django_assert_num_queries(0):
+        shape = job.progress()
+    assert set(shape) == {"state", "fraction", "done", "total", "rate", "eta_s", "message"}
+    assert (shape["fraction"], shape["done"], shape["total"], shape["message"]) == (0.25, 30, 120, "rendering")
+
+
+def test_cancelled_import_stops_and_writes_nothing(night_edf, monkeypatch):
+    job = _import_job(night_edf)
+    real = ingest._render_epochs
+
+    def cancel_then_render(*args):
+        ImportJob.objects.get(pk=job.pk).cancel()
+        return real(*args)
+
+    monkeypatch.setattr(ingest, "_render_epochs", cancel_then_render)
+    job = imports.run_job(job.pk)
+    assert job.state == ImportJob.CANCELLED and Recording.objects.count() == 0
+
+
+# --- roles, layering ------------------------------------------------------------------------
+
+def test_role_sync_fails_loudly_on_a_misspelt_permission(monkeypatch):
+    with pytest.raises(ImproperlyConfigured, match="datasets.view_recordng"):
+        resolve_permissions(["datasets.view_recording", "datasets.view_recordng"])
+    from datasets import roles
+
+    monkeypatch.setitem(roles.ROLE_PERMISSIONS, RATER, [*roles.ROLE_PERMISSIONS[RATER], "inference.view_predicton"])
+    with pytest.raises(ImproperlyConfigured, match="inference.view_predicton"):
+        sync_roles()
+
+
+def test_roles_merge_every_apps_declaration():
+    rater = set(Group.objects.get(name=RATER).permissions.values_list("codename", flat=True))
+    curator = set(Group.objects.get(name=CURATOR).permissions.values_list("codename", flat=True))
+    assert "view_epoch" in rater and "view_reference_stage" not in rater and "view_prediction" not in rater
+    assert {"add_importjob", "add_inferencejob", "change_aasmrule", "view_recording_provenance"} <= curator
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_no_service_module_imports_a_tasks_module():
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for app in APPS for path in (ROOT / app).glob("services/**/*.py")
+        for name in _imports(path) if name.split(".")[-1] == "tasks" or ".tasks." in name
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("app, forbidden", [
+    ("core", ("datasets", "inference", "annotation", "ratings", "demo")),
+    ("datasets", ("inference", "annotation", "ratings", "demo")),
+    ("inference", ("annotation", "ratings", "demo")),
+])
+def test_apps_depend_one_way(app, forbidden):
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in (ROOT / app).rglob("*.py") if path.name != "testing.py" and "migrations" not in path.parts
+        for name in _imports(path) if name.split(".")[0] in forbidden
+    ]
+    assert offenders == []
+
+
+# --- hole 2: content-addressed files are never deleted under a live recording -------------------
+
+def _same_signals_other_file(night_edf, folder) -> Path:
+    data = bytearray(night_edf.read_bytes())
+    data[8] = ord("Y") if data[8] != ord("Y") else ord("Z")  # patient field: another SHA-256, the same signals
+    copy = folder / "same-signals.edf"
+    copy.write_bytes(bytes(data))
+    return copy
+
+
+def test_a_failing_import_never_deletes_files_a_committed_recording_uses(night_edf, tmp_path, media_root, monkeypatch):
+    twin = _same_signals_other_file(night_edf, tmp_path)
+    real_save = ingest._save
+
+    def commit_the_twin_then_fail(*args, **kwargs):
+        monkeypatch.setattr(ingest, "_save", real_save)
+        import_psg(ImportRequest(path=twin, cohort="c"))  # reuses the files this import just created
+        raise RuntimeError("lost the race")
+
+    monkeypatch.setattr(ingest, "_save", commit_the_twin_then_fail)
+    with pytest.raises(RuntimeError):
+        import_psg(ImportRequest(path=night_edf, cohort="c"))
+    survivor = Recording.objects.get()
+    names = [survivor.signal_file, *EpochImage.objects.values_list("storage_name", flat=True)]
+    assert all((media_root / name).is_file() for name in names)
+    assert sweep_storage(grace_s=0) == []
+
+
+def test_imports_of_one_file_are_serialised(tmp_path):
+    order = []
+
+    def hold(tag):
+        with named_lock("import:abc"):
+            order.append(f"{tag} in")
+            time.sleep(0.2)
+            order.append(f"{tag} out")
+
+    threads = [threading.Thread(target=hold, args=(tag,)) for tag in ("a", "b")]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    assert order == ["a in", "a out", "b in", "b out"]
+
+
+def test_the_storage_sweep_spares_young_and_referenced_files(media_root, imported):
+    orphan = media_root / "epochs" / "ff" / ("f" * 64 + ".png")
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"png")
+    assert sweep_storage(grace_s=3600) == []
+    assert sweep_storage(grace_s=0) == [f"epochs/ff/{'f' * 64}.png"]
+    assert not orphan.exists() and Recording.objects.get().epoch_count == 120
+
+
+# --- hole 3: overlapping jobs finish, counters never lose counts, progress costs no query ------------
+
+@pytest.fixture
+def baseline(db):
+    return ModelVersion.objects.create(name="baseline-test", backend=ModelVersion.BASELINE)
+
+
+def test_overlapping_jobs_of_one_version_both_finish(imported, baseline):
+    first = InferenceJob.objects.create(model_version=baseline, recording=imported)
+    second = InferenceJob.objects.create(model_version=baseline, recording=imported)
+    first_chunks = jobs.enqueue_missing(first, chunk_size=60, queue=False)
+    second_chunks = jobs.enqueue_missing(second, chunk_size=60, queue=False)
+    for ids in first_chunks:
+        jobs.run_chunk(first.pk, ids)
+    for ids in second_chunks:
+        jobs.run_chunk(second.pk, ids)
+    first.refresh_from_db(), second.refresh_from_db()
+    assert (first.state, second.state) == (InferenceJob.SUCCEEDED, InferenceJob.SUCCEEDED)
+    assert first.done == 120 and second.done == 0  # each counts the rows it wrote
+    assert Prediction.objects.filter(model_version=baseline).count() == 120
+
+
+def test_chunk_counters_never_lose_a_concurrent_increment(imported, baseline, monkeypatch):
+    job = InferenceJob.objects.create(model_version=baseline, recording=imported)
+    first_ids, second_ids = jobs.enqueue_missing(job, chunk_size=60, queue=False)
+    backend = jobs.backend_for(baseline)
+    real = type(backend).predict
+    nested = []
+
+    def predict_and_let_another_chunk_finish(self, queries):
+        if not nested:
+            nested.append(True)
+            jobs.run_chunk(job.pk, second_ids)  # another worker finishes its chunk meanwhile
+        return real(self, queries)
+
+    monkeypatch.setattr(type(backend), "predict", predict_and_let_another_chunk_finish)
+    jobs.run_chunk(job.pk, first_ids)
+    job.refresh_from_db()
+    assert (job.chunks_done, job.done, job.skipped) == (2, 120, 2)
+    assert job.state == InferenceJob.SUCCEEDED
+
+
+def test_job_progress_and_list_cost_no_query_per_job(imported, baseline, role_client):
+    jobs.start_job(baseline, recording=imported, inline=True)
+    job = InferenceJob.objects.get()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as none:
+        jobs.progress(job)
+    assert len(none) == 0
+    client = role_client(RESEARCHER)
+
+    def queries(url):
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    one_job = [queries(reverse("inference:job-list")), queries("/api/inference-jobs/")]
+    for _ in range(5):
+        InferenceJob.objects.create(model_version=baseline, recording=imported, state=InferenceJob.SUCCEEDED)
+    assert [queries(reverse("inference:job-list")), queries("/api/inference-jobs/")] == one_job
+
+
+# --- hole 5: uploads saved in order, PENDING jobs re-queued, uploads kept after transient errors, lengths ------
+
+def test_upload_is_stored_after_its_job_row_under_the_jobs_folder(night_edf, media_root, make_user):
+    job = imports.submit_upload(upload=SimpleUploadedFile("night.edf", night_edf.read_bytes()), cohort="Uploads",
+                                user=make_user(CURATOR))
+    assert job.source_path == f"uploads/{job.pk}/night.edf"
+    assert (media_root / job.source_path).is_file()
+
+
+def test_a_job_queued_while_the_broker_is_down_is_requeued_by_the_sweep(night_edf, settings, django_capture_on_commit_callbacks):
+    from config.celery import app
+
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app.conf.broker_connection_retry = app.conf.broker_connection_max_retries = 0
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            job = imports.submit_upload(upload=SimpleUploadedFile("night.edf", night_edf.read_bytes()), cohort="c")
+    finally:
+        app.conf.broker_url = settings.CELERY_BROKER_URL
+        app.pool.force_close_all()
+    assert ImportJob.objects.get(pk=job.pk).state == ImportJob.PENDING  # the request did not fail
+    app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert requeue_stale_jobs(pending_after_s=0) == [("datasets.ImportJob", job.pk)]
+    finally:
+        app.conf.task_always_eager = False
+    assert ImportJob.objects.get(pk=job.pk).state == ImportJob.SUCCEEDED
+
+
+def test_a_transient_error_keeps_the_upload_for_a_retry(night_edf, media_root, monkeypatch):
+    job = imports.submit_upload(upload=SimpleUploadedFile("night.edf", night_edf.read_bytes()), cohort="c")
+    monkeypatch.setattr(imports, "import_psg", lambda *a, **k: (_ for _ in ()).throw(OSError("database went away")))
+    job = imports.run_job(job.pk)
+    assert job.state == ImportJob.FAILED and "database went away" in job.error
+    assert (media_root / job.source_path).is_file()
+    monkeypatch.undo()
+    imports.retry(job)
+    job = imports.run_job(job.pk)
+    assert job.state == ImportJob.SUCCEEDED and job.recording.epoch_count == 120
+    assert not (media_root / job.source_path).exists()
+
+
+def test_an_input_error_deletes_the_upload(tmp_path, media_root):
+    job = imports.submit_upload(upload=SimpleUploadedFile("notes.edf", b"not a recording\n" * 40), cohort="c")
+    job = imports.run_job(job.pk)
+    assert job.state == ImportJob.FAILED and "not an EDF or BDF file" in job.error
+    assert stored_files(media_root) == []
+
+
+def test_names_longer_than_their_columns_get_a_clear_message(night_edf):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="cohort name is 150 characters long; at most 100 are allowed"):
+        call_command("import_psg", str(night_edf), "--cohort", "c" * 150, verbosity=0)
+    with pytest.raises(imports.InputError, match="source path is 600 characters long; at most 500"):
+        imports.create_job(source_path="/" + "p" * 599, source_name="x.edf", cohort="c")
+    assert ImportJob.objects.count() == 0 and Recording.objects.count() == 0
+
+
+def test_upload_names_longer_than_the_columns_still_import(make_user, night_edf):
+    api = APIClient()
+    api.force_authenticate(make_user(CURATOR))
+    response = api.post("/api/imports/", {"file": SimpleUploadedFile("n" * 300 + ".edf", night_edf.read_bytes()),
+                                          "cohort": "c"}, format="multipart")
+    assert response.status_code == 201, response.content
+    job = ImportJob.objects.get()
+    assert len(job.source_name) <= 255 and job.source_name.endswith(".edf") and len(job.source_path) <= 500
+
+
+# --- hole 6: what a rater reads around the signal --------------------------------------------------
+
+IDENTIFYING = ("SC4001E0", "ab" * 32, "/data/sleep-edf", "unscored before lights off")
+
+
+def test_raters_see_a_pseudonym_and_no_provenance(access_world, role_client):
+    from core.access import pseudonym
+
+    recording = access_world.recording
+    rater = role_client(RATER)
+    pages = [reverse("datasets:recording", args=[recording.pk]), reverse("datasets:epoch", args=[recording.pk, 1]),
+             reverse("datasets:recording-list"), reverse("datasets:cohort", args=[recording.cohort_id])]
+    for url in pages:
+        html = rater.get(url).content.decode()
+        assert pseudonym(recording.pk) in html, url
+        assert not [s for s in IDENTIFYING if s in html], url
+    for url in (f"/api/recordings/{recording.pk}/", "/api/recordings/", f"/api/epochs/?recording={recording.pk}"):
+        text = rater.get(url).content.decode()
+        assert not [s for s in IDENTIFYING if s in text], url
+    data = rater.get(f"/api/recordings/{recording.pk}/").json()
+    assert data["name"] == pseudonym(recording.pk)
+    assert not {"sha256", "source_filename", "hypnogram_source", "hypnogram_notes", "start_time"} & set(data)
+    rater.logout()
+    researcher = role_client(RESEARCHER)
+    html = researcher.get(pages[0]).content.decode()
+    assert all(s in html for s in IDENTIFYING)
+    assert researcher.get(f"/api/recordings/{recording.pk}/").json()["sha256"] == "ab" * 32
+
+
+def test_pseudonyms_are_stable_and_distinct():
+    from core.access import pseudonym
+
+    assert pseudonym(1) == pseudonym(1) and pseudonym(1) != pseudonym(2)
+    assert "1" != pseudonym(1)[-1:] or len({pseudonym(i) for i in range(200)}) == 200
+
+
+# --- hole 9: evaluation needs reference and outputs ---------------------------------------------
+
+def test_evaluation_needs_both_reference_and_model_outputs(access_world, make_user, client):
+    user = make_user(RATER, "outputs-only")
+    user.groups.clear()
+    group = Group.objects.create(name="outputs-only")
+    group.permissions.set(Permission.objects.filter(codename__in=["view_prediction", "view_recording", "view_epoch",
+                                                                   "view_cohort", "view_modelversion"]))
+    user.groups.add(group)
+    client.force_login(user)
+    assert client.get(reverse("inference:evaluation")).status_code == 403
+    query = f"?cohort={access_world.cohort.name}&model={access_world.version.name}"
+    assert client.get(f"/api/evaluation/{query}").status_code == 403
+    assert client.get("/api/predictions/").status_code == 200  # outputs alone stay readable
+
+
+# --- hole 10: deleting a cohort in use ---------------------------------------------------------
+
+def test_deleting_a_cohort_with_recordings_says_why(access_world, make_user):
+    api = APIClient()
+    api.force_authenticate(make_user(CURATOR))
+    response = api.delete(f"/api/cohorts/{access_world.cohort.pk}/")
+    assert response.status_code == 409
+    assert "still has 1 recording(s)" in response.json()["detail"]
