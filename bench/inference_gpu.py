@@ -7,7 +7,8 @@ fewer epochs ("model": "tiny"). Inputs are real epoch images: synthetic signals 
 render_model_image, each target with its neighbours, the platform's default system prompt (cache reused).
 Every epoch generates exactly --new-tokens tokens (the checkpoint's generation config sets
 min_new_tokens, the backend max_new_tokens; EOS cannot end it early), which the script checks.
-Needs torch, transformers, tokenizers, numpy, Pillow; no Django. Last line of output: one JSON object.
+Needs torch, transformers, tokenizers, numpy, Pillow; Django only for the backend's checkpoint allowlist
+(configured here to the temporary folder, no project settings). Last line of output: one JSON object.
 
     python bench/inference_gpu.py [--batch-size N] [--epochs N] [--unbatched-epochs N] [--new-tokens 300]
                                   [--no-prefix-cache]
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from django.conf import settings as django_settings  # noqa: E402
 from transformers import Qwen2_5_VLForConditionalGeneration  # noqa: E402
 
 from datasets.constants import DERIVATIONS, EPOCH_SAMPLES, TARGET_SFREQ  # noqa: E402
@@ -100,6 +102,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder)
+        django_settings.configure(INFERENCE_CHECKPOINT_DIRS=[checkpoint], INFERENCE_PROMPT_DIRS=[])
         started = time.perf_counter()
         (build_3b_checkpoint if cuda else build_tiny)(checkpoint, args.new_tokens)
         queries = epoch_queries(args.epochs)

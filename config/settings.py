@@ -142,6 +142,20 @@ JOB_PENDING_REQUEUE_SECONDS = int(os.environ.get("JOB_PENDING_REQUEUE_SECONDS", 
 # write their files before their rows).
 STORAGE_SWEEP_GRACE_SECONDS = int(os.environ.get("STORAGE_SWEEP_GRACE_SECONDS", str(24 * 3600)))
 
+# What model version settings may point a backend at (inference/services/backends/allowlist.py):
+# comma-separated names and hosts, os.pathsep-separated folders.
+def _env_list(name: str, default: str, sep: str = ",") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(sep) if item.strip()]
+
+
+INFERENCE_API_KEY_ENVS = _env_list("INFERENCE_API_KEY_ENVS", "OPENAI_API_KEY,VLLM_API_KEY")
+INFERENCE_BASE_URL_HOSTS = _env_list("INFERENCE_BASE_URL_HOSTS", "127.0.0.1,localhost")
+INFERENCE_PROMPT_DIRS = [Path(p) for p in _env_list(
+    "INFERENCE_PROMPT_DIRS", os.pathsep.join([str(BASE_DIR / "inference" / "prompts"), str(VAR_DIR / "prompts")]),
+    os.pathsep)]
+INFERENCE_CHECKPOINT_DIRS = [Path(p) for p in _env_list("INFERENCE_CHECKPOINT_DIRS", str(VAR_DIR / "checkpoints"),
+                                                        os.pathsep)]
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db.models import Count
 
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 
@@ -19,8 +20,23 @@ class AasmRuleAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "backend", "created_at")
+    """The model's clean() refuses settings beyond the allowlists and changes to a frozen version;
+    "Save as new" makes a new version of a frozen one with the changed settings."""
+
+    list_display = ("name", "backend", "prediction_count", "created_at")
     list_filter = ("backend",)
+    readonly_fields = ("frozen_state", "settings_hash")
+    save_as = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(prediction_count=Count("predictions"))
+
+    @admin.display(description="frozen")
+    def frozen_state(self, obj):
+        if not obj.frozen:
+            return "No: backend and settings may still change."
+        return (f"Yes: {obj.prediction_count} predictions were made with this backend and these settings, which can "
+                "no longer change (name and description can). Change them and use \"Save as new\" with a new name.")
 
 
 @admin.register(InferenceJob)

@@ -1,8 +1,9 @@
 """REST API of the inference app: rules, model versions, jobs (start, progress, cancel), predictions, evaluation."""
+from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -13,7 +14,13 @@ from core.access import PolicyPermission, reachable_queryset
 from datasets.models import Cohort
 from inference.filters import InferenceJobFilter, PredictionFilter
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
-from inference.serializers import AasmRuleSerializer, InferenceJobSerializer, ModelVersionSerializer, PredictionSerializer
+from inference.serializers import (
+    AasmRuleSerializer,
+    InferenceJobSerializer,
+    ModelVersionSerializer,
+    NewVersionSerializer,
+    PredictionSerializer,
+)
 from inference.services import jobs
 from inference.services.evaluation import REFERENCES, EvaluationError, compare, to_csv
 
@@ -25,8 +32,24 @@ class AasmRuleViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class ModelVersionViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Model versions; one with predictions is frozen (backend and settings), new-version copies it with changes."""
+
     serializer_class = ModelVersionSerializer
-    queryset = ModelVersion.objects.all()
+    queryset = ModelVersion.objects.annotate(prediction_count=Count("predictions"))
+
+    @extend_schema(request=NewVersionSerializer, responses={201: ModelVersionSerializer})
+    @action(detail=True, methods=["post"], url_path="new-version")
+    def new_version(self, request, pk=None):
+        """A new version copied from this one: `name` (required, new), optional `settings` and `description`."""
+        source = self.get_object()
+        changes = NewVersionSerializer(data=request.data)
+        changes.is_valid(raise_exception=True)
+        data = {"backend": source.backend, "settings": source.settings, "description": source.description,
+                **changes.validated_data}
+        serializer = self.get_serializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
 
 
 class InferenceJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):

@@ -1,12 +1,15 @@
 """AASM rule catalog, model versions, inference jobs and predictions."""
 import hashlib
 import json
+from functools import cached_property
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from core.models import BackgroundJob
 from datasets.constants import STAGE_CHOICES
 from datasets.models import Cohort, Epoch, Recording
+from inference.services.backends.allowlist import check_settings
 
 
 class AasmRule(models.Model):
@@ -26,6 +29,9 @@ class AasmRule(models.Model):
 
 
 class ModelVersion(models.Model):
+    """A backend and its settings. Frozen once it has predictions: name and description stay editable,
+    a change of backend or settings makes a new version (API new-version action, admin "Save as new")."""
+
     TRANSFORMERS, OPENAI, BASELINE = "transformers", "openai", "baseline"
     BACKEND_CHOICES = [
         (TRANSFORMERS, "Local checkpoint (transformers, GPU)"),
@@ -54,6 +60,45 @@ class ModelVersion(models.Model):
         """SHA-256 of the backend and its settings as stored (canonical JSON)."""
         payload = json.dumps({"backend": self.backend, "settings": self.settings}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+    @cached_property
+    def prediction_count(self) -> int:
+        """Predictions of this version (querysets may annotate it instead)."""
+        return self.predictions.count() if self.pk else 0
+
+    @property
+    def frozen(self) -> bool:
+        return self.prediction_count > 0
+
+    def check_change(self, backend: str, settings) -> None:
+        """Raise ValidationError unless this version may take `backend` and `settings`: within the operator's
+        allowlists, and the stored ones where the version is frozen."""
+        try:
+            check_settings(backend, settings)
+        except ValueError as exc:
+            raise ValidationError({"settings": str(exc)}, code="not_allowed") from None
+        self.check_not_frozen(backend, settings)
+
+    def check_not_frozen(self, backend: str, settings) -> None:
+        """Raise ValidationError where this version has predictions and `backend` or `settings` differ from storage."""
+        stored = ModelVersion.objects.filter(pk=self.pk).values_list("backend", "settings").first() if self.pk else None
+        if stored is None or stored == (backend, settings) or not (count := self.predictions.count()):
+            return
+        raise ValidationError(
+            f"model version {self.name!r} is frozen: it has {count} prediction{'s' if count != 1 else ''} made with "
+            f"its backend and settings, so these cannot change (name and description can). Make a new version with "
+            f"the changes: POST /api/model-versions/{self.pk}/new-version/ with a new name, or \"Save as new\" in "
+            f"the admin.",
+            code="frozen",
+        )
+
+    def clean(self):
+        self.check_change(self.backend, self.settings)
+
+    def save(self, *args, **kwargs):
+        """Refuses a change of backend or settings on a frozen version, however it is saved."""
+        self.check_not_frozen(self.backend, self.settings)
+        super().save(*args, **kwargs)
 
 
 class InferenceJob(BackgroundJob):

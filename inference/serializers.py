@@ -15,9 +15,29 @@ class AasmRuleSerializer(serializers.ModelSerializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
+    """Settings within the operator's allowlists; a frozen version keeps its backend and settings."""
+
+    settings_hash = serializers.CharField(read_only=True)
+    frozen = serializers.BooleanField(read_only=True)
+    prediction_count = serializers.IntegerField(read_only=True)
+
     class Meta:
         model = ModelVersion
-        fields = ["id", "name", "backend", "settings", "description", "created_at"]
+        fields = ["id", "name", "backend", "settings", "description", "settings_hash", "frozen", "prediction_count",
+                  "created_at"]
+
+    def validate(self, data):
+        version = self.instance or ModelVersion()
+        version.check_change(data.get("backend", version.backend), data.get("settings", version.settings))
+        return data
+
+
+class NewVersionSerializer(serializers.Serializer):
+    """What a new version changes from the one it copies."""
+
+    name = serializers.CharField(max_length=100)
+    settings = serializers.JSONField(required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
 
 
 class InferenceJobSerializer(BackgroundJobSerializer):

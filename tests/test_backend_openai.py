@@ -19,6 +19,13 @@ MODEL = "Feng613/SleepVLM-3B"
 KEY_ENV = "SLEEPVLM_TEST_API_KEY"
 
 
+@pytest.fixture(autouse=True)
+def allowlist(settings, tmp_path_factory):
+    """The operator allows the test's key variable and prompt files in pytest's temporary folders."""
+    settings.INFERENCE_API_KEY_ENVS = ["OPENAI_API_KEY", KEY_ENV]
+    settings.INFERENCE_PROMPT_DIRS = [tmp_path_factory.getbasetemp()]
+
+
 @pytest.fixture(scope="module")
 def pngs():
     """Sixteen distinct real model-input PNGs."""

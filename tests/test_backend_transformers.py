@@ -22,6 +22,12 @@ from tests.tiny_vlm import build_tiny_checkpoint
 NEW_TOKENS = 24
 
 
+@pytest.fixture(autouse=True)
+def allowlist(settings, tmp_path_factory):
+    """The operator allows checkpoints and prompt files in pytest's temporary folders."""
+    settings.INFERENCE_CHECKPOINT_DIRS = settings.INFERENCE_PROMPT_DIRS = [tmp_path_factory.getbasetemp()]
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-qwen25vl"))

@@ -131,17 +131,25 @@ def table_rows(reports: list[dict]) -> list[dict]:
     return rows
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet would run as a formula, quoted with a leading '; other values as they are."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+
 def to_csv(reports: list[dict]) -> str:
-    """Pooled rows per model, then per-subject rows (scope column says which)."""
+    """Pooled rows per model, then per-subject rows (scope column says which); text cells formula-safe."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["scope", "subject", *TABLE_COLUMNS], extrasaction="ignore")
     writer.writeheader()
     for report, row in zip(reports, table_rows(reports)):
-        writer.writerow({"scope": "pooled", "subject": "", **row})
-        for subject in report["per_subject"]:
-            writer.writerow({
-                "scope": "subject", "subject": subject["subject"], "model": report["model"], "n": subject["n"],
-                "accuracy": subject["accuracy"], "macro_f1": subject["macro_f1"], "kappa": subject["kappa"],
-                **{f"f1_{s}": subject["per_stage_f1"].get(s) for s in STAGES},
-            })
+        rows = [{"scope": "pooled", "subject": "", **row}]
+        rows += [{
+            "scope": "subject", "subject": subject["subject"], "model": report["model"], "n": subject["n"],
+            "accuracy": subject["accuracy"], "macro_f1": subject["macro_f1"], "kappa": subject["kappa"],
+            **{f"f1_{s}": subject["per_stage_f1"].get(s) for s in STAGES},
+        } for subject in report["per_subject"]]
+        writer.writerows({key: spreadsheet_safe(value) for key, value in r.items()} for r in rows)
     return buffer.getvalue()

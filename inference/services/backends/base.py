@@ -5,6 +5,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from inference.services.backends.allowlist import allowed_path, check_settings
+
 DEFAULT_SYSTEM_PROMPT = Path(__file__).resolve().parent.parent.parent / "prompts" / "sleepvlm_default.md"
 
 # The user turn, in order: (kind, value) with kind "text" or "image" (value: 0 preceding, 1 target, 2 subsequent).
@@ -44,11 +46,16 @@ class RawOutput:
 
 
 class Backend:
-    """Base class: `predict` maps queries to outputs (same order); `fingerprint` feeds the content hash."""
+    """Base class: `predict` maps queries to outputs (same order); `fingerprint` feeds the content hash.
 
+    Settings beyond the operator's allowlists are refused here too, whatever the database holds.
+    """
+
+    name = ""  # the ModelVersion backend name
     needs_images = True
 
     def __init__(self, settings: dict):
+        check_settings(self.name, settings)
         self.settings = dict(settings)
         self.batch_size = int(self.settings.get("batch_size", 8))  # queries per predict call of the job layer
         if self.batch_size < 1:
@@ -62,7 +69,8 @@ class Backend:
         return {"system_prompt_sha256": sha256_text(self.system_prompt())} if self.needs_images else {}
 
     def system_prompt(self) -> str:
-        path = Path(self.settings.get("system_prompt_file") or DEFAULT_SYSTEM_PROMPT)
+        chosen = self.settings.get("system_prompt_file")
+        path = allowed_path("system_prompt_file", chosen) if chosen else DEFAULT_SYSTEM_PROMPT
         try:
             return path.read_text(encoding="utf-8")
         except OSError as exc:

@@ -26,6 +26,7 @@ def output_text(obj: dict) -> str:
 
 
 class BaselineBackend(Backend):
+    name = "baseline"
     needs_images = False
 
     def predict(self, queries: list[EpochQuery]) -> list[RawOutput]:

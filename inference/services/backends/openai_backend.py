@@ -1,10 +1,11 @@
 """SleepVLM behind an OpenAI-compatible chat-completions server (vLLM), as the authors serve it.
 
-Settings: base_url and model (required); api_key_env (name of the environment variable holding the
-key, default OPENAI_API_KEY; unset or empty sends "EMPTY", which vLLM accepts); concurrency (requests
-in flight, default 8); timeout_s (per request, default 120); max_retries (default 3) with exponential
-backoff backoff_s * 2**attempt (default 1 s) on connection errors, timeouts, 408, 429 and 5xx;
-system_prompt_file; temperature, top_p, max_new_tokens (sent as max_tokens).
+Settings: base_url and model (required; the host one of INFERENCE_BASE_URL_HOSTS); api_key_env (name of
+the environment variable holding the key, one of INFERENCE_API_KEY_ENVS, default OPENAI_API_KEY; unset or
+empty sends "EMPTY", which vLLM accepts); concurrency (requests in flight, default 8); timeout_s (per
+request, default 120); max_retries (default 3) with exponential backoff backoff_s * 2**attempt (default
+1 s) on connection errors, timeouts, 408, 429 and 5xx; system_prompt_file (under INFERENCE_PROMPT_DIRS);
+temperature, top_p, max_new_tokens (sent as max_tokens).
 
 A query that still fails yields RawOutput(text="", error=...) instead of raising, so one bad query
 does not lose the batch.
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from openai import APIConnectionError, APIStatusError, OpenAI, OpenAIError
 
+from inference.services.backends.allowlist import DEFAULT_API_KEY_ENV
 from inference.services.backends.base import USER_TURN, Backend, EpochQuery, RawOutput
 
 
@@ -48,6 +50,8 @@ def user_content(images: tuple[bytes, bytes, bytes]) -> list[dict]:
 
 
 class OpenAIBackend(Backend):
+    name = "openai"
+
     def __init__(self, settings: dict):
         super().__init__(settings)
         missing = [key for key in ("base_url", "model") if not self.settings.get(key)]
@@ -55,7 +59,7 @@ class OpenAIBackend(Backend):
             raise ValueError(f"openai backend: missing required setting(s) {', '.join(missing)}")
         self.base_url = str(self.settings["base_url"])
         self.model = str(self.settings["model"])
-        self.api_key_env = self.settings.get("api_key_env") or "OPENAI_API_KEY"
+        self.api_key_env = self.settings.get("api_key_env") or DEFAULT_API_KEY_ENV
         self.concurrency = int(self.settings.get("concurrency", 8))
         self.timeout_s = float(self.settings.get("timeout_s", 120))
         self.max_retries = int(self.settings.get("max_retries", 3))

@@ -1,10 +1,11 @@
 """SleepVLM in-process with Hugging Face transformers: a Qwen2.5-VL checkpoint (LoRA merged) in a local folder.
 
-Settings: checkpoint_dir (required: config, weights, tokenizer, preprocessor config, as save_pretrained
-writes them); dtype ("auto": bfloat16 on CUDA, float32 on CPU; or bfloat16, float16, float32); device
-("auto", "cuda", "cpu"); batch_size (queries per generate call, default 8); prefix_cache (default true,
-needs transformers >= 5.17: the key/value cache of the system turn, identical for every query, is
-computed once and reused by every batch); system_prompt_file; temperature, top_p, max_new_tokens.
+Settings: checkpoint_dir (required, under INFERENCE_CHECKPOINT_DIRS: config, weights, tokenizer,
+preprocessor config, as save_pretrained writes them); dtype ("auto": bfloat16 on CUDA, float32 on CPU;
+or bfloat16, float16, float32); device ("auto", "cuda", "cpu"); batch_size (queries per generate call,
+default 8); prefix_cache (default true, needs transformers >= 5.17: the key/value cache of the system
+turn, identical for every query, is computed once and reused by every batch); system_prompt_file (under
+INFERENCE_PROMPT_DIRS); temperature, top_p, max_new_tokens.
 A temperature <= 1e-5 decodes greedily (what the published 1e-6 means). The rest of decoding (repetition
 penalty, end-of-turn ids) comes from the checkpoint's generation_config.json, as vLLM also takes it.
 
@@ -24,6 +25,7 @@ from packaging.version import Version
 from PIL import Image
 from transformers import AutoModelForImageTextToText, Qwen2_5_VLProcessor
 
+from inference.services.backends.allowlist import allowed_path
 from inference.services.backends.base import USER_TURN, Backend, EpochQuery, RawOutput
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -54,11 +56,13 @@ def load(checkpoint_dir: Path, dtype: torch.dtype, device: str) -> tuple:
 
 
 class TransformersBackend(Backend):
+    name = "transformers"
+
     def __init__(self, settings: dict):
         super().__init__(settings)
         if not self.settings.get("checkpoint_dir"):
             raise ValueError("transformers backend: missing required setting checkpoint_dir")
-        self.checkpoint_dir = Path(self.settings["checkpoint_dir"]).expanduser().resolve()
+        self.checkpoint_dir = allowed_path("checkpoint_dir", self.settings["checkpoint_dir"])
         if not (self.checkpoint_dir / "config.json").is_file():
             raise ValueError(f"transformers backend: checkpoint_dir {self.checkpoint_dir} holds no config.json")
         device = self.settings.get("device", "auto")
