@@ -80,6 +80,8 @@ class TestInferenceApi(RoleAccessTests):
         api("model versions", "modelversion-list", lambda w: "/api/model-versions/", api_expect(200, STAFF)),
         api("new model version", "modelversion-list", lambda w: "/api/model-versions/", api_expect(201, WRITERS),
             method="post", data=lambda w: {"name": "baseline-2", "backend": "baseline"}, extra=JSON),
+        api("copy model version", "modelversion-new-version", lambda w: f"/api/model-versions/{w.version.pk}/new-version/",
+            api_expect(201, WRITERS), method="post", data=lambda w: {"name": "secret-model-v8"}, extra=JSON),
         api("model version", "modelversion-detail", lambda w: f"/api/model-versions/{w.version.pk}/", api_expect(200, STAFF)),
         api("runs", "inferencejob-list", lambda w: "/api/inference-jobs/", api_expect(200, STAFF)),
         api("bad run filter", "inferencejob-list", lambda w: "/api/inference-jobs/?recording=abc", api_expect(400, STAFF)),

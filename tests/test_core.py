@@ -381,3 +381,21 @@ def test_deleting_a_cohort_with_recordings_says_why(access_world, make_user):
     response = api.delete(f"/api/cohorts/{access_world.cohort.pk}/")
     assert response.status_code == 409
     assert "still has 1 recording(s)" in response.json()["detail"]
+
+
+def test_api_filters_are_in_the_schema_and_malformed_values_name_the_parameter(access_world, role_client):
+    client = role_client(RESEARCHER)
+    schema = client.get("/api/schema/?format=json").json()
+    parameters = {p["name"] for p in schema["paths"]["/api/epochs/"]["get"]["parameters"]}
+    assert {"recording", "index_min", "index_max"} <= parameters
+    assert {"model_version", "status", "recording"} <= {p["name"] for p in schema["paths"]["/api/predictions/"]["get"]["parameters"]}
+    response = client.get("/api/epochs/?recording=abc")
+    assert response.status_code == 400 and "recording" in response.json()
+
+
+def test_job_and_evaluation_pages_show_the_settings_hash(access_world, role_client):
+    client = role_client(RESEARCHER)
+    version = access_world.version
+    assert version.settings_hash in client.get(reverse("inference:job", args=[access_world.job.pk])).content.decode()
+    query = f"?cohort={access_world.cohort.pk}&model={version.name}&reference=hypnogram"
+    assert version.settings_hash[:12] in client.get(reverse("inference:evaluation") + query).content.decode()
