@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import Q
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -399,3 +400,32 @@ def test_job_and_evaluation_pages_show_the_settings_hash(access_world, role_clie
     assert version.settings_hash in client.get(reverse("inference:job", args=[access_world.job.pk])).content.decode()
     query = f"?cohort={access_world.cohort.pk}&model={version.name}&reference=hypnogram"
     assert version.settings_hash[:12] in client.get(reverse("inference:evaluation") + query).content.decode()
+
+
+def test_one_registered_scope_narrows_pages_api_and_images(access_world, role_client, monkeypatch):
+    from core import access
+    from datasets.models import Cohort
+
+    other = Recording.objects.create(cohort=Cohort.objects.create(name="Other"), name="other-night", sha256="cd" * 32,
+                                     duration_s=90, mains_hz=50, signal_file=access_world.recording.signal_file)
+    monkeypatch.setattr(access, "_RECORDING_SCOPES", [])
+    access.register_recording_scope(lambda user: None if user.has_perm(access.SEE_REFERENCE) else Q(pk=other.pk))
+    rater = role_client(RATER)
+    hidden = access_world.recording
+    assert rater.get(reverse("datasets:recording", args=[hidden.pk])).status_code == 404
+    assert rater.get(reverse("datasets:epoch", args=[hidden.pk, 1])).status_code == 404
+    assert rater.get(reverse("datasets:image", args=[access_world.image.sha256])).status_code == 404
+    assert rater.get(f"/api/recordings/{hidden.pk}/").status_code == 404
+    assert [r["id"] for r in rater.get("/api/recordings/").json()["results"]] == [other.pk]
+    assert rater.get(f"/api/epochs/?recording={hidden.pk}").json()["count"] == 0
+    rater.logout()
+    assert role_client(RESEARCHER).get(reverse("datasets:recording", args=[hidden.pk])).status_code == 200
+
+
+def test_mains_frequency_outside_the_range_is_refused(make_user, night_edf):
+    api = APIClient()
+    api.force_authenticate(make_user(CURATOR))
+    response = api.post("/api/imports/", {"file": SimpleUploadedFile("night.edf", night_edf.read_bytes()),
+                                          "cohort": "c", "mains_hz": 500}, format="multipart")
+    assert response.status_code == 400 and "500 Hz is outside 40–70 Hz" in response.json()["detail"]
+    assert ImportJob.objects.count() == 0
