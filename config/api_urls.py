@@ -1,8 +1,8 @@
 """The API: each app's router under /api/, the token endpoint, the schema and its docs."""
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
+from config.auth import ThrottledObtainAuthToken
 from datasets.api import router as datasets_router
 from inference.api import EvaluationView
 from inference.api import router as inference_router
@@ -11,7 +11,7 @@ urlpatterns = [
     path("", include(datasets_router.urls)),
     path("", include(inference_router.urls)),
     path("evaluation/", EvaluationView.as_view(), name="evaluation"),
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", ThrottledObtainAuthToken.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -1,6 +1,7 @@
-"""Login required for every page; the API authenticates itself (session or token) in DRF."""
+"""Login required for every page (the API authenticates itself in DRF); a cap on request sizes."""
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponse, JsonResponse
 
 PUBLIC_PREFIXES = ("/healthz", "/accounts/login/", "/api/", "/" + settings.STATIC_URL.lstrip("/"))
 
@@ -13,3 +14,32 @@ class LoginRequiredEverywhere:
         if not request.user.is_authenticated and not request.path.startswith(PUBLIC_PREFIXES):
             return redirect_to_login(request.get_full_path())
         return self.get_response(request)
+
+
+def _human(size: int) -> str:
+    """1000 bytes, 2.0 KiB, 4.0 GiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:g} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+
+
+class UploadSizeLimit:
+    """413 for a request whose Content-Length exceeds MAX_UPLOAD_BYTES, before its body is read."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # Django reads no body from an unreadable length
+        limit = settings.MAX_UPLOAD_BYTES
+        if length <= limit:
+            return self.get_response(request)
+        message = (f"Upload too large: {_human(length)}; the limit is {_human(limit)} "
+                   f"(MAX_UPLOAD_BYTES = {limit}).")
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": message}, status=413)
+        return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")

@@ -12,6 +12,7 @@ import dj_database_url
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SLEEPREVIEW_VAR", BASE_DIR / "var"))
 
+PRODUCTION = False  # config.settings_production sets it; the demo refuses to run there
 SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-key-change-me")
 DEBUG = os.environ.get("DEBUG", "1") == "1"
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.UploadSizeLimit",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -82,8 +84,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},  # production: 12
 ]
+# Sign-in attempts: failed logins on the page per client address and per username, and every token
+# request per client address (DRF's "N/s|min|hour|day" syntax).
+LOGIN_THROTTLE_RATE = os.environ.get("LOGIN_THROTTLE_RATE", "10/min")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "datasets:cohort-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -106,6 +114,19 @@ STORAGES = {
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_PERMISSIONS = 0o600  # PSG files are patient data: owner only
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+# A request whose Content-Length is larger is refused with 413 before its body is read.
+MAX_UPLOAD_BYTES = int(os.environ.get("MAX_UPLOAD_BYTES", str(4 * 1024**3)))
+
+# Cache: throttle counters and the health report. Per process unless CACHE_URL names a Redis
+# server (e.g. redis://127.0.0.1:6379/1), which several web processes then share.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+HEALTHZ_CACHE_SECONDS = int(os.environ.get("HEALTHZ_CACHE_SECONDS", "5"))
 
 # Celery: Redis when REDIS_URL is set, otherwise the filesystem transport (no server needed).
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -166,6 +187,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    # Client address for the throttles: REMOTE_ADDR (0), or the address this many proxies back in
+    # X-Forwarded-For (1 behind one reverse proxy). Never the raw header, which clients can forge.
+    "NUM_PROXIES": int(os.environ.get("NUM_PROXIES", "0")),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SleepReview API",

@@ -2,6 +2,7 @@
 from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -100,7 +101,7 @@ class EvaluationView(APIView):
     @extend_schema(parameters=[
         OpenApiParameter("cohort", str, required=True), OpenApiParameter("model", str, many=True, required=True),
         OpenApiParameter("reference", str, enum=list(REFERENCES)), OpenApiParameter("output", str, enum=["json", "csv"]),
-    ])
+    ], responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR})
     def get(self, request):
         cohort = get_object_or_404(Cohort, name=request.query_params.get("cohort", ""))
         names = request.query_params.getlist("model")

@@ -1,5 +1,6 @@
 """python manage.py demo [--no-serve]: accounts, a synthetic night imported and rendered, then serve."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -39,6 +40,9 @@ class Command(BaseCommand):
         parser.add_argument("--addr", default="127.0.0.1:8000")
 
     def handle(self, *args, **opts):
+        if settings.PRODUCTION:
+            raise CommandError("the demo creates accounts with published passwords: it refuses to run under "
+                               "production settings (use DJANGO_SETTINGS_MODULE=config.settings)")
         call_command("migrate", interactive=False, verbosity=0)
         ensure_broker_folders()
         self._accounts()
@@ -93,14 +97,26 @@ class Command(BaseCommand):
         self.stdout.write(f"Baseline predictions: {total} of {recording.epoch_count} epochs (first and last skipped)")
 
     def _serve(self, addr: str):
+        """runserver with a Celery worker beside it; Ctrl-C or SIGTERM stops both."""
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "warning", "-Q", "default,cpu",
              "--concurrency", "1", "-n", "demo@%h"],
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
+            start_new_session=True,  # its own process group: stopped below, pool process included
         )
-        self.stdout.write(self.style.SUCCESS(f"Serving on http://{addr}/ with a Celery worker (pid {worker.pid}); Ctrl-C stops both."))
         try:
+            self.stdout.write(self.style.SUCCESS(f"Serving on http://{addr}/ with a Celery worker (pid {worker.pid}); Ctrl-C stops both."))
             call_command("runserver", addr, use_reloader=False)
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
             worker.terminate()
-            worker.wait(timeout=30)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
