@@ -17,6 +17,16 @@ TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
 
 @pytest.fixture(autouse=True)
+def empty_cache():
+    """Throttle counts and the health check's cached answer never leak from one test into another."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path_factory):
     """Every test writes media into its own empty folder."""
     settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
