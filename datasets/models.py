@@ -29,6 +29,10 @@ class Recording(models.Model):
     start_time = models.DateTimeField(null=True, blank=True)
     duration_s = models.FloatField()
     mains_hz = models.FloatField()
+    preparation_profile = models.CharField(
+        max_length=32, default="sleepvlm-v1",
+        help_text="signal preparation profile the signals and images were made with (datasets/services/signals.py)",
+    )
     channels_found = models.JSONField(default=list, help_text="[{name, sfreq, unit}] as in the file")
     channel_plan = models.JSONField(default=dict, help_text="derivation -> {positive, negative, kind, note}")
     derivations = models.JSONField(default=list, help_text="derivations present, in band order")

@@ -69,13 +69,13 @@ def test_progress_has_one_shape_and_costs_no_query(night_edf, django_assert_num_
 
 def test_cancelled_import_stops_and_writes_nothing(night_edf, monkeypatch):
     job = _import_job(night_edf)
-    real = ingest._render_epochs
+    real = ingest.render_epochs
 
     def cancel_then_render(*args):
         ImportJob.objects.get(pk=job.pk).cancel()
         return real(*args)
 
-    monkeypatch.setattr(ingest, "_render_epochs", cancel_then_render)
+    monkeypatch.setattr(ingest, "render_epochs", cancel_then_render)
     job = imports.run_job(job.pk)
     assert job.state == ImportJob.CANCELLED and Recording.objects.count() == 0
 

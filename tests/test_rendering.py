@@ -18,13 +18,8 @@ from datasets.constants import (
     TARGET_SFREQ,
 )
 from datasets.services import rendering
-from datasets.services.rendering import (
-    band_rows,
-    render_model_image,
-    render_viewer_image,
-    second_columns,
-    uv_to_y,
-)
+from datasets.services.model_image import grid_layer
+from datasets.services.rendering import render_model_image, render_viewer_image, uv_to_y
 
 W, H = MODEL_IMAGE_SIZE
 T = np.arange(EPOCH_SAMPLES) / TARGET_SFREQ
@@ -67,10 +62,20 @@ def lit_rows(img, derivation, threshold=1, columns=slice(None)):
     return np.flatnonzero(lit(img[:, columns], derivation, threshold).any(axis=1))
 
 
-def free_columns():
-    """Model-image columns without a vertical grid line."""
-    grid = {c for cols in second_columns().values() for c in cols}
-    return [c for c in range(W) if c not in grid]
+def grid_alpha(n_bands=6):
+    """Per-pixel opacity of the authors' grid layer (0 where no grid line reaches)."""
+    keep, _ = grid_layer(n_bands)
+    return 1.0 - keep[..., 0]
+
+
+def free_columns(n_bands=6):
+    """Model-image columns no vertical grid line touches."""
+    away_from_separators = [r for r in range(H) if grid_alpha(n_bands)[r].min() == 0]
+    return [c for c in range(W) if (grid_alpha(n_bands)[away_from_separators, c] == 0).all()]
+
+
+def separator_rows(n_bands=6):
+    return [r for r in range(H) if grid_alpha(n_bands)[r, free_columns(n_bands)].min() > 0]
 
 
 # --- model image ---------------------------------------------------------------------------------
@@ -94,36 +99,66 @@ def test_uv_to_pixel_mapping_is_exact():
     assert uv_to_y(25, 1, "C4-M1", 5) == pytest.approx(1.5 * H / 5 - H / 5 / 4)
 
 
-def test_background_is_black_and_grid_is_404040():
+def _authors_grid_png(n_bands=6) -> np.ndarray:
+    """The authors' figure with flat traces outside the image, saved as they save it (rendering.md)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(4.48, 2.24), dpi=100)
+    fig.patch.set_facecolor("black")
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.set_facecolor("black")
+    for s in range(1, 30):
+        ax.axvline(s, color="#404040", alpha=0.8 if s % 5 == 0 else 0.6, linewidth=0.8 if s % 5 == 0 else 0.5)
+    for k in range(1, n_bands):
+        ax.axhline(k / n_bands, color="#404040", alpha=0.8, linewidth=0.8)
+    ax.set_xlim(0, 30), ax.set_ylim(0, 1), ax.axis("off")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", facecolor="black", bbox_inches="tight", pad_inches=0)
+    plt.close(fig)
+    return np.asarray(Image.open(buffer).convert("RGB")).astype(int)
+
+
+def test_grid_is_the_authors_matplotlib_grid_pixel_for_pixel():
+    reference = _authors_grid_png()
+    assert reference.shape == (H, W, 3)  # bbox_inches="tight", pad_inches=0 keeps 448 x 224
+    img = decode(render_model_image(epoch({d: np.full(EPOCH_SAMPLES, 500.0) for d in DERIVATIONS}), DERIVATIONS))
+    # traces pushed out of the image: what remains is the grid on black
+    assert np.abs(img - reference).max() <= 1
+
+
+def test_grid_is_dimmer_than_full_404040_and_five_second_lines_stronger():
     img = decode(render_model_image(epoch(), DERIVATIONS))
-    centres = [int(uv_to_y(0, i, d, 6)) for i, d in enumerate(DERIVATIONS)]
-    away = [r for r in range(H) if all(abs(r - c) > 1 for c in centres) and r not in band_rows(6)]
-    cols = free_columns()
-    assert (img[np.ix_(away, cols)] == 0).all()
-    assert rgb(GRID_COLOUR) == GRID
-    for line in second_columns().values():
-        assert (img[np.ix_(away, line)] == GRID).all()
+    row = img[5]  # no trace, no separator
+    grey = row[:, 0]
+    assert (row[:, 0] == row[:, 1]).all() and (row[:, 1] == row[:, 2]).all()  # neutral grey only
+    assert grey.max() < GRID[0]  # never a full-strength #404040 line
+    peaks = {s: grey[round(s * W / 30) - 1: round(s * W / 30) + 2].max() for s in range(1, 30)}
+    assert all(peaks[s] > 0 for s in peaks)
+    assert min(peaks[s] for s in (5, 10, 15, 20, 25)) > max(peaks[s] for s in peaks if s % 5)
+    assert max(peaks[s] for s in peaks if s % 5) <= 0.6 * GRID[0] + 1  # alpha 0.6
+    lit_columns = np.flatnonzero(grey)
+    assert {c for c in lit_columns} <= {c for s in range(1, 30) for c in range(round(s * W / 30) - 2, round(s * W / 30) + 2)}
 
 
 def test_band_separators_lie_on_the_band_boundaries():
-    assert band_rows(6) == [37, 75, 112, 149, 187]  # i * 224 / 6, snapped as Agg snaps 1-px lines
+    rows = separator_rows()
+    assert sorted({round(r / (H / 6)) for r in rows}) == [1, 2, 3, 4, 5]
+    assert all(abs(r - round(r / (H / 6)) * H / 6) <= 1.5 for r in rows)
     img = decode(render_model_image(epoch(), DERIVATIONS))
-    cols = free_columns()
-    for row in band_rows(6):
-        assert (img[row, cols] == GRID).all()
-        assert (img[row - 1, cols] == 0).all() and (img[row + 1, cols] == 0).all()
+    assert (img[rows][:, free_columns()] > 0).all() and (img[rows][:, free_columns()] <= 0.8 * GRID[0] + 1).all()
 
 
-def test_vertical_grid_every_second_with_stronger_lines_every_five():
-    lines = second_columns()
-    assert sorted(lines) == list(range(1, 30))
-    assert lines[1] == [15] and lines[2] == [30] and lines[29] == [433]
-    assert lines[5] == [74, 75] and lines[15] == [223, 224] and lines[25] == [372, 373]
-    assert all(len(cols) == (2 if s % 5 == 0 else 1) for s, cols in lines.items())
-    img = decode(render_model_image(epoch(), DERIVATIONS))
-    gray_columns = np.flatnonzero((img[5] == GRID).all(axis=1))  # row 5: no trace, no separator
-    assert gray_columns.tolist() == sorted(c for cols in lines.values() for c in cols)
-    assert len(gray_columns) == 24 + 2 * 5
+def test_grid_is_drawn_over_the_traces():
+    dense = np.where(np.arange(EPOCH_SAMPLES) % 2, 30.0, -30.0)  # fills +-30 uV in every column
+    img = decode(render_model_image(epoch({"F4-M1": dense}), DERIVATIONS))
+    centre = int(uv_to_y(0, 0, "F4-M1", 6))
+    five = round(5 * W / 30)
+    assert (img[centre, free_columns()] == rgb(DERIVATION_COLOURS["F4-M1"])).all()  # pure yellow off the grid
+    crossing = img[centre, five - 1: five + 2]
+    assert crossing[:, 0].min() < 255 and (crossing[:, 2] > 0).any()  # yellow mixed with the grey line on top
 
 
 @pytest.mark.parametrize("band, derivation", list(enumerate(DERIVATIONS)))
@@ -185,10 +220,10 @@ def test_flat_zero_signal_lights_only_the_centre_line_of_its_band():
 
 def test_missing_derivation_gives_n_equal_bands():
     five = tuple(d for d in DERIVATIONS if d != "LOC")
-    assert band_rows(5) == [45, 90, 134, 179]  # i * 224 / 5
+    assert sorted({round(r / (H / 5)) for r in separator_rows(5)}) == [1, 2, 3, 4]  # at i * 224 / 5
     flat = decode(render_model_image(epoch(derivations=five), five))
-    for row in band_rows(5):
-        assert (flat[row, free_columns()] == GRID).all()
+    for row in separator_rows(5):
+        assert (flat[row, free_columns(5)] > 0).all()
     for i, d in enumerate(five):
         assert int(uv_to_y(0, i, d, 5)) in lit_rows(flat, d)  # centre of band i of 5 (44.8 px each)
     img = decode(render_model_image(epoch({"ROC": sine(100)}, five), five))

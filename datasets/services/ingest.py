@@ -24,7 +24,7 @@ from datasets.services.channels import ChannelPlan, plan_channels
 from datasets.services.hypnograms import Hypnogram, ScoredEpoch, hypnogram_from_annotations, read_hypnogram
 from datasets.services.psg import PsgHeader, read_psg
 from datasets.services.rendering import render_model_image
-from datasets.services.signals import minimum_sfreq, prepare
+from datasets.services.signals import CURRENT_PROFILE, PROFILE_DESCRIPTIONS, minimum_sfreq, prepare
 
 Progress = Callable[[float, int, int, str], None]
 MICROVOLT_UNITS = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6}
@@ -40,6 +40,7 @@ class ImportRequest:
     channel_map: dict | None = None
     mains_hz: float = 50.0
     trim_to_hypnogram: bool = False
+    profile: str = CURRENT_PROFILE
     notes: list[str] = field(default_factory=list)
 
 
@@ -73,9 +74,9 @@ def _import_locked(request: ImportRequest, sha: str, user, progress: Progress) -
     scored, align_notes = align_epochs(hypnogram, usable_s, request.trim_to_hypnogram, name)
 
     progress(0.05, 0, len(scored), "reading signals")
-    signals, prep_notes = _prepared_signals(raw, plan, request.mains_hz, progress, len(scored))
+    signals, prep_notes = prepared_signals(raw, plan, request.mains_hz, request.profile, progress, len(scored))
     signal_name, _, _ = storage.save_array(signals)
-    images = _render_epochs(signals, plan.derivations, scored, progress)
+    images = render_epochs(signals, plan.derivations, scored, progress)
     progress(0.97, len(scored), len(scored), "saving")
     try:
         recording = _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name, images,
@@ -160,22 +161,27 @@ def align_epochs(hypnogram: Hypnogram | None, duration_s: float, trim: bool, nam
     return epochs, notes
 
 
-def _prepared_signals(raw, plan: ChannelPlan, mains_hz: float, progress: Progress, total: int):
+def prepared_signals(raw, plan: ChannelPlan, mains_hz: float, profile: str, progress: Progress, total: int):
+    """(n derivations, samples) float32 at 100 Hz under the preparation profile, and its notes."""
     channels = sorted({c for d in plan.derivations for c in (plan.sources[d].positive, plan.sources[d].negative) if c})
     data = dict(zip(channels, raw.get_data(picks=channels, units="uV")))
     sfreq = raw.info["sfreq"]
-    rows, notes = [], [f"band-pass 0.3–35 Hz (EEG, EOG), 10–100 Hz (EMG), notch {mains_hz:g} Hz, resampled to {TARGET_SFREQ} Hz"]
+    rows = []
+    notes = [f"preparation profile {profile}: {PROFILE_DESCRIPTIONS[profile]}; "
+             f"EEG/EOG 0.3–35 Hz, chin EMG 10–100 Hz, notch {mains_hz:g} Hz"]
     for i, derivation in enumerate(plan.derivations):
         progress(0.10 + 0.2 * i / len(plan.derivations), 0, total, f"filtering {derivation}")
         source = plan.sources[derivation]
         x = data[source.positive] - data[source.negative] if source.negative else data[source.positive]
-        prepared, derivation_notes = prepare(x, sfreq, derivation, mains_hz)
+        prepared, derivation_notes = prepare(x, sfreq, derivation, mains_hz, profile)
         rows.append(prepared)
         notes += derivation_notes
-    return np.stack(rows), notes
+    length = min(len(r) for r in rows)
+    return np.stack([r[:length] for r in rows]), notes
 
 
-def _render_epochs(signals, derivations, scored, progress) -> list[tuple[str, str]]:
+def render_epochs(signals, derivations, scored, progress) -> list[tuple[str, str]]:
+    """Render and store the model image of every scored epoch: [(storage name, sha256)]."""
     images = []
     total = len(scored)
     for i, epoch in enumerate(scored):
@@ -201,6 +207,7 @@ def _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name,
         start_time=meas_date,
         duration_s=raw.n_times / raw.info["sfreq"],
         mains_hz=request.mains_hz,
+        preparation_profile=request.profile,
         channels_found=[{"name": s.label, "sfreq": s.sfreq, "unit": s.unit} for s in header.signals],
         channel_plan={
             d: {"positive": s.positive, "negative": s.negative, "kind": s.kind, "note": s.note}

@@ -1,6 +1,6 @@
 """Epoch images (spec/rendering.md): the 448x224 model-input PNG and the labelled expert viewer.
 
-Pure numpy + Pillow, deterministic (same input, same bytes), no Django. Traces are rasterised by a
+Numpy + Pillow, deterministic (same input, same bytes), no Django. Traces are rasterised by a
 vectorised column-envelope scan: each pixel column is split into sub-columns, the polyline's vertical
 extent in each (its samples plus the interpolated boundary crossings) is widened by a box pen, and the
 exact fractional row overlaps, averaged over the sub-columns, are the antialiasing coverage. Traces are
@@ -13,9 +13,12 @@ For a plot of width W and height H with n bands (band height h = H / n, band i =
     y(v) = (i + 0.5) * h - v * h / (2 * R)               v in µV, R = 50 (EEG, EOG) or 40 (chin EMG)
 
 so +R µV falls on the band's top edge (y = i * h), -R µV on its bottom edge (y = (i + 1) * h), and
-0 µV on its centre. Nothing is clipped except at the plot edges. A grid line of width p px at
-position z is snapped as Agg snaps it: it occupies the p pixels starting at round(z) - p // 2
-(round half up). 1-s lines and band separators are 1 px, 5-s lines 2 px, all GRID_COLOUR.
+0 µV on its centre. Nothing is clipped except at the plot edges.
+
+Model image: the traces, then the authors' grid drawn by Agg once and composited on top
+(model_image.py). Viewer: its own full-strength grid (a line of width p px at position z occupies
+the p pixels starting at round(z) - p // 2; 1-s lines and band separators 1 px, 5-s lines 2 px)
+beneath the traces, with labels, guides and a mid-epoch marker.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from datasets.services.model_image import grid_layer
 from datasets.constants import (
     DERIVATION_COLOURS,
     DERIVATION_HALF_RANGE_UV,
@@ -68,12 +72,16 @@ GRID_RGB = _rgb(GRID_COLOUR)
 
 
 def render_model_image(signals: np.ndarray, derivations: Sequence[str]) -> bytes:
-    """The 448x224 model-input PNG of one epoch: signals (n, 3000) in µV, one band per derivation."""
+    """The 448x224 model-input PNG of one epoch: signals (n, 3000) in µV, one band per derivation.
+
+    Traces by the vectorised rasteriser on black, then the authors' grid on top (model_image.py).
+    """
     signals = _checked(signals, derivations)
     width, height = MODEL_IMAGE_SIZE
-    canvas = _grid(width, height, len(derivations)).copy()
+    canvas = np.zeros((height, width, 3), np.uint8)
     _draw_traces(canvas, (0, 0), (height, width), signals, derivations, MODEL_PEN_PX, MODEL_SUBCOLUMNS)
-    return _png(canvas)
+    keep, paint = grid_layer(len(derivations))
+    return _png((canvas * keep + paint + 0.5).astype(np.uint8))
 
 
 def render_viewer_image(

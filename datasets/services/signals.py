@@ -1,4 +1,16 @@
-"""Signal preparation before drawing (rendering.md): band-pass, notch, resample to 100 Hz."""
+"""Signal preparation before drawing (rendering.md), as named, versioned profiles.
+
+A profile turns one derivation (µV, native rate) into the 100-Hz trace the images are drawn from.
+Each recording stores the profile it was prepared with, so its images stay reproducible when a
+later profile sits beside this one.
+
+- `sleepvlm-v1` (current): the authors' released pipeline, quirks included: Butterworth band-pass
+  in (b, a) form with the edges normalised by Nyquist and clamped to [1e-3, 0.999], `filtfilt`;
+  notch Q = 20 at the mains frequency on every channel, EMG included; linear interpolation to 100 Hz
+  with no anti-alias filter (chin EMG keeps its aliased power above 50 Hz, as in training).
+- `platform-v0`: this platform's first preparation (second-order sections, notch Q = 30 only where
+  it falls inside the band, polyphase resampling), kept for recordings imported before v1.
+"""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -10,15 +22,41 @@ from datasets.constants import EMG_DERIVATIONS, TARGET_SFREQ
 
 EEG_BAND = (0.3, 35.0)
 EMG_BAND = (10.0, 100.0)
-NOTCH_Q = 30.0
+CURRENT_PROFILE = "sleepvlm-v1"
+LEGACY_PROFILE = "platform-v0"
 
 
 def band_for(derivation: str) -> tuple[float, float]:
     return EMG_BAND if derivation in EMG_DERIVATIONS else EEG_BAND
 
 
-def prepare(x_uv: np.ndarray, sfreq: float, derivation: str, mains_hz: float) -> tuple[np.ndarray, list[str]]:
-    """Filter one derivation (µV) as rendering.md says and resample it to 100 Hz (float32)."""
+def resampled_length(n_samples: int, sfreq: float) -> int:
+    """Samples at 100 Hz after linear-interpolation resampling (the authors' round(n * 100 / fs))."""
+    return int(round(n_samples * TARGET_SFREQ / sfreq))
+
+
+def _sleepvlm_v1(x: np.ndarray, sfreq: float, derivation: str, mains_hz: float) -> tuple[np.ndarray, list[str]]:
+    notes = []
+    nyquist = sfreq / 2
+    low, high = band_for(derivation)
+    edges = np.clip([low / nyquist, high / nyquist], 1e-3, 0.999)
+    if edges[1] < high / nyquist:
+        notes.append(f"{derivation}: upper band edge clamped to 0.999 × Nyquist ({0.999 * nyquist:g} Hz), "
+                     f"as the authors' pipeline does at {sfreq:g} Hz")
+    b, a = signal.butter(4, edges, btype="bandpass")
+    y = signal.filtfilt(b, a, x)
+    if mains_hz < nyquist:
+        b, a = signal.iirnotch(mains_hz, 20.0, fs=sfreq)
+        y = signal.filtfilt(b, a, y)
+    else:
+        notes.append(f"{derivation}: no {mains_hz:g} Hz notch, at or above Nyquist ({nyquist:g} Hz)")
+    if sfreq != TARGET_SFREQ:
+        n = y.size
+        y = np.interp(np.linspace(0, n - 1, resampled_length(n, sfreq)), np.arange(n), y)
+    return y, notes
+
+
+def _platform_v0(x: np.ndarray, sfreq: float, derivation: str, mains_hz: float) -> tuple[np.ndarray, list[str]]:
     notes = []
     low, high = band_for(derivation)
     nyquist = sfreq / 2
@@ -26,13 +64,30 @@ def prepare(x_uv: np.ndarray, sfreq: float, derivation: str, mains_hz: float) ->
         high = round(0.9 * nyquist, 1)
         notes.append(f"{derivation}: upper band edge lowered to {high} Hz (sampled at {sfreq:g} Hz)")
     sos = signal.butter(4, [low, high], btype="bandpass", fs=sfreq, output="sos")
-    y = signal.sosfiltfilt(sos, np.asarray(x_uv, dtype=np.float64))
+    y = signal.sosfiltfilt(sos, x)
     if mains_hz < nyquist and mains_hz < high * 1.2:
-        b, a = signal.iirnotch(mains_hz, NOTCH_Q, fs=sfreq)
+        b, a = signal.iirnotch(mains_hz, 30.0, fs=sfreq)
         y = signal.filtfilt(b, a, y)
     if sfreq != TARGET_SFREQ:
         ratio = Fraction(TARGET_SFREQ / sfreq).limit_denominator(1000)
         y = signal.resample_poly(y, ratio.numerator, ratio.denominator)
+    return y, notes
+
+
+PROFILES = {CURRENT_PROFILE: _sleepvlm_v1, LEGACY_PROFILE: _platform_v0}
+PROFILE_DESCRIPTIONS = {
+    CURRENT_PROFILE: "the SleepVLM authors' pipeline: band-pass (b, a) with clamped edges, notch Q = 20 on every "
+                     "channel, linear-interpolation resampling to 100 Hz",
+    LEGACY_PROFILE: "band-pass (second-order sections), notch Q = 30 inside the band, polyphase resampling to 100 Hz",
+}
+
+
+def prepare(x_uv: np.ndarray, sfreq: float, derivation: str, mains_hz: float,
+            profile: str = CURRENT_PROFILE) -> tuple[np.ndarray, list[str]]:
+    """Filter one derivation (µV) and bring it to 100 Hz under `profile` (float32, notes)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown preparation profile {profile!r}; known: {', '.join(PROFILES)}")
+    y, notes = PROFILES[profile](np.asarray(x_uv, dtype=np.float64), sfreq, derivation, mains_hz)
     return y.astype(np.float32), notes
 
 

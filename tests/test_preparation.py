@@ -1,0 +1,92 @@
+"""Signal preparation profiles (datasets/services/signals.py) and re-preparing a recording."""
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from scipy import interpolate, signal
+
+from datasets.models import EpochImage, Recording
+from datasets.services import storage
+from datasets.services.images import viewer_image
+from datasets.services.ingest import ImportRequest, import_psg
+from datasets.services.reprepare import reprepare
+from datasets.services.signals import CURRENT_PROFILE, LEGACY_PROFILE, prepare
+
+
+def authors(x, fs, low, high, mains=50.0):
+    """The authors' steps, written out as rendering.md states them."""
+    nyq = fs / 2
+    b, a = signal.butter(4, [min(max(low / nyq, 1e-3), 0.999), min(max(high / nyq, 1e-3), 0.999)], btype="bandpass")
+    y = signal.filtfilt(b, a, x)
+    b, a = signal.iirnotch(mains, 20, fs=fs)
+    y = signal.filtfilt(b, a, y)
+    n = len(y)
+    return interpolate.interp1d(np.linspace(0, n - 1, n), y)(np.linspace(0, n - 1, int(round(n * 100 / fs))))
+
+
+@pytest.mark.parametrize("fs, derivation, band", [(256.0, "C4-M1", (0.3, 35.0)), (256.0, "Chin EMG", (10.0, 100.0)),
+                                                   (200.0, "Chin EMG", (10.0, 100.0)), (512.0, "LOC", (0.3, 35.0))])
+def test_current_profile_is_the_authors_pipeline(fs, derivation, band):
+    x = np.random.default_rng(3).normal(size=int(90 * fs)) * 30
+    ours, notes = prepare(x, fs, derivation, 50.0)
+    expected = authors(x, fs, *band)
+    assert CURRENT_PROFILE == "sleepvlm-v1"
+    assert ours.shape == expected.shape and ours.dtype == np.float32
+    assert np.abs(ours - expected).max() < 1e-3
+    assert any("clamped to 0.999" in n for n in notes) == (fs == 200.0)  # EMG upper edge at 200 Hz
+
+
+def test_linear_resampling_keeps_the_aliased_chin_power_the_model_was_trained_on():
+    fs = 256.0
+    x = signal.sosfilt(signal.butter(4, 55, "highpass", fs=fs, output="sos"), np.random.default_rng(0).normal(size=int(120 * fs))) * 20
+    current, _ = prepare(x, fs, "Chin EMG", 50.0)
+    legacy, _ = prepare(x, fs, "Chin EMG", 50.0, LEGACY_PROFILE)
+    assert current.std() > 1.5 * legacy.std()  # polyphase filtering gives a visibly calmer chin trace
+
+
+def test_unknown_profile_is_refused():
+    with pytest.raises(ValueError, match="unknown preparation profile 'v9'"):
+        prepare(np.zeros(1000), 256.0, "C4-M1", 50.0, "v9")
+
+
+@pytest.mark.django_db
+def test_imports_record_their_profile(night_edf):
+    recording, _ = import_psg(ImportRequest(path=night_edf, cohort="c"))
+    assert recording.preparation_profile == CURRENT_PROFILE
+    assert any(note.startswith("preparation profile sleepvlm-v1") for note in recording.processing_notes)
+
+
+@pytest.mark.django_db
+def test_reprepare_renders_a_recording_again_under_the_current_profile(night_edf, tmp_path, monkeypatch):
+    recording, _ = import_psg(ImportRequest(path=night_edf, cohort="c", profile=LEGACY_PROFILE))
+    old_signal = recording.signal_file
+    old_images = dict(EpochImage.objects.filter(epoch__recording=recording).values_list("epoch_id", "sha256"))
+    viewer_image(recording.epochs.get(index=4))
+
+    from datasets.services import reprepare as module
+
+    monkeypatch.setattr(module, "render_epochs", lambda *a: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with pytest.raises(RuntimeError):
+        reprepare(recording, night_edf)
+    recording.refresh_from_db()
+    assert recording.preparation_profile == LEGACY_PROFILE and recording.signal_file == old_signal  # atomic
+    monkeypatch.undo()
+
+    call_command("reprepare", str(recording.pk), str(night_edf), verbosity=0)
+    recording.refresh_from_db()
+    assert recording.preparation_profile == CURRENT_PROFILE and recording.signal_file != old_signal
+    models = EpochImage.objects.filter(epoch__recording=recording, kind=EpochImage.MODEL)
+    assert models.count() == 120 and not EpochImage.objects.filter(kind=EpochImage.VIEWER).exists()
+    new_images = dict(models.values_list("epoch_id", "sha256"))
+    assert new_images.keys() == old_images.keys() and new_images != old_images
+    assert storage.load_array(recording.signal_file).shape == storage.load_array(old_signal).shape
+    assert [n for n in recording.processing_notes if n.startswith("preparation profile")][0].startswith(
+        "preparation profile sleepvlm-v1")
+    assert reprepare(recording, night_edf) is False  # idempotent
+
+    copy = tmp_path / "other.edf"
+    data = bytearray(night_edf.read_bytes())
+    data[-1000] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with pytest.raises(CommandError, match="not the file recording"):
+        call_command("reprepare", str(recording.pk), str(copy), "--profile", LEGACY_PROFILE, verbosity=0)
+    assert Recording.objects.get().preparation_profile == CURRENT_PROFILE
