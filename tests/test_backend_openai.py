@@ -42,32 +42,40 @@ def backend(fake, **settings):
     return OpenAIBackend({"base_url": fake.base_url, "model": MODEL, "backoff_s": 0.01, "timeout_s": 5, **settings})
 
 
-def test_request_shape_and_api_key(fake, pngs, tmp_path, monkeypatch):
-    prompt = tmp_path / "fine.md"
-    prompt.write_text("You are SleepVLM (fine prompt) — stage the target epoch.\n", encoding="utf-8")
+def test_request_shape_and_api_key(fake, pngs, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-test-secret-1")
-    query = queries(pngs, 1)[0]
-    outputs = backend(fake, api_key_env=KEY_ENV, system_prompt_file=str(prompt), temperature=0.25, top_p=0.5,
-                      max_new_tokens=77).predict([query])
+    outputs = backend(fake, api_key_env=KEY_ENV, temperature=0.25, top_p=0.5, max_new_tokens=77).predict(queries(pngs, 1))
 
     assert len(fake.requests) == 1
     _, headers, body = fake.requests[0]
     assert headers["authorization"] == "Bearer sk-test-secret-1"
     assert body["model"] == MODEL
     assert (body["max_tokens"], body["temperature"], body["top_p"]) == (77, 0.25, 0.5)
-    system, user = body["messages"]
-    assert system == {"role": "system", "content": prompt.read_text(encoding="utf-8")}
-    assert user["role"] == "user"
-    expected_types = ["text" if kind == "text" else "image_url" for kind, _ in USER_TURN]
-    assert [part["type"] for part in user["content"]] == expected_types
-    for part, (kind, value) in zip(user["content"], USER_TURN):
-        if kind == "text":
-            assert part["text"] == value
-        else:
-            prefix, encoded = part["image_url"]["url"].split(",", 1)
-            assert prefix == "data:image/png;base64"
-            assert base64.b64decode(encoded) == query.images[value]
     assert [(o.epoch_id, o.text, o.error) for o in outputs] == [(100, answer(short_hash(pngs[1])), "")]
+
+
+def test_messages_sent_are_the_published_chat(fake, pngs, tmp_path):
+    """The JSON body on the wire: system = the prompt file's text; user = the released six parts, nothing else."""
+    prompt = tmp_path / "fine.md"
+    prompt.write_text("You are SleepVLM (fine prompt) — stage the target epoch.\n\n  Trailing spaces kept.  \n",
+                      encoding="utf-8")
+    query = queries(pngs, 1)[0]
+    backend(fake, system_prompt_file=str(prompt)).predict([query])
+
+    def image(png):
+        return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}}
+
+    published = [
+        {"role": "system", "content": prompt.read_text(encoding="utf-8")},
+        {"role": "user", "content": [
+            {"type": "text", "text": "Preceding epoch N\u20111: "}, image(pngs[0]),
+            {"type": "text", "text": "**Target epoch N**: "}, image(pngs[1]),
+            {"type": "text", "text": "Subsequent epoch N+1: "}, image(pngs[2]),
+        ]},
+    ]
+    _, _, body = fake.requests[0]
+    assert body["messages"] == published
+    assert body["messages"][1]["content"][0]["text"] == "Preceding epoch N" + chr(0x2011) + "1: "
 
 
 def test_defaults_placeholder_key_and_published_decoding(fake, pngs, monkeypatch):
@@ -160,7 +168,8 @@ def test_fingerprint_has_server_and_model_not_key(fake, tmp_path, monkeypatch):
     chosen = get_backend("openai", settings)
 
     assert isinstance(chosen, OpenAIBackend)
-    assert chosen.fingerprint() == {"system_prompt_sha256": sha256_text("prompt text"), "base_url": fake.base_url,
+    assert chosen.fingerprint() == {"system_prompt_sha256": sha256_text("prompt text"),
+                                    "user_turn_sha256": sha256_text(repr(USER_TURN)), "base_url": fake.base_url,
                                     "model": MODEL}
     assert "sk-test-secret-2" not in json.dumps(chosen.fingerprint())
     assert get_backend("openai", {**settings, "model": "other"}).fingerprint() != chosen.fingerprint()

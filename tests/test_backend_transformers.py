@@ -5,6 +5,7 @@ makes the (gibberish) texts deterministic, so batching and prefix reuse must not
 """
 
 import io
+import json
 import re
 import shutil
 
@@ -17,6 +18,7 @@ from datasets.constants import DERIVATIONS, EPOCH_SAMPLES, TARGET_SFREQ
 from datasets.services.rendering import render_model_image
 from inference.services.backends import EpochQuery, get_backend
 from inference.services.backends import transformers_backend
+from inference.services.backends.base import DEFAULT_SYSTEM_PROMPT
 from tests.tiny_vlm import build_tiny_checkpoint
 
 NEW_TOKENS = 24
@@ -66,6 +68,53 @@ def test_tiny_checkpoint_has_the_real_image_geometry(checkpoint, queries):
     inputs = processor(text=["<|vision_start|><|image_pad|><|vision_end|>" * 3], images=[images], return_tensors="pt")
     assert inputs["image_grid_thw"].tolist() == [[1, 16, 32]] * 3
     assert (inputs["input_ids"] == processor.image_token_id).sum() == 3 * 128
+
+
+def test_processor_uses_the_authors_pixel_limits(checkpoint):
+    """The checkpoint says max 12845056 pixels; the backend uses the authors' 3136..1003520 (1280 merged tokens)."""
+    saved = json.loads((checkpoint / "preprocessor_config.json").read_text())["size"]
+    assert saved == {"shortest_edge": 3136, "longest_edge": 12845056}
+    _, processor = transformers_backend.load(checkpoint.resolve(), torch.float32, "cpu")
+    size = processor.image_processor.size
+    assert (size["shortest_edge"], size["longest_edge"]) == (3136, 1003520)
+    large = Image.new("RGB", (2016, 1008))  # 2.03 Mpx: kept by the checkpoint's limits, scaled down by the authors'
+    grid = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"], images=[[large]])["image_grid_thw"]
+    t, h, w = grid[0].tolist()
+    assert h * w * 14 * 14 <= 1003520 and t * h * w // 4 <= 1280
+
+
+def test_generate_gets_the_published_chat_through_the_chat_template(checkpoint, queries, monkeypatch):
+    """Token ids and pixels fed to generate equal the processor's chat template on the released message list."""
+    model, processor = transformers_backend.load(checkpoint.resolve(), torch.float32, "cpu")
+    calls = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return generate(**kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    query = queries[0]
+    backend(checkpoint, batch_size=1).predict([query])
+
+    images = [Image.open(io.BytesIO(png)).convert("RGB") for png in query.images]
+    published = [
+        {"role": "system", "content": DEFAULT_SYSTEM_PROMPT.read_text(encoding="utf-8")},
+        {"role": "user", "content": [
+            {"type": "text", "text": "Preceding epoch N\u20111: "}, {"type": "image", "image": images[0]},
+            {"type": "text", "text": "**Target epoch N**: "}, {"type": "image", "image": images[1]},
+            {"type": "text", "text": "Subsequent epoch N+1: "}, {"type": "image", "image": images[2]},
+        ]},
+    ]
+    expected = processor.apply_chat_template(published, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                             return_tensors="pt")
+    (fed,) = calls
+    assert fed["past_key_values"] is not None  # the system turn's cache is still reused
+    for key in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw"):
+        assert torch.equal(fed[key], expected[key]), key
+    text = processor.decode(fed["input_ids"][0])
+    assert text.count("<|image_pad|>") == 3 * 128
+    assert text.endswith("<|vision_end|><|im_end|>\n<|im_start|>assistant\n")  # no instruction after the last image
 
 
 def test_one_output_per_query_in_order_deterministic(checkpoint, short_prompt, queries):
@@ -129,7 +178,8 @@ def test_fingerprint_follows_checkpoint_config(checkpoint, tmp_path):
     for name in ("config.json", "generation_config.json"):
         shutil.copy(checkpoint / name, tmp_path / name)
     before = backend(tmp_path).fingerprint()
-    assert set(before) == {"system_prompt_sha256", "config_sha256", "generation_config_sha256"}
+    assert set(before) == {"system_prompt_sha256", "user_turn_sha256", "config_sha256", "generation_config_sha256",
+                           "image_pixels"}
     assert before == backend(checkpoint).fingerprint()
     config = tmp_path / "config.json"
     config.write_text(config.read_text().replace('"hidden_act": "silu"', '"hidden_act": "gelu"', 1))

@@ -12,6 +12,7 @@ from statsmodels.stats.inter_rater import cohens_kappa
 from datasets.constants import STAGES
 from inference.models import ModelVersion, Prediction
 from inference.services.evaluation import EvaluationError, compare, evaluate, rule_iou, stage_metrics, table_rows, to_csv
+from core.roles import CURATOR
 from tests.factories import make_recording
 
 TRUE = ["W", "W", "N2", "N2", "N2", "R"]
@@ -42,10 +43,13 @@ def test_kappa_agrees_with_statsmodels_on_a_random_night():
     assert m["accuracy"] == pytest.approx(np.trace(table) / table.sum())
 
 
-def test_rule_iou_is_the_mean_jaccard_over_epochs_with_reference_rules():
-    pairs = [(["N2.1"], ["N2.1", "N2.2"]), ([], ["W.1"]), (["R.1"], []), (["N3.1"], ["N3.1"])]
-    assert rule_iou(pairs) == {"n": 3, "mean": pytest.approx((0.5 + 0 + 1) / 3)}
-    assert rule_iou([(["R.1"], [])]) == {"n": 0, "mean": None}
+def test_rule_iou_in_both_conventions():
+    """Authors': every pair, a missing set empty, both empty 1, one empty 0; the other: annotated pairs only."""
+    pairs = [(["N2.1"], ["N2.1", "N2.2"]), ([], ["W.1"]), (["R.1"], []), (["N3.1"], ["N3.1"]), (None, []), ([], None)]
+    assert rule_iou(pairs) == {"all_epochs": {"n": 6, "mean": pytest.approx((0.5 + 0 + 0 + 1 + 1 + 1) / 6)},
+                               "annotated_epochs": {"n": 3, "mean": pytest.approx((0.5 + 0 + 1) / 3)}}
+    assert rule_iou([(["R.1"], [])]) == {"all_epochs": {"n": 1, "mean": 0.0}, "annotated_epochs": {"n": 0, "mean": None}}
+    assert rule_iou([]) == {"all_epochs": {"n": 0, "mean": None}, "annotated_epochs": {"n": 0, "mean": None}}
 
 
 @pytest.mark.django_db
@@ -66,8 +70,9 @@ def test_report_from_predictions_pooled_per_subject_and_failures():
     # scored: a0 W/W, a1 W/N1, a2 N2/N2, b2 R/R (a3 has an unscored reference, b1 failed, b0 skipped)
     assert report["pooled"]["n"] == 4 and report["pooled"]["accuracy"] == pytest.approx(0.75)
     assert [(s["subject"], s["n"], s["accuracy"]) for s in report["per_subject"]] == [("s1", 3, pytest.approx(2 / 3)), ("s2", 1, 1.0)]
-    # IoU over a0 (1), a1 (0), a2 (1/2)
-    assert report["rule_iou"]["n"] == 3 and report["rule_iou"]["mean"] == pytest.approx(0.5)
+    # IoU: a0 (1), a1 (0), a2 (1/2) have reference rules; b2 has none on either side (1, authors' convention only)
+    assert report["rule_iou"] == {"all_epochs": {"n": 4, "mean": pytest.approx(2.5 / 4)},
+                                  "annotated_epochs": {"n": 3, "mean": pytest.approx(0.5)}}
     with pytest.raises(EvaluationError, match="annotation app"):
         evaluate(version, a.cohort, reference="consensus")
 
@@ -94,3 +99,35 @@ def test_compare_uses_the_epochs_every_version_parsed_and_exports(tmp_path):
     call_command("evaluate", "--model", "v1", "--model", "v2", "--cohort", "Cmp", "--format", "json", "--output", str(out))
     data = json.loads(out.read_text())
     assert data["common_epochs"] == 3 and [m["model"] for m in data["models"]] == ["v1", "v2"]
+
+
+@pytest.mark.django_db
+def test_rule_iou_conventions_in_report_csv_page_and_command(role_client, capsys):
+    """4 evaluated epochs: {N2.1}/{N2.1} 1, {}/{} 1, {N2.1,N2.2}/{N2.1} 1/2, {W.1}/{} 0 -> authors' 0.625 over 4,
+    annotated-only 0.75 over 2. A parse failure and an epoch without a scored reference are not evaluated."""
+    rec = make_recording("IoU", "s1", ["N2", "N2", "N2", "W", "N2", "unscored"],
+                         rules=[["N2.1"], [], ["N2.1"], [], ["N2.1"], ["N2.1"]])
+    version = ModelVersion.objects.create(name="iou", backend="baseline")
+    outputs = [("ok", "N2", ["N2.1"]), ("ok", "N2", []), ("ok", "N2", ["N2.1", "N2.2"]), ("repaired", "W", ["W.1"]),
+               ("failed", "", []), ("ok", "N2", ["W.1"])]
+    for index, (status, stage, rules) in enumerate(outputs):
+        Prediction.objects.create(epoch=rec.epochs.get(index=index), model_version=version, status=status,
+                                  stage=stage, rule_ids=rules, version_hash="h")
+
+    report = evaluate(version, rec.cohort)
+    assert report["rule_iou"] == {"all_epochs": {"n": 4, "mean": 0.625}, "annotated_epochs": {"n": 2, "mean": 0.75}}
+    (row,) = table_rows([report])
+    assert (row["rule_iou_all_epochs"], row["rule_iou_annotated_epochs"]) == (0.625, 0.75)
+    (pooled,) = [r for r in csv.DictReader(io.StringIO(to_csv([report]))) if r["scope"] == "pooled"]
+    assert (pooled["rule_iou_all_epochs"], pooled["rule_iou_annotated_epochs"]) == ("0.625", "0.75")
+
+    page = role_client(CURATOR).get("/inference/evaluation/", {"cohort": rec.cohort.pk, "model": "iou",
+                                                               "reference": "hypnogram"}).content.decode()
+    assert "Rule IoU (paper: all epochs)</th>" in page and "Rule IoU (annotated epochs only)</th>" in page
+    assert '<td class="num rule-iou-all">0.625</td><td class="num rule-iou-annotated">0.750</td>' in page
+
+    call_command("evaluate", "--model", "iou", "--cohort", "IoU")
+    header, columns, values, legend = capsys.readouterr().out.strip().splitlines()
+    cells = dict(zip(columns.split(), values.split()))
+    assert (cells["rule_iou_all_epochs"], cells["rule_iou_annotated_epochs"]) == ("0.625", "0.750")
+    assert "the authors' rule-set IoU (paper table)" in legend

@@ -1,4 +1,6 @@
 """The one output parser: fenced JSON, bare JSON, repair; catalog validation; failures never guessed."""
+import json
+
 import pytest
 
 from inference.services.parsing import parse_output
@@ -51,8 +53,8 @@ def test_stage_spellings(stage, expected):
     ('{"reasoning_text": "x", "applicable_rules": []}', "no JSON object"),
     ('{"sleep_stage": "N5", "applicable_rules": []}', "invalid sleep_stage"),
     ('{"sleep_stage": 2, "applicable_rules": []}', "invalid sleep_stage"),
-    ('{"sleep_stage": "N2", "applicable_rules": {"N2.1": true}}', "applicable_rules"),
-    ('{"sleep_stage": "N2", "reasoning_text": ["a"]}', "reasoning_text"),
+    ('{"sleep_stage": null, "applicable_rules": ["N2.1"], "reasoning_text": "Spindle at 3 s."}', "invalid sleep_stage"),
+    ('{"sleep_stage": "", "applicable_rules": ["N2.1"]}', "invalid sleep_stage"),
     ("```json\n{sleep_stage: N2}\n```", "no JSON object"),
 ])
 def test_failures_are_never_guessed(text, reason):
@@ -71,3 +73,51 @@ def test_rule_ids_validated_against_the_catalog():
 def test_comma_separated_rules_and_coarse_outputs():
     out = parse_output('{"sleep_stage": "N3", "applicable_rules": "N3.1, N2.3"}')
     assert (out.status, out.rule_ids, out.rationale) == ("ok", ["N3.1", "N2.3"], "")
+
+
+TRAINING_RATIONALE = (
+    'A sleep spindle on C4-M1 at 4.2\u20135.1 s (13 Hz, 28 \u00b5V peak to peak) and a K\u2011complex on F4-M1 at 9 s '
+    '(1.1 s, 95 \u00b5V), neither "arousal-associated"; background LAMF at 4\u20137 Hz, chin EMG low, no REMs. '
+    "The spindle lies in the first half of the epoch, so N2.1 applies; the LAMF continuing N2 meets N2.2."
+)
+
+
+@pytest.mark.parametrize("indent", [None, 2, 4])
+@pytest.mark.parametrize("rules", [["N2.1", "N2.2"], "N2.1, N2.2"])
+def test_the_authors_training_target_shape(indent, rules):
+    """```json, the object (reasoning_text, applicable_rules, sleep_stage) as json.dumps writes it, ```."""
+    target = {"reasoning_text": TRAINING_RATIONALE, "applicable_rules": rules, "sleep_stage": "N2"}
+    text = "```json\n" + json.dumps(target, ensure_ascii=False, indent=indent) + "\n```"
+    assert "\u2011" in text and "\u00b5V" in text and '\\"arousal-associated\\"' in text
+    out = parse_output(text)
+    assert (out.status, out.stage, out.rule_ids, out.detail) == ("ok", "N2", ["N2.1", "N2.2"], "")
+    assert out.rationale == TRAINING_RATIONALE
+
+
+@pytest.mark.parametrize("fields, status, rules, rationale, detail", [
+    ({"reasoning_text": "Spindle at 3 s."}, "ok", [], "Spindle at 3 s.", "applicable_rules missing"),
+    ({"applicable_rules": None, "reasoning_text": "x"}, "ok", [], "x", "applicable_rules missing"),
+    ({"applicable_rules": {"N2.1": True}, "reasoning_text": "x"}, "repaired", [], "x",
+     "applicable_rules is not a list of rule ids, dropped: {'N2.1': True}"),
+    ({"applicable_rules": 2, "reasoning_text": "x"}, "repaired", [], "x",
+     "applicable_rules is not a list of rule ids, dropped: 2"),
+    ({"applicable_rules": ["N2.1", 7, "N9.9", ""], "reasoning_text": "x"}, "repaired", ["N2.1"], "x",
+     "unknown rule ids dropped: 7, N9.9, ''"),
+    ({"applicable_rules": ["N2.1"]}, "ok", ["N2.1"], "", "reasoning_text missing"),
+    ({"applicable_rules": ["N2.1"], "reasoning_text": ["a", "b"]}, "repaired", ["N2.1"], "",
+     "reasoning_text is not a string, dropped: ['a', 'b']"),
+    ({"applicable_rules": ["N2.1"], "reasoning_text": 3}, "repaired", ["N2.1"], "",
+     "reasoning_text is not a string, dropped: 3"),
+    ({}, "ok", [], "", "applicable_rules missing; reasoning_text missing"),
+])
+def test_a_valid_stage_parses_whatever_the_optional_fields(fields, status, rules, rationale, detail):
+    """As in the authors' evaluation only the stage decides a parse failure; field problems go to detail."""
+    out = parse_output("```json\n" + json.dumps({**fields, "sleep_stage": "N2"}) + "\n```")
+    assert (out.status, out.stage, out.rule_ids, out.rationale, out.detail) == (status, "N2", rules, rationale, detail)
+
+
+def test_field_problems_and_text_repairs_are_both_recorded():
+    out = parse_output("{'sleep_stage': 'R', 'applicable_rules': 'R.1, X.1', 'reasoning_text': None,}")
+    assert (out.status, out.stage, out.rule_ids) == ("repaired", "R", ["R.1"])
+    assert out.detail.split("; ") == ["trailing commas removed", "single quotes read as a Python literal",
+                                      "unknown rule ids dropped: X.1", "reasoning_text missing"]

@@ -61,8 +61,7 @@ CORPUS = (
     '"sleep_stage": "N2"}',
     '{"applicable_rules": ["N3.1"], "sleep_stage": "N3"} {"applicable_rules": ["R.1", "R.2"], "sleep_stage": "R"}',
     '{"applicable_rules": ["N1.1", "N1.2"], "sleep_stage": "N1"} N2.2 N2.3 N2.4 R.3 MBM.1',
-    "Preceding epoch (N-1): Target epoch (N), the one to stage: Subsequent epoch (N+1):",
-    "Stage the target epoch. Answer with the JSON object only.",
+    "Preceding epoch N\u20111: **Target epoch N**: Subsequent epoch N+1: ",
     "F4-M1 C4-M1 O2-M1 LOC ROC Chin EMG: delta, theta, alpha, beta, slow waves, K-complexes, vertex sharp waves.",
     "You are a sleep technologist scoring polysomnography (PSG) in 30-second epochs under the AASM manual.",
 )

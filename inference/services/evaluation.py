@@ -1,8 +1,9 @@
 """Model evaluation against expert labels (spec/sleepvlm.md, agreement.md), computed with scikit-learn.
 
 Pooled and per-subject accuracy, macro-F1, per-stage F1 and Cohen's kappa over the epochs with a
-parsed prediction and a scored reference; rule-set IoU where reference rule ids exist; parse-failure
-rate. Several model versions are compared on the epochs that every one of them predicted.
+parsed prediction and a scored reference; rule-set IoU in two labelled conventions (the authors': every
+such epoch; and only those whose reference lists rule ids); parse-failure rate. Several model versions are
+compared on the epochs that every one of them predicted.
 """
 from __future__ import annotations
 
@@ -46,10 +47,21 @@ def _kappa(y_true, y_pred) -> float | None:
     return float(cohen_kappa_score(y_true, y_pred, labels=list(STAGES)))
 
 
+def jaccard(predicted, reference) -> float:
+    """IoU of two rule-id sets as the authors score it: a missing set is empty, both empty 1.0, one empty 0.0."""
+    p, r = set(predicted or ()), set(reference or ())
+    return len(p & r) / len(p | r) if p | r else 1.0
+
+
 def rule_iou(pairs: list[tuple[list[str], list[str]]]) -> dict:
-    """Mean Jaccard of predicted vs reference rule-id sets, over epochs whose reference lists rule ids."""
-    scores = [len(set(p) & set(r)) / len(set(p) | set(r)) for p, r in pairs if r]
-    return {"n": len(scores), "mean": float(np.mean(scores)) if scores else None}
+    """Mean IoU of (predicted, reference) rule sets: over all pairs (the authors' figure, paper table) and over
+    the pairs whose reference lists rule ids."""
+    scores = [(jaccard(p, r), bool(r)) for p, r in pairs]
+    return {"all_epochs": _mean([s for s, _ in scores]), "annotated_epochs": _mean([s for s, ref in scores if ref])}
+
+
+def _mean(values: list[float]) -> dict:
+    return {"n": len(values), "mean": float(np.mean(values)) if values else None}
 
 
 def _reference_stages(cohort, reference: str) -> dict[int, tuple[int, str, list[str]]]:
@@ -115,18 +127,21 @@ def compare(model_versions: list[ModelVersion], cohort, *, reference: str = "hyp
     return {"cohort": cohort.name, "reference": reference, "common_epochs": len(common), "models": reports}
 
 
-TABLE_COLUMNS = ["model", "n", "accuracy", "macro_f1", "kappa", *[f"f1_{s}" for s in STAGES], "rule_iou", "parse_failure_rate"]
+TABLE_COLUMNS = ["model", "n", "accuracy", "macro_f1", "kappa", *[f"f1_{s}" for s in STAGES],
+                 "rule_iou_all_epochs", "rule_iou_annotated_epochs", "parse_failure_rate"]
 
 
 def table_rows(reports: list[dict]) -> list[dict]:
-    """One row per model version, the columns of the paper's table."""
+    """One row per model version, the columns of the paper's table (its rule IoU: rule_iou_all_epochs)."""
     rows = []
     for report in reports:
         pooled = report["pooled"]
         rows.append({
             "model": report["model"], "n": pooled["n"], "accuracy": pooled["accuracy"], "macro_f1": pooled["macro_f1"],
             "kappa": pooled["kappa"], **{f"f1_{s}": pooled["per_stage_f1"].get(s) for s in STAGES},
-            "rule_iou": report["rule_iou"]["mean"], "parse_failure_rate": report["parse_failure_rate"],
+            "rule_iou_all_epochs": report["rule_iou"]["all_epochs"]["mean"],
+            "rule_iou_annotated_epochs": report["rule_iou"]["annotated_epochs"]["mean"],
+            "parse_failure_rate": report["parse_failure_rate"],
         })
     return rows
 

@@ -1,7 +1,8 @@
 """One parser for every backend's text (spec/sleepvlm.md): fenced JSON, then bare JSON, then repair.
 
-The stage and rule ids are validated against the catalog; an output without a valid stage is a parse
-failure (kept, counted, never guessed).
+The stage and rule ids are validated against the catalog. As in the authors' evaluation, only an output
+without a valid stage is a parse failure (kept, counted, never guessed). A missing rule list or rationale
+is noted in `detail`; a malformed one, or unknown rule ids, is dropped and noted (status repaired).
 """
 from __future__ import annotations
 
@@ -36,15 +37,11 @@ def parse_output(text: str, rule_ids: tuple[str, ...] | frozenset[str] = RULE_ID
     stage = _stage(obj.get("sleep_stage"))
     if stage is None:
         return ParsedOutput(FAILED, detail=f"invalid sleep_stage {obj.get('sleep_stage')!r}")
-    rules, unknown = _rules(obj.get("applicable_rules", []), rule_ids)
-    if rules is None:
-        return ParsedOutput(FAILED, detail=f"applicable_rules is not a list of rule ids: {obj.get('applicable_rules')!r}")
-    if unknown:
-        repairs.append(f"unknown rule ids dropped: {', '.join(unknown)}")
-    rationale = obj.get("reasoning_text") or ""
-    if not isinstance(rationale, str):
-        return ParsedOutput(FAILED, detail="reasoning_text is not a string")
-    return ParsedOutput(REPAIRED if repairs else OK, stage, rules, rationale.strip(), "; ".join(repairs))
+    missing = [f"{key} missing" for key in ("applicable_rules", "reasoning_text") if obj.get(key) is None]
+    rules, dropped_rules = _rules(obj.get("applicable_rules", []), rule_ids)
+    rationale, dropped_rationale = _rationale(obj.get("reasoning_text", ""))
+    repairs += dropped_rules + dropped_rationale
+    return ParsedOutput(REPAIRED if repairs else OK, stage, rules, rationale, "; ".join(repairs + missing))
 
 
 def _find_object(text: str) -> tuple[dict | None, list[str]]:
@@ -126,12 +123,31 @@ def _stage(value) -> str | None:
     return token if token in STAGES else None
 
 
-def _rules(value, rule_ids) -> tuple[list[str] | None, list[str]]:
+def _rules(value, rule_ids) -> tuple[list[str], list[str]]:
+    """The catalog's ids in `value` (a JSON list or one comma-separated string), once each; what was dropped."""
+    if value is None:
+        return [], []
     if isinstance(value, str):
         value = [v for v in re.split(r"[,;]\s*", value) if v.strip()]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        return None, []
+    if not isinstance(value, list):
+        return [], [f"applicable_rules is not a list of rule ids, dropped: {_short(value)}"]
     known, unknown = [], []
-    for rule in (v.strip() for v in value):
-        (known if rule in rule_ids else unknown).append(rule)
-    return list(dict.fromkeys(known)), unknown
+    for item in value:
+        rule = item.strip() if isinstance(item, str) else None
+        if rule in rule_ids:
+            known.append(rule)
+        else:
+            unknown.append(rule or _short(item))
+    return list(dict.fromkeys(known)), [f"unknown rule ids dropped: {', '.join(unknown)}"] if unknown else []
+
+
+def _rationale(value) -> tuple[str, list[str]]:
+    """The stripped rationale, or "" and what was dropped where it is not a string."""
+    if value is None or isinstance(value, str):
+        return (value or "").strip(), []
+    return "", [f"reasoning_text is not a string, dropped: {_short(value)}"]
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -49,9 +49,12 @@ class Command(BaseCommand):
 def _table(result: dict) -> str:
     rows = table_rows(result["models"])
     header = f"{result['cohort']} · reference {result['reference']} · {result['common_epochs']} common epochs"
-    lines = [header, "  ".join(f"{c:>10}" for c in TABLE_COLUMNS)]
+    widths = [max(10, len(c)) for c in TABLE_COLUMNS]
+    lines = [header, "  ".join(f"{c:>{w}}" for c, w in zip(TABLE_COLUMNS, widths))]
     for row in rows:
-        lines.append("  ".join(f"{_cell(row[c]):>10}" for c in TABLE_COLUMNS))
+        lines.append("  ".join(f"{_cell(row[c]):>{w}}" for c, w in zip(TABLE_COLUMNS, widths)))
+    lines.append("rule_iou_all_epochs: the authors' rule-set IoU (paper table), every epoch with a parsed stage, "
+                 "a missing set empty, both empty 1; rule_iou_annotated_epochs: only epochs whose reference lists rules")
     return "\n".join(lines)
 
 

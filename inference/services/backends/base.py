@@ -9,15 +9,15 @@ from inference.services.backends.allowlist import allowed_path, check_settings
 
 DEFAULT_SYSTEM_PROMPT = Path(__file__).resolve().parent.parent.parent / "prompts" / "sleepvlm_default.md"
 
-# The user turn, in order: (kind, value) with kind "text" or "image" (value: 0 preceding, 1 target, 2 subsequent).
+# The user turn of SleepVLM's training and of the authors' inference code, exactly: (kind, value) with kind
+# "text" or "image" (value: 0 preceding, 1 target, 2 subsequent); the first label has U+2011, a non-breaking hyphen.
 USER_TURN = (
-    ("text", "Preceding epoch (N-1):"),
+    ("text", "Preceding epoch N\u20111: "),
     ("image", 0),
-    ("text", "Target epoch (N), the one to stage:"),
+    ("text", "**Target epoch N**: "),
     ("image", 1),
-    ("text", "Subsequent epoch (N+1):"),
+    ("text", "Subsequent epoch N+1: "),
     ("image", 2),
-    ("text", "Stage the target epoch. Answer with the JSON object only."),
 )
 
 # Near-greedy decoding as published for SleepVLM.
@@ -65,8 +65,11 @@ class Backend:
         raise NotImplementedError
 
     def fingerprint(self) -> dict:
-        """What besides the settings determines the outputs (checkpoint config, prompt text...)."""
-        return {"system_prompt_sha256": sha256_text(self.system_prompt())} if self.needs_images else {}
+        """What besides the settings determines the outputs (checkpoint config, prompt text, user turn...)."""
+        if not self.needs_images:
+            return {}
+        return {"system_prompt_sha256": sha256_text(self.system_prompt()),
+                "user_turn_sha256": sha256_text(repr(USER_TURN))}
 
     def system_prompt(self) -> str:
         chosen = self.settings.get("system_prompt_file")

@@ -7,7 +7,9 @@ default 8); prefix_cache (default true, needs transformers >= 5.17: the key/valu
 turn, identical for every query, is computed once and reused by every batch); system_prompt_file (under
 INFERENCE_PROMPT_DIRS); temperature, top_p, max_new_tokens.
 A temperature <= 1e-5 decodes greedily (what the published 1e-6 means). The rest of decoding (repetition
-penalty, end-of-turn ids) comes from the checkpoint's generation_config.json, as vLLM also takes it.
+penalty, end-of-turn ids) comes from the checkpoint's generation_config.json, as vLLM also takes it. The chat
+is the published one (system prompt, then USER_TURN) through the checkpoint's chat template; images are
+resized within the authors' pixel limits (IMAGE_PIXELS).
 
 Models load once per process and (folder, dtype, device). A failing batch raises: the job layer retries.
 """
@@ -30,6 +32,9 @@ from inference.services.backends.base import USER_TURN, Backend, EpochQuery, Raw
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 GREEDY_TEMPERATURE = 1e-5
+# The authors' image processor limits (whatever the checkpoint's preprocessor_config.json says): a 448 x 224
+# epoch image keeps its size, 16 x 8 merged patches = 128 visual tokens.
+IMAGE_PIXELS = {"min_pixels": 3136, "max_pixels": 1003520}
 # Prefix reuse gives token-identical greedy outputs on 5.17 and 5.23 (tests/test_backend_transformers.py);
 # releases before 5 drop the images of a generate call that starts from a non-empty cache.
 PREFIX_CACHE_MIN_TRANSFORMERS = Version("5.17")
@@ -49,7 +54,7 @@ def load(checkpoint_dir: Path, dtype: torch.dtype, device: str) -> tuple:
     key = (str(checkpoint_dir), dtype, device)
     if key not in _LOADED:
         model = AutoModelForImageTextToText.from_pretrained(checkpoint_dir, dtype=dtype, local_files_only=True)
-        processor = ImageOnlyProcessor.from_pretrained(checkpoint_dir, local_files_only=True)
+        processor = ImageOnlyProcessor.from_pretrained(checkpoint_dir, local_files_only=True, **IMAGE_PIXELS)
         processor.tokenizer.padding_side = "left"
         _LOADED[key] = (model.to(device).eval(), processor)
     return _LOADED[key]
@@ -85,7 +90,7 @@ class TransformersBackend(Backend):
         for key, name in (("config_sha256", "config.json"), ("generation_config_sha256", "generation_config.json")):
             if (path := self.checkpoint_dir / name).is_file():
                 digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-        return {**super().fingerprint(), **digests}
+        return {**super().fingerprint(), **digests, "image_pixels": IMAGE_PIXELS}
 
     def predict(self, queries: list[EpochQuery]) -> list[RawOutput]:
         model, processor = load(self.checkpoint_dir, self.dtype, self.device)
