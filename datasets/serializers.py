@@ -33,9 +33,9 @@ class RecordingSerializer(BlindedFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Recording
         fields = [
-            "id", "cohort", "name", "file_format", "duration_s", "mains_hz", "channels_found", "channel_plan",
-            "derivations", "substitutions", "processing_notes", "hypnogram_format", "epoch_offset_s", "epoch_count",
-            "created_at", *PROVENANCE_FIELDS,
+            "id", "cohort", "name", "file_format", "duration_s", "mains_hz", "preparation_profile", "channels_found",
+            "channel_plan", "derivations", "substitutions", "processing_notes", "hypnogram_format", "epoch_offset_s",
+            "epoch_count", "created_at", *PROVENANCE_FIELDS,
         ]
         read_only_fields = fields
 
