@@ -19,9 +19,9 @@ class RecordingAdmin(admin.ModelAdmin):
 
 @admin.register(Epoch)
 class EpochAdmin(admin.ModelAdmin):
-    list_display = ("recording", "index", "onset_s", "stage")
+    list_display = ("recording", "index", "massex_n", "onset_s", "stage")
     list_filter = ("stage", "recording__cohort")
-    readonly_fields = ("recording", "index", "onset_s")
+    readonly_fields = ("recording", "index", "massex_n", "onset_s")
 
 
 @admin.register(ImportJob)

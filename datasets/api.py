@@ -67,6 +67,7 @@ class ImportJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 upload=data["file"], cohort=data["cohort_name"], hypnogram=data.get("hypnogram"),
                 hypnogram_format=data.get("hypnogram_format", ""), channel_map=data.get("channel_map"),
                 mains_hz=data.get("mains_hz"), trim_to_hypnogram=data.get("trim_to_hypnogram", False),
+                massex=data.get("massex"), massex_contiguous=data.get("massex_contiguous", False),
                 user=self.request.user,
             )
         except InputError as exc:

@@ -17,6 +17,8 @@ class ImportForm(forms.Form):
     )
     mains_hz = forms.FloatField(initial=settings.DEFAULT_MAINS_HZ, label="Mains frequency (Hz)", help_text="Notch filter: 50 Hz in MASS, 60 Hz in North America")
     trim_to_hypnogram = forms.BooleanField(required=False, help_text="Drop signal after the hypnogram's end (recorded on the recording)")
+    massex = forms.FileField(required=False, label="MASS-EX CSV", help_text="Optional: rules and rationale onto the scored epochs of the recording's hypnogram (row N on the scored epoch of rank N; stages checked)")
+    massex_contiguous = forms.BooleanField(required=False, label="MASS-EX epochs are contiguous", help_text="Only without a scored hypnogram: read the MASS-EX CSV as the hypnogram, N × 30 s from the start (recorded on the recording)")
 
     def clean_channel_map(self):
         text = self.cleaned_data["channel_map"].strip()

@@ -41,6 +41,9 @@ class Recording(models.Model):
     hypnogram_format = models.CharField(max_length=32, blank=True)
     hypnogram_source = models.CharField(max_length=255, blank=True)
     hypnogram_notes = models.JSONField(default=list)
+    massex_contiguous = models.BooleanField(
+        default=False, help_text="a MASS-EX CSV was read as the hypnogram, its epochs stated contiguous at import"
+    )
     epoch_offset_s = models.FloatField(default=0.0, help_text="onset of epoch 0 from recording start")
     signal_file = StorageNameField(max_length=255, help_text="storage name of the prepared signals (.npy)")
     epoch_count = models.PositiveIntegerField(default=0)
@@ -63,6 +66,9 @@ class Epoch(models.Model):
     index = models.PositiveIntegerField(help_text="0-based index in the recording")
     onset_s = models.FloatField(help_text="seconds from recording start")
     stage = models.CharField(max_length=8, choices=STAGE_CHOICES, default=UNSCORED, help_text="reference stage")
+    massex_n = models.PositiveIntegerField(
+        null=True, blank=True, help_text="MASS-EX N: rank among the recording's scored epochs; none when unscored"
+    )
     reference_rules = models.JSONField(default=list, blank=True)
     reference_rationale = models.TextField(blank=True)
 
@@ -108,6 +114,9 @@ class ImportJob(BackgroundJob):
     channel_map = models.JSONField(null=True, blank=True)
     mains_hz = models.FloatField(null=True, blank=True)
     trim_to_hypnogram = models.BooleanField(default=False)
+    massex_name = models.CharField(max_length=255, blank=True)
+    massex_path = StorageNameField(max_length=500, blank=True, help_text="MASS-EX CSV read onto the recording")
+    massex_contiguous = models.BooleanField(default=False)
     recording = models.ForeignKey(Recording, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports")
 
     class Meta(BackgroundJob.Meta):

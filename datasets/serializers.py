@@ -11,7 +11,7 @@ from datasets.models import Cohort, Epoch, ImportJob, Recording
 from datasets.services.channels import parse_channel_map
 from datasets.services.hypnograms import FORMATS
 
-REFERENCE_FIELDS = ["stage", "reference_rules", "reference_rationale"]
+REFERENCE_FIELDS = ["stage", "massex_n", "reference_rules", "reference_rationale"]  # N tells which epochs are unscored
 PROVENANCE_FIELDS = ["sha256", "source_filename", "start_time", "hypnogram_source", "hypnogram_notes"]
 
 
@@ -34,7 +34,8 @@ class RecordingSerializer(BlindedFieldsMixin, serializers.ModelSerializer):
         model = Recording
         fields = [
             "id", "cohort", "name", "file_format", "duration_s", "mains_hz", "preparation_profile", "channels_found",
-            "channel_plan", "derivations", "substitutions", "processing_notes", "hypnogram_format", "epoch_offset_s",
+            "channel_plan", "derivations", "substitutions", "processing_notes", "hypnogram_format", "massex_contiguous",
+            "epoch_offset_s",
             "epoch_count", "created_at", *PROVENANCE_FIELDS,
         ]
         read_only_fields = fields
@@ -63,6 +64,8 @@ class ImportJobSerializer(BackgroundJobSerializer):
     file = serializers.FileField(write_only=True, help_text="EDF, EDF+ or BDF file")
     hypnogram = serializers.FileField(write_only=True, required=False, help_text="separate hypnogram file")
     hypnogram_format = serializers.ChoiceField(choices=[("", "detect")] + [(f, f) for f in FORMATS], required=False)
+    massex = serializers.FileField(write_only=True, required=False,
+                                   help_text="MASS-EX CSV: rules and rationale onto the hypnogram's scored epochs")
     channel_map = serializers.JSONField(required=False, allow_null=True)
     cohort = serializers.CharField(source="cohort_name", max_length=100)
     source_name = serializers.CharField(read_only=True)
@@ -72,9 +75,10 @@ class ImportJobSerializer(BackgroundJobSerializer):
     class Meta:
         model = ImportJob
         fields = [*BackgroundJobSerializer.JOB_FIELDS, "cohort", "source_name", "hypnogram_name", "hypnogram_format",
-                  "channel_map", "mains_hz", "trim_to_hypnogram", "recording", "link", "link_text", "file", "hypnogram"]
-        read_only_fields = ["state", "message", "error", "source_name", "hypnogram_name", "recording", "created_at",
-                            "started_at", "finished_at"]
+                  "channel_map", "mains_hz", "trim_to_hypnogram", "massex_name", "massex_contiguous", "recording", "link",
+                  "link_text", "file", "hypnogram", "massex"]
+        read_only_fields = ["state", "message", "error", "source_name", "hypnogram_name", "massex_name", "recording",
+                            "created_at", "started_at", "finished_at"]
 
     def get_link_text(self, job) -> str:
         return "Open recording"

@@ -122,7 +122,8 @@ class ImportNewView(PolicyViewMixin, FormView):
             job = imports.submit_upload(
                 upload=data["file"], cohort=data["cohort"], hypnogram=data.get("hypnogram"),
                 hypnogram_format=data["hypnogram_format"], channel_map=data["channel_map"], mains_hz=data["mains_hz"],
-                trim_to_hypnogram=data["trim_to_hypnogram"], user=self.request.user,
+                trim_to_hypnogram=data["trim_to_hypnogram"], massex=data.get("massex"),
+                massex_contiguous=data["massex_contiguous"], user=self.request.user,
             )
         except InputError as exc:
             form.add_error(None, str(exc))

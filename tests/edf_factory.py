@@ -24,7 +24,8 @@ def noise_channels(names, seconds: float, sfreq: float, seed: int = 0, uv: float
 
 
 def stage_annotations(stages: list[str]) -> list[tuple[float, float, str]]:
-    labels = {"W": "Sleep stage W", "N1": "Sleep stage 1", "N2": "Sleep stage 2", "N3": "Sleep stage 3", "R": "Sleep stage R"}
+    labels = {"W": "Sleep stage W", "N1": "Sleep stage 1", "N2": "Sleep stage 2", "N3": "Sleep stage 3", "R": "Sleep stage R",
+              "?": "Sleep stage ?", "MT": "Movement time"}
     return [(30.0 * i, 30.0, labels[s]) for i, s in enumerate(stages)]
 
 

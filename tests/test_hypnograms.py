@@ -10,9 +10,12 @@ from datasets.services.hypnograms import (
     RULE_IDS,
     Hypnogram,
     ScoredEpoch,
+    MassExRow,
     hypnogram_from_annotations,
     read_hypnogram,
+    read_mass_ex_rows,
 )
+from datasets.services.massex import apply_rows, ranks
 
 U = "unscored"
 
@@ -351,6 +354,26 @@ def test_mass_ex_header_lacking_columns(tmp_path):
     text = "custom_id,Subject,N,Stage\ns#0_W,s,0,W\n"
     with pytest.raises(InputError, match=r"s\.csv: line 1: MASS-EX header lacks applicable_rules"):
         read_hypnogram(write(tmp_path, "s.csv", text), "mass-ex")
+
+
+def test_mass_ex_rows_keep_n_subject_and_line(tmp_path):
+    text = FINE_HEADER + '01-03-0006#0_W,01-03-0006,0,W,"a\nb",W.1\n01-03-0006#4_R,01-03-0006,4,R,c,\n'
+    assert read_mass_ex_rows(write(tmp_path, "s.csv", text)) == [
+        MassExRow(0, "W", ("W.1",), "a\nb", "01-03-0006", "line 2"),
+        MassExRow(4, "R", (), "c", "01-03-0006", "line 4"),
+    ]
+
+
+def test_mass_ex_n_is_the_rank_among_scored_epochs():
+    epochs = [ScoredEpoch(30.0 * i, s) for i, s in enumerate([U, "W", U, U, "N2", "R", U, "N3"])]
+    assert ranks(epochs) == [None, 0, None, None, 1, 2, None, 3]
+    rows = [MassExRow(1, "N2", ("N2.1",), "spindle", "s", "line 2"), MassExRow(3, "N3", (), "slow", "s", "line 3")]
+    applied = apply_rows(epochs, rows, "s.csv", "base.edf")
+    assert [(e.rule_ids, e.rationale) for e in applied if e.rationale] == [(("N2.1",), "spindle"), ((), "slow")]
+    assert [i for i, e in enumerate(applied) if e.rationale] == [4, 7]
+    with pytest.raises(InputError, match=r"s\.csv: 1 of 1 rows disagree .* base\.edf .*line 2: N=0 Stage N2, "
+                                         r"hypnogram W at epoch 1"):
+        apply_rows(epochs, [MassExRow(0, "N2", (), "", "s", "line 2")], "s.csv", "base.edf")
 
 
 # --- detection and general --------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from datasets.constants import DERIVATIONS, EPOCH_SAMPLES
 from datasets.exceptions import InputError
@@ -15,6 +16,7 @@ from datasets.models import Epoch, EpochImage, ImportJob, Recording
 from datasets.services import ingest, storage
 from datasets.services.ingest import ImportRequest, import_psg
 from datasets.services.synthetic import synthesize_night
+from core.roles import RATER
 from core.services.sweeps import sweep_storage
 from tests.conftest import stored_files
 from tests.edf_factory import noise_channels, stage_annotations, write_bdf, write_edf
@@ -256,7 +258,7 @@ def test_bdf_files_are_read_in_microvolts(tmp_path):
     assert 38 < np.abs(central).max() < 42  # 40 µV survives reading, filtering and resampling
 
 
-def test_mass_ex_hypnogram_keeps_rules_and_rationale(tmp_path):
+def test_mass_ex_hypnogram_keeps_rules_and_rationale_when_stated_contiguous(tmp_path, role_client):
     path = write_edf(tmp_path / "01-03-0006 PSG.edf", noise_channels(["EEG C4-CLE", "EEG F4-CLE"], 90, 256.0), 256.0)
     annotations = tmp_path / "01-03-0006.csv"
     annotations.write_text(
@@ -265,11 +267,121 @@ def test_mass_ex_hypnogram_keeps_rules_and_rationale(tmp_path):
         "01-03-0006#1_N1,01-03-0006,1,N1,Theta replaces alpha.,N1.1\n"
         "01-03-0006#2_N2,01-03-0006,2,N2,Spindle at 4 s on C4-M1.,N2.1\n"
     )
-    recording, _ = run_import(path, hypnogram=annotations)
-    rows = list(recording.epochs.values_list("stage", "reference_rules", "reference_rationale"))
-    assert rows == [("W", ["W.1", "W.2"], "Alpha over O2-M1 for 20 s."), ("N1", ["N1.1"], "Theta replaces alpha."),
-                    ("N2", ["N2.1"], "Spindle at 4 s on C4-M1.")]
+    with pytest.raises(InputError, match=r"01-03-0006\.csv: a MASS-EX CSV numbers only the scored epochs.*"
+                                         r"recording's own scored hypnogram, e\.g\. its MASS Base annotations"):
+        run_import(path, hypnogram=annotations)
+    assert Recording.objects.count() == 0
+    recording, _ = run_import(path, hypnogram=annotations, massex_contiguous=True)
+    rows = list(recording.epochs.values_list("stage", "massex_n", "reference_rules", "reference_rationale"))
+    assert rows == [("W", 0, ["W.1", "W.2"], "Alpha over O2-M1 for 20 s."), ("N1", 1, ["N1.1"], "Theta replaces alpha."),
+                    ("N2", 2, ["N2.1"], "Spindle at 4 s on C4-M1.")]
     assert recording.hypnogram_format == "mass-ex"
+    assert recording.massex_contiguous
+
+
+# --- MASS-EX CSV read onto a recording through its scored hypnogram (spec/mass-ex.md) ---------
+
+# Unscored epochs before and between scored ones: MASS-EX N is the rank among the scored epochs.
+MASS_STAGES = ["?", "?", "W", "N1", "?", "N2", "N2", "MT", "R", "W"]
+SCORED_INDICES = [2, 3, 5, 6, 8, 9]  # epoch index of N = 0 .. 5
+MASS_CHANNELS = ["EEG C4-CLE", "EEG F4-CLE"]
+
+
+def massex_csv(path: Path, rows, subject="01-03-0006") -> Path:
+    """rows: (N, Stage, rules, rationale) of a fine MASS-EX CSV."""
+    lines = ["custom_id,Subject,N,Stage,reasoning_text,applicable_rules"]
+    lines += [f'{subject}#{n}_{stage},{subject},{n},{stage},"{text}","{rules}"' for n, stage, rules, text in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def mass_rows():
+    stages = [s for s in MASS_STAGES if s not in ("?", "MT")]
+    return [(n, stage, f"{stage}.1", f"rationale of N={n}") for n, stage in enumerate(stages)]
+
+
+def test_mass_ex_rows_land_on_their_scored_epochs(tmp_path):
+    psg = write_edf(tmp_path / "01-03-0006 PSG.edf", noise_channels(MASS_CHANNELS, 300, 256.0), 256.0,
+                    stage_annotations(MASS_STAGES))
+    rows = [row for row in mass_rows() if row[0] != 3]  # a CSV may leave epochs out
+    recording, _ = run_import(psg, massex=massex_csv(tmp_path / "01-03-0006.csv", rows))
+    epochs = list(recording.epochs.values_list("index", "stage", "massex_n", "reference_rules", "reference_rationale"))
+    assert [e[1] for e in epochs] == ["unscored", "unscored", "W", "N1", "unscored", "N2", "N2", "unscored", "R", "W"]
+    assert [e[2] for e in epochs] == [None, None, 0, 1, None, 2, 3, None, 4, 5]
+    with_rules = {index: (rules, text) for index, _, _, rules, text in epochs if rules}
+    assert with_rules == {2: (["W.1"], "rationale of N=0"), 3: (["N1.1"], "rationale of N=1"),
+                          5: (["N2.1"], "rationale of N=2"), 8: (["R.1"], "rationale of N=4"),
+                          9: (["W.1"], "rationale of N=5")}
+    assert recording.hypnogram_format == "edf-annotations" and not recording.massex_contiguous
+    assert any("5 rows from" in note and "every Stage matched" in note for note in recording.hypnogram_notes)
+    assert not any("subject" in note for note in recording.hypnogram_notes)
+
+
+def test_mass_ex_with_a_separate_base_hypnogram_through_the_cli(tmp_path):
+    psg = write_edf(tmp_path / "01-03-0006 PSG.edf", noise_channels(MASS_CHANNELS, 300, 256.0), 256.0)
+    base = write_edf(tmp_path / "01-03-0006 Base.edf", noise_channels(["EEG C4-CLE"], 300, 256.0), 256.0,
+                     stage_annotations(MASS_STAGES))
+    csv = massex_csv(tmp_path / "01-03-0099.csv", mass_rows(), subject="01-03-0099")
+    call_command("import_psg", str(psg), "--hypnogram", str(base), "--massex", str(csv), verbosity=0)
+    recording = Recording.objects.get()
+    assert list(recording.epochs.exclude(reference_rules=[]).values_list("index", flat=True)) == SCORED_INDICES
+    assert list(recording.epochs.exclude(massex_n=None).values_list("index", "massex_n")) == list(
+        zip(SCORED_INDICES, range(6)))
+    assert any("names subject 01-03-0099" in note for note in recording.hypnogram_notes)
+
+
+def test_mass_ex_shifted_by_one_epoch_is_refused_and_nothing_is_written(tmp_path, media_root):
+    psg = write_edf(tmp_path / "01-03-0006 PSG.edf", noise_channels(MASS_CHANNELS, 300, 256.0), 256.0,
+                    stage_annotations(MASS_STAGES))
+    shifted = [(n + 1, stage, rules, text) for n, stage, rules, text in mass_rows()[:-1]]
+    csv = massex_csv(tmp_path / "shifted.csv", shifted)
+    with pytest.raises(CommandError) as error:
+        call_command("import_psg", str(psg), "--massex", str(csv), verbosity=0)
+    message = str(error.value)
+    assert "shifted.csv: 4 of 5 rows disagree with the stage of their epoch" in message
+    assert "line 2: N=1 Stage W, hypnogram N1 at epoch 3; line 3: N=2 Stage N1, hypnogram N2 at epoch 5; " \
+           "line 5: N=4 Stage N2, hypnogram R at epoch 8" in message
+    assert Recording.objects.count() == 0 and Epoch.objects.count() == 0 and EpochImage.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_mass_ex_row_past_the_last_scored_epoch_is_refused(tmp_path):
+    psg = write_edf(tmp_path / "01-03-0006 PSG.edf", noise_channels(MASS_CHANNELS, 300, 256.0), 256.0,
+                    stage_annotations(MASS_STAGES))
+    csv = massex_csv(tmp_path / "long.csv", mass_rows() + [(6, "W", "W.1", "one too many")])
+    with pytest.raises(InputError, match=r"long\.csv: line 8: N=6, but the hypnogram .* has 6 scored epochs "
+                                         r"within the signal \(N 0–5\); 1 row\(s\) have N past the last one"):
+        run_import(psg, massex=csv)
+    assert Recording.objects.count() == 0
+
+
+def test_mass_ex_without_a_scored_hypnogram_needs_the_contiguous_flag(tmp_path, role_client):
+    psg = write_edf(tmp_path / "01-03-0006 PSG.edf", noise_channels(MASS_CHANNELS, 120, 256.0), 256.0)
+    csv = massex_csv(tmp_path / "01-03-0006.csv", [(0, "W", "W.1", "a"), (1, "N1", "N1.1", "b"), (3, "N2", "", "c")])
+    with pytest.raises(CommandError, match=r"01-03-0006\.csv: a MASS-EX CSV numbers only the scored epochs .*"
+                                           r"needs the recording's own scored hypnogram, e\.g\. its MASS Base annotations"
+                                           r".*--massex-contiguous"):
+        call_command("import_psg", str(psg), "--massex", str(csv), verbosity=0)
+    assert Recording.objects.count() == 0
+    call_command("import_psg", str(psg), "--massex", str(csv), "--massex-contiguous", verbosity=0)
+    recording = Recording.objects.get()
+    assert recording.massex_contiguous and recording.hypnogram_format == "mass-ex"
+    assert list(recording.epochs.values_list("stage", "massex_n", "reference_rules")) == [
+        ("W", 0, ["W.1"]), ("N1", 1, ["N1.1"]), ("unscored", None, []), ("N2", 3, [])]
+    html = role_client(RATER).get(reverse("datasets:recording", args=[recording.pk])).content.decode()
+    assert 'id="massex-contiguous"' in html and "stated contiguous from the first epoch" in html
+
+
+def test_contiguous_flag_with_a_scored_hypnogram_is_refused(tmp_path):
+    psg = write_edf(tmp_path / "01-03-0006 PSG.edf", noise_channels(MASS_CHANNELS, 300, 256.0), 256.0,
+                    stage_annotations(MASS_STAGES))
+    csv = massex_csv(tmp_path / "01-03-0006.csv", mass_rows())
+    with pytest.raises(InputError, match=r"--massex-contiguous .*01-03-0006 PSG\.edf is the recording's scored hypnogram"):
+        run_import(psg, massex=csv, massex_contiguous=True)
+    with pytest.raises(InputError, match=r"--massex-contiguous .*no MASS-EX CSV was given"):
+        run_import(write_edf(tmp_path / "plain.edf", noise_channels(MASS_CHANNELS, 60, 256.0), 256.0),
+                   massex_contiguous=True)
+    assert Recording.objects.count() == 0
 
 
 def test_the_sweep_removes_a_deleted_recordings_files(night_edf, media_root):

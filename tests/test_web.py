@@ -6,7 +6,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core.roles import ADMIN, CURATOR, RATER, RESEARCHER
-from datasets.models import EpochImage
+from datasets.models import Epoch, EpochImage
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +78,28 @@ def test_reference_stage_is_hidden_from_raters(role_client, imported):
     html = researcher.get(reverse("datasets:epoch", args=[imported.pk, 5])).content.decode()
     assert f'id="reference-stage" class="stage stage-{epoch.stage}"' in html
     assert researcher.get(f"/api/epochs/{epoch.pk}/").json()["stage"] == epoch.stage
+
+
+def test_massex_n_beside_the_index_for_researchers_not_raters(role_client, access_world):
+    first, second, third = access_world.epochs
+    first.stage, first.massex_n = "unscored", None
+    first.save()
+    Epoch.objects.filter(pk=second.pk).update(massex_n=0)
+    Epoch.objects.filter(pk=third.pk).update(massex_n=1)
+    recording = access_world.recording
+    researcher = role_client(RESEARCHER)
+    page = reverse("datasets:epoch", args=[recording.pk, 1])
+    assert 'id="massex-n"' in (html := researcher.get(page).content.decode()) and "MASS-EX N 0" in html
+    assert "MASS-EX N none (unscored)" in researcher.get(reverse("datasets:epoch", args=[recording.pk, 0])).content.decode()
+    assert researcher.get(f"/api/epochs/{second.pk}/").json()["massex_n"] == 0
+    rows = researcher.get(f"/api/epochs/?recording={recording.pk}").json()["results"]
+    assert [row["massex_n"] for row in rows] == [None, 0, 1]
+    rater = role_client(RATER)  # the same test client, now logged in as a rater
+    for index in (0, 1):
+        html = rater.get(reverse("datasets:epoch", args=[recording.pk, index])).content.decode()
+        assert "massex-n" not in html and "MASS-EX" not in html
+    assert "massex_n" not in rater.get(f"/api/epochs/{second.pk}/").json()
+    assert all("massex_n" not in row for row in rater.get(f"/api/epochs/?recording={recording.pk}").json()["results"])
 
 
 def test_import_page_and_api_need_the_curator_role(role_client):
@@ -159,6 +181,30 @@ def test_upload_page_queues_an_import_job(role_client, night_edf, settings):
     assert job.state == ImportJob.PENDING and job.cohort_name == "Uploads"
     assert job.channel_map == {"F4-M1": "EEG F4-CLE"}
     assert client.get(response["Location"]).status_code == 200
+
+
+def test_upload_with_a_mass_ex_csv_through_the_api(make_user, tmp_path, media_root):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from datasets.models import ImportJob
+    from datasets.services.imports import run_job
+    from tests.edf_factory import noise_channels, stage_annotations, write_edf
+
+    psg = write_edf(tmp_path / "01-03-0006 PSG.edf", noise_channels(["EEG C4-CLE"], 120, 256.0), 256.0,
+                    stage_annotations(["?", "W", "MT", "N2"]))
+    csv = ("custom_id,Subject,N,Stage,applicable_rules\n"
+           "01-03-0006#0_W,01-03-0006,0,W,W.1\n01-03-0006#1_N2,01-03-0006,1,N2,\"N2.1, N2.2\"\n").encode()
+    api = APIClient()
+    api.force_authenticate(make_user(CURATOR))
+    response = api.post("/api/imports/", {"file": SimpleUploadedFile(psg.name, psg.read_bytes()), "cohort": "MASS",
+                                          "massex": SimpleUploadedFile("01-03-0006.csv", csv)}, format="multipart")
+    assert response.status_code == 201, response.json()
+    assert response.json()["massex_name"] == "01-03-0006.csv" and response.json()["massex_contiguous"] is False
+    job = run_job(response.json()["id"])
+    assert job.state == ImportJob.SUCCEEDED, job.error
+    assert list(job.recording.epochs.values_list("massex_n", "reference_rules")) == [
+        (None, []), (0, ["W.1"]), (None, []), (1, ["N2.1", "N2.2"])]
+    assert not list((media_root / "uploads").rglob("*.*"))  # the uploads are deleted once imported
 
 
 def test_upload_form_rejects_a_channel_map_path(role_client, night_edf):

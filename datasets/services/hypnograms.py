@@ -116,6 +116,18 @@ class Hypnogram:
 
 
 @dataclass(frozen=True)
+class MassExRow:
+    """One MASS-EX CSV row; `where` is its line for error messages."""
+
+    n: int
+    stage: str
+    rule_ids: tuple[str, ...]
+    rationale: str
+    subject: str
+    where: str
+
+
+@dataclass(frozen=True)
 class _Interval:
     onset: float
     duration: float
@@ -331,7 +343,11 @@ def _read_per_line(path: Path, onset: float) -> Hypnogram:
     return _assemble(intervals, "per-line", str(path), [])
 
 
-def _read_mass_ex(path: Path, onset: float) -> Hypnogram:
+def read_mass_ex_rows(path) -> list[MassExRow]:
+    """The rows of a MASS-EX CSV (spec/mass-ex.md), checked: N sorted without duplicates, known stages and rules."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
     rows = _csv_rows(_read_text(path), ",", path)
     columns = [c.strip() for c in next(rows, (1, []))[1]]
     absent = [name for name in MASS_EX_COLUMNS if name not in columns]
@@ -342,8 +358,7 @@ def _read_mass_ex(path: Path, onset: float) -> Hypnogram:
         )
     index = {name: columns.index(name) for name in columns}
     has_reasoning = "reasoning_text" in index
-    intervals = []
-    previous_n = None
+    result: list[MassExRow] = []
     for line_no, row in rows:
         where = f"line {line_no}"
         if len(row) != len(columns):
@@ -352,13 +367,12 @@ def _read_mass_ex(path: Path, onset: float) -> Hypnogram:
         if not n_text.isdigit():
             raise InputError(f"{path}: {where}: N must be a non-negative integer, found {n_text!r}")
         n = int(n_text)
-        if previous_n is not None and n <= previous_n:
-            problem = "duplicates" if n == previous_n else "comes before"
+        if result and n <= result[-1].n:
+            problem = "duplicates" if n == result[-1].n else "comes before"
             raise InputError(
-                f"{path}: {where}: epoch N={n} {problem} N={previous_n} of the previous row; "
+                f"{path}: {where}: epoch N={n} {problem} N={result[-1].n} of the previous row; "
                 "rows must be sorted by N without duplicates"
             )
-        previous_n = n
         label = row[index["Stage"]].strip()
         if label not in MASS_EX_STAGE_MAP:
             raise InputError(
@@ -371,8 +385,16 @@ def _read_mass_ex(path: Path, onset: float) -> Hypnogram:
                     f"{path}: {where}: unknown rule id {rule_id!r}; expected ids from {', '.join(RULE_IDS)}"
                 )
         rationale = row[index["reasoning_text"]].strip() if has_reasoning else ""
-        start = onset + n * EPOCH_SECONDS
-        intervals.append(_Interval(start, EPOCH_SECONDS, MASS_EX_STAGE_MAP[label], where, rule_ids, rationale))
+        result.append(MassExRow(n, MASS_EX_STAGE_MAP[label], rule_ids, rationale, row[index["Subject"]].strip(), where))
+    return result
+
+
+def _read_mass_ex(path: Path, onset: float) -> Hypnogram:
+    """Rows as epochs at onset + N * 30 s: right only when the CSV's epochs are contiguous (spec/mass-ex.md)."""
+    intervals = [
+        _Interval(onset + row.n * EPOCH_SECONDS, EPOCH_SECONDS, row.stage, row.where, row.rule_ids, row.rationale)
+        for row in read_mass_ex_rows(path)
+    ]
     return _assemble(intervals, "mass-ex", str(path), [])
 
 

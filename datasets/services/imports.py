@@ -47,34 +47,40 @@ def check_mains(mains_hz: float | None) -> None:
 def create_job(*, source_path: str, source_name: str, cohort: str, in_storage: bool = False,
                hypnogram_path: str = "", hypnogram_name: str = "", hypnogram_format: str = "",
                channel_map: dict | None = None, mains_hz: float | None = None,
-               trim_to_hypnogram: bool = False, user=None) -> ImportJob:
+               trim_to_hypnogram: bool = False, massex_path: str = "", massex_name: str = "",
+               massex_contiguous: bool = False, user=None) -> ImportJob:
     check_lengths(cohort_name=cohort, source_name=source_name, source_path=source_path,
-                  hypnogram_name=hypnogram_name, hypnogram_path=hypnogram_path)
+                  hypnogram_name=hypnogram_name, hypnogram_path=hypnogram_path,
+                  massex_name=massex_name, massex_path=massex_path)
     check_mains(mains_hz)
     return ImportJob.objects.create(
         source_path=source_path, source_name=source_name, source_in_storage=in_storage, cohort_name=cohort,
         hypnogram_path=hypnogram_path, hypnogram_name=hypnogram_name, hypnogram_format=hypnogram_format,
-        channel_map=channel_map, mains_hz=mains_hz, trim_to_hypnogram=trim_to_hypnogram, created_by=user,
+        channel_map=channel_map, mains_hz=mains_hz, trim_to_hypnogram=trim_to_hypnogram,
+        massex_path=massex_path, massex_name=massex_name, massex_contiguous=massex_contiguous, created_by=user,
     )
 
 
 def submit_upload(*, upload, cohort: str, hypnogram=None, hypnogram_format: str = "",
                   channel_map: dict | None = None, mains_hz: float | None = None,
-                  trim_to_hypnogram: bool = False, user=None) -> ImportJob:
+                  trim_to_hypnogram: bool = False, massex=None, massex_contiguous: bool = False,
+                  user=None) -> ImportJob:
     """Create the job, store its uploaded files under uploads/<job id>/, queue it after commit."""
     job = create_job(source_path="", source_name=upload.name, in_storage=True, cohort=cohort,
                      hypnogram_name=hypnogram.name if hypnogram else "", hypnogram_format=hypnogram_format,
-                     channel_map=channel_map, mains_hz=mains_hz, trim_to_hypnogram=trim_to_hypnogram, user=user)
+                     channel_map=channel_map, mains_hz=mains_hz, trim_to_hypnogram=trim_to_hypnogram,
+                     massex_name=massex.name if massex else "", massex_contiguous=massex_contiguous, user=user)
     folder = f"uploads/{job.pk}"
     try:
         source_path = default_storage.save(f"{folder}/{_safe_name(upload.name)}", upload)
         hypnogram_path = default_storage.save(f"{folder}/{_safe_name(hypnogram.name)}", hypnogram) if hypnogram else ""
+        massex_path = default_storage.save(f"{folder}/{_safe_name(massex.name)}", massex) if massex else ""
     except Exception as exc:
         job.fail(f"the upload could not be stored: {exc}")
         raise
     with transaction.atomic():
         ImportJob.objects.filter(pk=job.pk).update(source_path=source_path, hypnogram_path=hypnogram_path,
-                                                  message="queued")
+                                                  massex_path=massex_path, message="queued")
         send(RUN_TASK, (job.pk,))
     job.refresh_from_db()
     return job
@@ -129,12 +135,13 @@ def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
         if job.source_in_storage and not job.source_path:
             raise InputError("the upload never reached storage; upload the file again")
         with storage.local_path(job.source_path, job.source_in_storage) as psg_path, \
-                _optional_path(job.hypnogram_path, job.source_in_storage) as hypnogram_path:
+                _optional_path(job.hypnogram_path, job.source_in_storage) as hypnogram_path, \
+                _optional_path(job.massex_path, job.source_in_storage) as massex_path:
             request = ImportRequest(
                 path=psg_path, cohort=job.cohort_name, source_name=job.source_name,
                 hypnogram=hypnogram_path, hypnogram_format=job.hypnogram_format or None,
                 channel_map=job.channel_map, mains_hz=job.mains_hz or settings.DEFAULT_MAINS_HZ,
-                trim_to_hypnogram=job.trim_to_hypnogram,
+                trim_to_hypnogram=job.trim_to_hypnogram, massex=massex_path, massex_contiguous=job.massex_contiguous,
             )
             recording, created = import_psg(request, user=job.created_by, progress=JobProgress(job, echo))
     except InputError as exc:
@@ -149,7 +156,7 @@ def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
         message = "imported" if created else f"already imported as recording #{recording.pk}: nothing new created"
         job.succeed(message, recording=recording)
     if job.source_in_storage and not keep_upload:
-        for name in filter(None, (job.source_path, job.hypnogram_path)):
+        for name in filter(None, (job.source_path, job.hypnogram_path, job.massex_path)):
             default_storage.delete(name)
     job.refresh_from_db()
     return job

@@ -21,7 +21,10 @@ from datasets.exceptions import InputError
 from datasets.models import Cohort, Epoch, EpochImage, Recording
 from datasets.services import storage
 from datasets.services.channels import ChannelPlan, plan_channels
-from datasets.services.hypnograms import Hypnogram, ScoredEpoch, hypnogram_from_annotations, read_hypnogram
+from datasets.services.hypnograms import (
+    Hypnogram, ScoredEpoch, hypnogram_from_annotations, read_hypnogram, read_mass_ex_rows,
+)
+from datasets.services.massex import NEEDS_HYPNOGRAM, apply_rows, contiguous_numbers, ranks, subject_notes
 from datasets.services.psg import PsgHeader, read_psg
 from datasets.services.rendering import render_model_image
 from datasets.services.signals import CURRENT_PROFILE, PROFILE_DESCRIPTIONS, minimum_sfreq, prepare
@@ -41,6 +44,8 @@ class ImportRequest:
     mains_hz: float = 50.0
     trim_to_hypnogram: bool = False
     profile: str = CURRENT_PROFILE
+    massex: Path | None = None  # MASS-EX CSV whose rules and rationale go onto the hypnogram's scored epochs
+    massex_contiguous: bool = False  # the user states a MASS-EX CSV's epochs are contiguous: it is the hypnogram
     notes: list[str] = field(default_factory=list)
 
 
@@ -72,6 +77,7 @@ def _import_locked(request: ImportRequest, sha: str, user, progress: Progress) -
     hypnogram = _load_hypnogram(request, raw)
     usable_s = (raw.n_times * TARGET_SFREQ // raw.info["sfreq"]) / TARGET_SFREQ  # whole samples after resampling
     scored, align_notes = align_epochs(hypnogram, usable_s, request.trim_to_hypnogram, name)
+    scored, numbers = _apply_massex(request, hypnogram, scored, name)
 
     progress(0.05, 0, len(scored), "reading signals")
     signals, prep_notes = prepared_signals(raw, plan, request.mains_hz, request.profile, progress, len(scored))
@@ -79,7 +85,7 @@ def _import_locked(request: ImportRequest, sha: str, user, progress: Progress) -
     images = render_epochs(signals, plan.derivations, scored, progress)
     progress(0.97, len(scored), len(scored), "saving")
     try:
-        recording = _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name, images,
+        recording = _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, signal_name, images,
                           channel_notes + align_notes + prep_notes, user)
     except IntegrityError:
         existing = Recording.objects.filter(sha256=sha).first()
@@ -114,10 +120,43 @@ def _check_channels(plan: ChannelPlan, header: PsgHeader, name: str) -> list[str
 
 
 def _load_hypnogram(request: ImportRequest, raw) -> Hypnogram | None:
+    """The recording's hypnogram; a MASS-EX CSV serves as one only when stated contiguous."""
     if request.hypnogram is not None:
-        return read_hypnogram(request.hypnogram, request.hypnogram_format or None)
-    embedded = hypnogram_from_annotations(raw.annotations, request.source_name or request.path.name)
-    return embedded if embedded.epochs else None
+        hypnogram = read_hypnogram(request.hypnogram, request.hypnogram_format or None)
+    else:
+        embedded = hypnogram_from_annotations(raw.annotations, request.source_name or request.path.name)
+        hypnogram = embedded if embedded.epochs else None
+    if hypnogram is None and request.massex is not None and request.massex_contiguous:
+        hypnogram = read_hypnogram(request.massex, "mass-ex")
+    elif hypnogram is not None and hypnogram.format == "mass-ex":
+        if request.massex is not None:
+            raise InputError(f"{hypnogram.source}: a MASS-EX CSV cannot be the hypnogram that {request.massex} is "
+                             "read onto; give the recording's own scored hypnogram, e.g. its MASS Base annotations")
+        if not request.massex_contiguous:
+            raise InputError(f"{hypnogram.source}: {NEEDS_HYPNOGRAM}")
+    elif request.massex is not None and hypnogram is None:
+        raise InputError(f"{request.massex}: {NEEDS_HYPNOGRAM}")
+    elif request.massex_contiguous:
+        found = (f"{hypnogram.source} is the recording's scored hypnogram: drop the flag and its N is mapped through it"
+                 if hypnogram is not None else "no MASS-EX CSV was given")
+        raise InputError(f"--massex-contiguous states that a MASS-EX CSV read as the hypnogram is contiguous; {found}")
+    return hypnogram
+
+
+def _apply_massex(request: ImportRequest, hypnogram: Hypnogram | None, scored: list[ScoredEpoch],
+                  name: str) -> tuple[list[ScoredEpoch], list[int | None]]:
+    """The epochs, with the rules and rationale of `request.massex` on them, and each epoch's MASS-EX N."""
+    if hypnogram is not None and hypnogram.format == "mass-ex":  # stated contiguous (_load_hypnogram)
+        source = Path(hypnogram.source)
+        hypnogram.notes.extend(subject_notes(read_mass_ex_rows(source), source, name))
+        return scored, contiguous_numbers(scored)
+    if request.massex is not None:  # with a scored hypnogram (_load_hypnogram)
+        rows = read_mass_ex_rows(request.massex)
+        scored = apply_rows(scored, rows, request.massex, hypnogram.source)
+        hypnogram.notes.append(f"MASS-EX rules and rationale of {len(rows)} rows from {request.massex}, "
+                               "each on the epoch of rank N among the scored epochs; every Stage matched")
+        hypnogram.notes.extend(subject_notes(rows, request.massex, name))
+    return scored, ranks(scored)
 
 
 def align_epochs(hypnogram: Hypnogram | None, duration_s: float, trim: bool, name: str) -> tuple[list[ScoredEpoch], list[str]]:
@@ -195,7 +234,8 @@ def render_epochs(signals, derivations, scored, progress) -> list[tuple[str, str
 
 
 @transaction.atomic
-def _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name, images, notes, user) -> Recording:
+def _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, signal_name, images, notes,
+          user) -> Recording:
     cohort, _ = Cohort.objects.get_or_create(name=request.cohort)
     meas_date = raw.info.get("meas_date")
     recording = Recording.objects.create(
@@ -219,6 +259,7 @@ def _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name,
         hypnogram_format=hypnogram.format if hypnogram else "",
         hypnogram_source=hypnogram.source if hypnogram else "",
         hypnogram_notes=list(hypnogram.notes) if hypnogram else [],
+        massex_contiguous=request.massex_contiguous,
         epoch_offset_s=scored[0].onset,
         signal_file=signal_name,
         epoch_count=len(scored),
@@ -231,10 +272,11 @@ def _save(request, name, sha, header, raw, plan, hypnogram, scored, signal_name,
                 index=i,
                 onset_s=e.onset,
                 stage=e.stage,
+                massex_n=n,
                 reference_rules=list(e.rule_ids),
                 reference_rationale=e.rationale,
             )
-            for i, e in enumerate(scored)
+            for i, (e, n) in enumerate(zip(scored, numbers))
         ],
         batch_size=500,
     )

@@ -1,4 +1,4 @@
-"""python manage.py import_psg PATH [--hypnogram FILE] [--cohort NAME] [--channel-map JSON]"""
+"""python manage.py import_psg PATH [--hypnogram FILE] [--massex CSV] [--cohort NAME] [--channel-map JSON]"""
 from pathlib import Path
 
 from django.conf import settings
@@ -23,10 +23,15 @@ class Command(BaseCommand):
         parser.add_argument("--channel-map", help="JSON object or file: derivation -> channel or [positive, negative]")
         parser.add_argument("--mains-hz", type=float, default=settings.DEFAULT_MAINS_HZ, help="notch frequency")
         parser.add_argument("--trim-to-hypnogram", action="store_true", help="drop signal after the hypnogram's end")
+        parser.add_argument("--massex", type=Path, help="MASS-EX CSV: its rules and rationale go onto the scored epochs "
+                                                        "of the recording's hypnogram (row N on the scored epoch of rank N)")
+        parser.add_argument("--massex-contiguous", action="store_true",
+                            help="state that the MASS-EX CSV's epochs are contiguous from the first epoch: read it as "
+                                 "the hypnogram (N × 30 s) when the recording has no scored hypnogram (recorded)")
 
     def handle(self, *args, **opts):
         path: Path = opts["path"]
-        for file in filter(None, (path, opts["hypnogram"])):
+        for file in filter(None, (path, opts["hypnogram"], opts["massex"])):
             if not file.is_file():
                 raise CommandError(f"{file}: no such file")
         try:
@@ -37,14 +42,15 @@ class Command(BaseCommand):
         if existing is not None:
             self.stdout.write(f"{path.name}: already imported as recording #{existing.pk} ({existing}); nothing new created")
             return
-        hypnogram = opts["hypnogram"]
+        hypnogram, massex = opts["hypnogram"], opts["massex"]
         try:
             job = imports.create_job(
                 source_path=str(path.resolve()), source_name=path.name, cohort=opts["cohort"],
                 hypnogram_path=str(hypnogram.resolve()) if hypnogram else "",
                 hypnogram_name=hypnogram.name if hypnogram else "",
                 hypnogram_format=opts["hypnogram_format"], channel_map=channel_map, mains_hz=opts["mains_hz"],
-                trim_to_hypnogram=opts["trim_to_hypnogram"],
+                trim_to_hypnogram=opts["trim_to_hypnogram"], massex_path=str(massex.resolve()) if massex else "",
+                massex_name=massex.name if massex else "", massex_contiguous=opts["massex_contiguous"],
             )
         except InputError as exc:
             raise CommandError(str(exc)) from None

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
     """Recordings imported before profiles existed were prepared by platform-v0; new ones by sleepvlm-v1."""
 
     dependencies = [
-        ("datasets", "0002_core_job_engine"),
+        ("datasets", "0003_massex_numbering"),
     ]
 
     operations = [
