@@ -3,10 +3,8 @@ import os
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
-from core.roles import ADMIN, ROLES
+from core.roles import ROLES
 from datasets.services import storage
 from datasets.services.synthetic import write_synthetic_edf
 
@@ -44,15 +42,10 @@ def night_edf(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_user(db):
-    def make(role: str, username: str | None = None):
-        user = get_user_model().objects.create_user(username or f"{role}-user", password="pw-for-tests-123")
-        user.groups.add(Group.objects.get(name=role))
-        if role == ADMIN:
-            user.is_staff = user.is_superuser = True
-            user.save()
-        return user
+    """make(role, username=None): a user in the role's group, password "pw-for-tests-123"."""
+    from core.testing import make_role_user
 
-    return make
+    return make_role_user
 
 
 @pytest.fixture

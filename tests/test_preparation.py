@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
-from scipy import interpolate, signal
+from scipy import signal
 
 from datasets.models import EpochImage, Recording
 from datasets.services import storage
@@ -12,15 +12,11 @@ from datasets.services.reprepare import reprepare
 from datasets.services.signals import CURRENT_PROFILE, LEGACY_PROFILE, prepare
 
 
-def authors(x, fs, low, high, mains=50.0):
-    """The authors' steps, written out as rendering.md states them."""
-    nyq = fs / 2
-    b, a = signal.butter(4, [min(max(low / nyq, 1e-3), 0.999), min(max(high / nyq, 1e-3), 0.999)], btype="bandpass")
-    y = signal.filtfilt(b, a, x)
-    b, a = signal.iirnotch(mains, 20, fs=fs)
-    y = signal.filtfilt(b, a, y)
-    n = len(y)
-    return interpolate.interp1d(np.linspace(0, n - 1, n), y)(np.linspace(0, n - 1, int(round(n * 100 / fs))))
+def authors(x, fs, low, high):
+    """The authors' steps as the render bench restates them from their release (rendering.md)."""
+    from bench.render import authors_prepare
+
+    return authors_prepare(x, fs, "Chin EMG" if low == 10.0 else "C4-M1")
 
 
 @pytest.mark.parametrize("fs, derivation, band", [(256.0, "C4-M1", (0.3, 35.0)), (256.0, "Chin EMG", (10.0, 100.0)),

@@ -13,7 +13,6 @@ from datasets.constants import (
     DERIVATIONS,
     EEG_DERIVATIONS,
     EPOCH_SAMPLES,
-    GRID_COLOUR,
     MODEL_IMAGE_SIZE,
     TARGET_SFREQ,
 )
