@@ -1,1 +1,137 @@
-"""Models of this app arrive with its issue."""
+"""Scoring campaigns: which epochs, who scores them, reservations of the fair queue, and the labels.
+
+Invariants the queue keeps (annotation/services/queue.py):
+- an item has at most `overlap` slots; a first label needs a live reservation of a slot and keeps
+  that slot for good (`Reservation.label` set), so an item never gets more than `overlap` labels;
+- a rater holds at most one slot of an item (re-scoring aside), so labels come from distinct raters;
+- reservations expire after the campaign's timeout and are released.
+Labels are an append-only history: each change is a new row pointing at the one it replaces; the
+current label of (rater, item, pass) is the row nothing replaces.
+"""
+from django.conf import settings
+from django.db import models
+
+from datasets.constants import STAGE_CHOICES, STAGES
+from datasets.models import Epoch, Recording
+from inference.models import ModelVersion
+
+
+class ScoringCampaign(models.Model):
+    RECORDING, EPOCH = "recording", "epoch"
+    UNIT_CHOICES = [(RECORDING, "Whole recording, in order"), (EPOCH, "Single epochs with their context")]
+    ALL, STRATIFIED, DISAGREEMENT = "all", "stratified", "disagreement"
+    SAMPLE_CHOICES = [(ALL, "All epochs"), (STRATIFIED, "Stratified by reference stage"),
+                      (DISAGREEMENT, "Epochs where a model disagrees with the reference")]
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    recordings = models.ManyToManyField(Recording, related_name="scoring_campaigns")
+    raters = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="scoring_campaigns")
+    adjudicators = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="adjudicated_campaigns", blank=True)
+    sample = models.CharField(max_length=16, choices=SAMPLE_CHOICES, default=ALL)
+    sample_size = models.PositiveIntegerField(null=True, blank=True, help_text="epochs to draw (stratified, disagreement)")
+    sample_seed = models.PositiveIntegerField(default=0)
+    disagreement_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT)
+    overlap = models.PositiveSmallIntegerField(default=2, help_text="distinct raters per item (k)")
+    unit = models.CharField(max_length=16, choices=UNIT_CHOICES, default=EPOCH)
+    reservation_timeout_s = models.PositiveIntegerField(default=900)
+    show_reference = models.BooleanField(default=False, help_text="raters see the reference stage")
+    show_model_outputs = models.BooleanField(default=False, help_text="raters see model outputs")
+    show_other_labels = models.BooleanField(default=False, help_text="raters see other raters' labels")
+    rescore_share = models.FloatField(default=0.0, help_text="share of a rater's items served again, unannounced")
+    rationale_mode = models.BooleanField(default=False, help_text="raters also pick rule ids and write a rationale")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("score_epochs", "Can score epochs in assigned campaigns"),
+                       ("adjudicate", "Can resolve disagreements of a campaign")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignItem(models.Model):
+    """One epoch to score in a campaign; `position` orders the queue (time order within a recording)."""
+
+    campaign = models.ForeignKey(ScoringCampaign, on_delete=models.CASCADE, related_name="items")
+    epoch = models.ForeignKey(Epoch, on_delete=models.CASCADE, related_name="campaign_items")
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["campaign", "position"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "epoch"], name="one_item_per_epoch")]
+        indexes = [models.Index(fields=["campaign", "position"])]
+
+
+class Reservation(models.Model):
+    """A rater's hold on one of an item's `overlap` slots: live until it expires, kept for good once labelled."""
+
+    item = models.ForeignKey(CampaignItem, on_delete=models.CASCADE, related_name="reservations")
+    slot = models.PositiveSmallIntegerField()
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+    labelled = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "slot"], name="one_holder_per_slot"),
+            models.UniqueConstraint(fields=["item", "rater"], name="one_slot_per_rater"),
+        ]
+
+
+class RecordingReservation(models.Model):
+    """Whole-recording unit: a rater's hold on one overlap slot of a recording of the campaign."""
+
+    campaign = models.ForeignKey(ScoringCampaign, on_delete=models.CASCADE, related_name="recording_reservations")
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="+")
+    slot = models.PositiveSmallIntegerField()
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "recording", "slot"], name="one_holder_per_recording_slot"),
+            models.UniqueConstraint(fields=["campaign", "recording", "rater"], name="one_recording_slot_per_rater"),
+        ]
+
+
+class Label(models.Model):
+    """One version of a rater's label of an item (append-only; `replaces` is the version it supersedes)."""
+
+    item = models.ForeignKey(CampaignItem, on_delete=models.CASCADE, related_name="labels")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    rescore = models.BooleanField(default=False, help_text="given when the item was served again, unannounced")
+    stage = models.CharField(max_length=8, choices=[c for c in STAGE_CHOICES if c[0] in STAGES])
+    uncertain = models.BooleanField(default=False)
+    rule_ids = models.JSONField(default=list, blank=True)
+    rationale = models.TextField(blank=True)
+    seconds_spent = models.FloatField(null=True, blank=True)
+    revision = models.PositiveIntegerField(default=1)
+    replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by")
+    client_id = models.UUIDField(unique=True, help_text="idempotency key of the save (a retried save is not duplicated)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item", "rater", "revision"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "rater", "rescore", "revision"], name="one_label_per_revision"),
+        ]
+
+
+class Adjudication(models.Model):
+    """A resolved disagreement: the stage that stands for the item's consensus, and why (append-only)."""
+
+    item = models.ForeignKey(CampaignItem, on_delete=models.CASCADE, related_name="adjudications")
+    stage = models.CharField(max_length=8, choices=[c for c in STAGE_CHOICES if c[0] in STAGES])
+    reason = models.TextField()
+    adjudicator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item", "-created_at"]
