@@ -9,6 +9,7 @@ urlpatterns = [
     path("recordings/", views.RecordingListView.as_view(), name="recording-list"),
     path("recordings/<int:pk>/", views.RecordingDetailView.as_view(), name="recording"),
     path("recordings/<int:pk>/epochs/<int:index>/", views.EpochView.as_view(), name="epoch"),
+    path("recordings/<int:pk>/epochs/<int:index>/signals.bin", views.EpochSignalsView.as_view(), name="epoch-signals"),
     path("imports/new/", views.ImportNewView.as_view(), name="import-new"),
     path("imports/<int:pk>/", views.ImportDetailView.as_view(), name="import"),
     path("images/<str:sha256>.png", views.ImageView.as_view(), name="image"),

@@ -1,4 +1,6 @@
 """Pages of the datasets app: cohorts, recordings, epoch viewer, imports, images (core access policy)."""
+import json
+
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.db.models import Count, Q
@@ -137,6 +139,28 @@ class ImportDetailView(PolicyViewMixin, DetailView):
     template_name = "datasets/import_detail.html"
     context_object_name = "job"
     queryset = ImportJob.objects.select_related("recording")
+
+
+class EpochSignalsView(PolicyViewMixin, View):
+    """The prepared signals of an epoch (and its neighbours with ?context=1) for the browser's signal view:
+    int16 little-endian, derivation-major; the metadata (derivations, scale, indices) in X-Signal-Meta."""
+
+    permission_required = "datasets.view_epoch"
+
+    def get(self, request, pk, index):
+        epochs = self.policy.reachable(Epoch.objects.select_related("recording"), "recording")
+        epoch = get_object_or_404(epochs, recording_id=pk, index=index)
+        context = request.GET.get("context", "1") == "1"
+        etag = f'"{epoch.recording.signal_file.rsplit("/", 1)[-1][:16]}-{index}-{int(context)}"'
+        if request.headers.get("If-None-Match") == etag:
+            response = HttpResponse(status=304)
+        else:
+            body, meta = images.epoch_signals(epoch, context=context)
+            response = HttpResponse(body, content_type="application/octet-stream")
+            response["X-Signal-Meta"] = json.dumps(meta)
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, max-age=300"
+        return response
 
 
 def _image_etag(request, sha256):

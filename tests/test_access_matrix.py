@@ -26,6 +26,8 @@ class TestPages(RoleAccessTests):
         Access("recording", "datasets:recording", lambda w: f"/recordings/{w.recording.pk}/", everyone()),
         Access("missing recording", "datasets:recording", lambda w: "/recordings/999999/", everyone(404)),
         Access("epoch", "datasets:epoch", lambda w: f"/recordings/{w.recording.pk}/epochs/1/", everyone()),
+        Access("epoch signals", "datasets:epoch-signals", lambda w: f"/recordings/{w.recording.pk}/epochs/1/signals.bin",
+               everyone()),
         Access("image", "datasets:image", lambda w: f"/images/{w.image.sha256}.png", everyone()),
         Access("import form", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS)),
         Access("import", "datasets:import", lambda w: f"/imports/{w.import_job.pk}/", expect(200, STAFF)),

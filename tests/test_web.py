@@ -216,3 +216,25 @@ def test_upload_form_rejects_a_channel_map_path(role_client, night_edf):
                                                              "channel_map": "/etc/passwd"})
     assert response.status_code == 200
     assert "expected a JSON object" in response.content.decode()
+
+
+def test_epoch_signals_are_the_prepared_signals_as_int16_with_their_metadata(role_client, imported):
+    import json
+
+    import numpy as np
+
+    from datasets.services import storage
+
+    client = role_client(RESEARCHER)
+    url = reverse("datasets:epoch-signals", args=[imported.pk, 10])
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/octet-stream"
+    meta = json.loads(response["X-Signal-Meta"])
+    assert meta["indices"] == [9, 10, 11] and meta["current"] == 1 and meta["derivations"] == imported.derivations
+    values = np.frombuffer(response.content, "<i2").reshape(6, 3 * 3000) * meta["scale_uv"]
+    prepared = storage.load_array(imported.signal_file)[:, 9 * 3000: 12 * 3000]
+    assert np.abs(values - np.clip(prepared, -1638, 1638)).max() <= meta["scale_uv"] / 2 + 1e-6
+    assert client.get(url, HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
+    first = client.get(reverse("datasets:epoch-signals", args=[imported.pk, 0]) + "?context=1")
+    assert json.loads(first["X-Signal-Meta"])["indices"] == [0, 1]
+    assert client.get(reverse("datasets:epoch-signals", args=[imported.pk, 999])).status_code == 404

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 from PIL import Image
 
 from datasets.constants import EPOCH_SAMPLES, TARGET_SFREQ
@@ -50,3 +51,31 @@ def viewer_image(epoch: Epoch, *, context: bool = True, guides: bool = True) -> 
 
 def model_image(epoch: Epoch) -> EpochImage:
     return EpochImage.objects.get(epoch=epoch, kind=EpochImage.MODEL)
+
+
+SIGNAL_SCALE_UV = 0.05  # int16 step of the signal endpoint: ±1638 µV, beyond which samples are clipped
+
+
+def epoch_signals(epoch: Epoch, *, context: bool = True) -> tuple[bytes, dict]:
+    """The prepared signals (what the model image was drawn from) of an epoch and, with `context`,
+    its neighbours: little-endian int16, derivation-major, SIGNAL_SCALE_UV µV per step; and the
+    metadata the browser's signal view needs."""
+    recording = epoch.recording
+    signals = storage.load_array(recording.signal_file)
+    indices = [epoch.index]
+    if context:
+        indices = [i for i in (epoch.index - 1, epoch.index, epoch.index + 1) if 0 <= i < recording.epoch_count]
+    onsets = dict(recording.epochs.filter(index__in=indices).values_list("index", "onset_s"))
+    parts = [signals[:, round(onsets[i] * TARGET_SFREQ): round(onsets[i] * TARGET_SFREQ) + EPOCH_SAMPLES] for i in indices]
+    block = np.concatenate(parts, axis=1)
+    scaled = np.clip(np.rint(block / SIGNAL_SCALE_UV), -32767, 32767).astype("<i2")
+    meta = {
+        "derivations": list(recording.derivations),
+        "sfreq": TARGET_SFREQ,
+        "epoch_samples": EPOCH_SAMPLES,
+        "indices": indices,
+        "current": indices.index(epoch.index),
+        "scale_uv": SIGNAL_SCALE_UV,
+        "clipped": int((np.abs(block) > 32767 * SIGNAL_SCALE_UV).sum()),
+    }
+    return scaled.tobytes(), meta

@@ -1,0 +1,204 @@
+// The scoring page: the fair queue's next item in the signal view, keyboard scoring with auto-advance,
+// saves without reload that survive going offline (queued in localStorage, retried, idempotent by
+// client_id, so never lost and never duplicated), time per epoch, the rater's own hypnogram.
+(function () {
+  const root = document.getElementById("scoring");
+  if (!root) return;
+  const api = root.dataset.api;
+  const STAGE_KEYS = { w: "W", W: "W", 0: "W", 1: "N1", 2: "N2", 3: "N3", r: "R", R: "R", 5: "R" };
+  const COLOURS = { W: "#f2c94c", N1: "#9ad0f5", N2: "#4c9be8", N3: "#2f5fa8", R: "#e5566d" };
+  const ORDER = ["W", "R", "N1", "N2", "N3"];
+  const queueKey = `scoring-queue:${root.dataset.campaign}:${root.dataset.user}`;
+  const view = new SignalView(document.getElementById("signal-view"), document.getElementById("measure-readout"));
+  const byId = (id) => document.getElementById(id);
+  const csrf = () => (document.cookie.match(/csrftoken=([^;]+)/) || [])[1] || "";
+  let item = null;            // the item on screen (as the API gives it)
+  let items = [];             // the recording's items for this rater: {item, index, stage, uncertain, revision}
+  let uncertain = false;
+  let shownAt = performance.now();
+  let pending = JSON.parse(localStorage.getItem(queueKey) || "[]");
+  const signalCache = new Map();
+
+  const uuid = () => (crypto.randomUUID ? crypto.randomUUID() :
+    "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) => (c ^ (Math.random() * 16) >> (c / 4)).toString(16)));
+
+  async function call(method, url, body) {
+    const response = await fetch(url, {
+      method, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf() },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return response;
+  }
+
+  function signalsUrl(recording, index) {
+    return root.dataset.signals.replace(/\/0\/epochs\/0\//, `/${recording}/epochs/${index}/`) + "?context=1";
+  }
+
+  function signals(recording, index) {
+    const key = `${recording}:${index}`;
+    if (!signalCache.has(key)) {
+      const promise = view.load(signalsUrl(recording, index));
+      promise.catch(() => signalCache.delete(key));
+      signalCache.set(key, promise);
+      if (signalCache.size > 24) signalCache.delete(signalCache.keys().next().value);
+    }
+    return signalCache.get(key);
+  }
+
+  function setState(text, kind) { const el = byId("save-state"); el.textContent = text; el.className = "state state-" + kind; }
+
+  function renderStatus() {
+    if (pending.length) setState(navigator.onLine ? `saving ${pending.length}…` : `offline: ${pending.length} queued`, "offline");
+    const done = items.filter((i) => i.stage).length;
+    byId("progress").textContent = items.length ? `${done}/${items.length} scored in this recording` : "";
+  }
+
+  function persist() { localStorage.setItem(queueKey, JSON.stringify(pending)); renderStatus(); }
+
+  async function flush() {
+    while (pending.length) {
+      const entry = pending[0];
+      let response;
+      try { response = await call("POST", api + "labels/", entry); } catch (e) { renderStatus(); return setTimeout(flush, 2000); }
+      if (response.status === 201 || response.status === 200) {
+        const saved = await response.json();
+        pending.shift();
+        const row = items.find((i) => i.item === saved.item);
+        if (row) { row.revision = saved.revision; }
+        pending.filter((p) => p.item === saved.item).forEach((p) => { p.base_revision = saved.revision; });
+        persist();
+        setState("saved", "succeeded");
+        byId("scoring").dataset.saved = String(Number(byId("scoring").dataset.saved || 0) + 1);
+      } else if (response.status >= 500 || response.status === 429) {
+        renderStatus(); return setTimeout(flush, 2000);
+      } else {
+        const problem = await response.json().catch(() => ({}));
+        pending.shift(); persist();
+        setState(problem.detail || `not saved (HTTP ${response.status})`, "error");
+        await loadHypnogram(entry.recording);
+      }
+    }
+  }
+
+  async function loadHypnogram(recording) {
+    const response = await call("GET", `${api}hypnogram/?recording=${recording}`);
+    if (!response.ok) return;
+    const data = await response.json();
+    items = data.items;
+    for (const entry of pending) {  // labels not yet on the server still show
+      const row = items.find((i) => i.item === entry.item);
+      if (row) Object.assign(row, { stage: entry.stage, uncertain: entry.uncertain });
+    }
+    drawHypnogram();
+  }
+
+  function drawHypnogram() {
+    const canvas = byId("own-hypnogram");
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = canvas.clientWidth * ratio; canvas.height = canvas.clientHeight * ratio;
+    const g = canvas.getContext("2d");
+    g.setTransform(ratio, 0, 0, ratio, 0, 0);
+    const w = canvas.clientWidth, h = canvas.clientHeight;
+    g.fillStyle = "#0b1015"; g.fillRect(0, 0, w, h);
+    if (!items.length) return;
+    const last = Math.max(...items.map((i) => i.index)) + 1, step = w / last, row = h / ORDER.length;
+    for (const i of items) {
+      if (!i.stage) continue;
+      g.fillStyle = COLOURS[i.stage];
+      g.fillRect(i.index * step, ORDER.indexOf(i.stage) * row + 2, Math.max(step, 1), row - 4);
+      if (i.uncertain) { g.fillStyle = "#fff"; g.fillRect(i.index * step, h - 3, Math.max(step, 1), 3); }
+    }
+    if (item) { g.strokeStyle = "#ffa64d"; g.strokeRect(item.index * step, 0, Math.max(step, 2), h); }
+    canvas.onclick = (event) => {
+      const index = Math.floor(((event.clientX - canvas.getBoundingClientRect().left) / w) * last);
+      const target = items.find((i) => i.index === index);
+      if (target && target.stage) goTo(target);
+    };
+  }
+
+  async function show(next) {
+    item = next;
+    const data = await signals(item.recording, item.index);
+    view.show(data);
+    const row = items.find((i) => i.item === item.item);
+    uncertain = row ? !!row.uncertain : false;
+    byId("uncertain").dataset.on = uncertain ? "1" : "0";
+    byId("position").textContent = `epoch ${item.index + 1} of ${item.recording_epoch_count}`;
+    document.querySelectorAll(".stage-btn").forEach((b) => b.classList.toggle("active", !!row && b.dataset.stage === row.stage));
+    byId("current-label").textContent = row && row.stage ? `Your label: ${row.stage}${row.uncertain ? " (uncertain)" : ""}` : "No label yet.";
+    shownAt = performance.now();
+    drawHypnogram();
+    root.dataset.index = String(item.index);
+    root.dataset.item = String(item.item);
+    for (const ahead of [1, 2]) if (item.index + ahead < item.recording_epoch_count) signals(item.recording, item.index + ahead);
+  }
+
+  async function fetchNext() {
+    const response = await call("POST", api + "next/");
+    if (response.status === 204) { byId("done").hidden = false; root.dataset.done = "1"; return null; }
+    if (!response.ok) { setState(`could not get the next epoch (HTTP ${response.status})`, "error"); return null; }
+    const next = await response.json();
+    if (!items.length || !item || item.recording !== next.recording) await loadHypnogram(next.recording);
+    return next;
+  }
+
+  function goTo(row) {
+    show({ ...item, item: row.item, index: row.index });
+  }
+
+  async function advance() {
+    const following = items.filter((i) => i.index > item.index).sort((a, b) => a.index - b.index)[0];
+    if (root.dataset.unit === "recording" && following) return show({ ...item, item: following.item, index: following.index });
+    const next = await fetchNext();
+    if (next) await show(next);
+  }
+
+  function score(stage) {
+    if (!item) return;
+    const row = items.find((i) => i.item === item.item);
+    const queued = pending.filter((p) => p.item === item.item).pop();
+    const entry = {
+      item: item.item, recording: item.recording, stage, uncertain,
+      rule_ids: byId("rule-ids") ? Array.from(byId("rule-ids").selectedOptions, (o) => o.value) : [],
+      rationale: byId("rationale") ? byId("rationale").value : "",
+      seconds_spent: Math.round((performance.now() - shownAt) / 100) / 10,
+      client_id: uuid(),
+      // an edit queued behind an unsent save of the same item learns its base revision when that save returns
+      base_revision: queued ? null : (row && row.revision) || null,
+    };
+    pending.push(entry);
+    if (row) Object.assign(row, { stage, uncertain }); else items.push({ item: item.item, index: item.index, stage, uncertain });
+    persist();
+    if (pending.length === 1) flush();
+    advance();
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, textarea, select") || event.metaKey || event.ctrlKey || event.altKey) return;
+    const key = event.key;
+    const name = key.length === 1 ? key.toLowerCase() : key;
+    const actions = {
+      ArrowRight: () => advance(),
+      ArrowLeft: () => { const prev = items.filter((i) => i.index < item.index).sort((a, b) => b.index - a.index)[0]; if (prev) goTo(prev); },
+      u: () => { uncertain = !uncertain; byId("uncertain").dataset.on = uncertain ? "1" : "0"; },
+      "+": () => view.setGain(1.25), "=": () => view.setGain(1.25), "-": () => view.setGain(0.8),
+      t: () => view.nextKind(), x: () => view.setGain(null), g: () => { view.guides = !view.guides; view.draw(); },
+      "?": () => { byId("help").hidden = !byId("help").hidden; },
+      Escape: () => { byId("help").hidden = true; },
+    };
+    if (STAGE_KEYS[key]) { event.preventDefault(); score(STAGE_KEYS[key]); }
+    else if (actions[name]) { event.preventDefault(); actions[name](); }
+  });
+  document.querySelectorAll(".stage-btn").forEach((b) => b.addEventListener("click", () => score(b.dataset.stage)));
+  byId("uncertain").addEventListener("click", () => { uncertain = !uncertain; byId("uncertain").dataset.on = uncertain ? "1" : "0"; });
+  window.addEventListener("online", flush);
+
+  (async function start() {
+    renderStatus();
+    if (pending.length) flush();
+    const next = await fetchNext();
+    if (next) await show(next);
+    root.dataset.ready = "1";
+  })();
+})();
