@@ -30,6 +30,7 @@ bench: setup
 	$(PY) bench/render.py
 	$(PY) bench/import_night.py
 	$(PY) bench/baseline.py
+	$(PY) bench/agreement.py
 	$(PY) bench/inference_gpu.py
 
 clean:

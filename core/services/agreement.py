@@ -1,0 +1,428 @@
+"""Inter-rater agreement on (rater, item, value) triples: kappas, Krippendorff's alpha, ICC, majorities.
+
+Every function takes an iterable of (rater, item, value) triples: rater and item are any hashable,
+value is a label or a number, and None or NaN means "not rated". A (rater, item) pair given twice
+is a ValueError, never averaged. Raters, items and values are put in sorted order (by type name
+and repr where the keys do not compare), so every matrix and every result is deterministic.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Hashable, Iterable, Sequence
+from itertools import combinations
+from typing import Any, NamedTuple
+
+import krippendorff
+import numpy as np
+from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
+
+Triple = tuple[Hashable, Hashable, Any]
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+WEIGHTS = (None, "linear", "quadratic")
+ICC_KINDS = ("ICC2", "ICC2k")
+
+
+class Matrix(NamedTuple):
+    data: np.ndarray  # raters x items; float for numbers, object for labels; NaN where not rated
+    raters: list
+    items: list
+
+
+class Kappa(NamedTuple):
+    value: float
+    n: int  # items both raters rated
+
+
+class FleissKappa(NamedTuple):
+    value: float
+    n_items: int
+    ratings_per_item: int
+
+
+class Agreement(NamedTuple):
+    value: float
+    n: int
+
+
+class BootstrapAlpha(NamedTuple):
+    alpha: float
+    low: float
+    high: float
+    n_items: int  # pairable items (two ratings or more): the units resampled
+
+
+class Majority(NamedTuple):
+    label: Any  # None on a tie
+    share: float  # share of the item's ratings that carry the modal label(s)
+    tie: bool
+    n: int  # ratings of the item
+    modes: tuple  # the modal labels, sorted; more than one on a tie
+
+
+class _Table(NamedTuple):
+    raters: list
+    items: list
+    values: list  # the value domain: codes index into it
+    rater: np.ndarray  # per rating: index into raters
+    item: np.ndarray  # per rating: index into items
+    code: np.ndarray  # per rating: index into values
+
+
+def _ordered(keys) -> list:
+    keys = set(keys)
+    try:
+        return sorted(keys)
+    except TypeError:
+        return sorted(keys, key=lambda k: (type(k).__name__, repr(k)))
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, numbers.Real) and math.isnan(value))
+
+
+def _numeric(values) -> bool:
+    return all(isinstance(v, numbers.Real) for v in values)
+
+
+def _table(triples: Iterable[Triple], domain: Sequence | None = None) -> _Table:
+    """Parse triples once; `domain` (an ordered list of allowed values) replaces the sorted values seen."""
+    seen: set = set()
+    rated = []
+    for rater, item, value in triples:
+        if (rater, item) in seen:
+            raise ValueError(f"duplicate rating for (rater, item) = {(rater, item)!r}")
+        seen.add((rater, item))
+        if not _missing(value):
+            rated.append((rater, item, value))
+    raters = _ordered(r for r, _ in seen)
+    items = _ordered(i for _, i in seen)
+    present = _ordered(v for _, _, v in rated)
+    values = present if domain is None else list(domain)
+    index = {v: k for k, v in enumerate(values)}
+    outside = [v for v in present if v not in index]
+    if outside:
+        raise ValueError(f"values outside the domain {values!r}: {outside!r}")
+    r_index = {r: k for k, r in enumerate(raters)}
+    i_index = {i: k for k, i in enumerate(items)}
+    n = len(rated)
+    return _Table(
+        raters, items, values,
+        np.fromiter((r_index[r] for r, _, _ in rated), np.intp, n),
+        np.fromiter((i_index[i] for _, i, _ in rated), np.intp, n),
+        np.fromiter((index[v] for _, _, v in rated), np.intp, n),
+    )
+
+
+def _counts(t: _Table) -> np.ndarray:
+    """items x values: how many raters gave each value to each item."""
+    v = len(t.values)
+    return np.bincount(t.item * v + t.code, minlength=len(t.items) * v).reshape(len(t.items), v)
+
+
+def _codes(t: _Table) -> np.ndarray:
+    """raters x items value codes, -1 where not rated."""
+    codes = np.full((len(t.raters), len(t.items)), -1, np.intp)
+    codes[t.rater, t.item] = t.code
+    return codes
+
+
+def reliability_matrix(triples: Iterable[Triple], *, items: Sequence | None = None,
+                       raters: Sequence | None = None) -> Matrix:
+    """Raters x items matrix with NaN where not rated, and its rater and item order.
+
+    Float when every value is a number, else an object array of labels. `items` and `raters`, when
+    given, fix the columns and rows (in that order); ratings outside them are left out.
+    """
+    t = _table(triples)
+    raters = t.raters if raters is None else list(raters)
+    items = t.items if items is None else list(items)
+    r_pos = {r: k for k, r in enumerate(raters)}
+    i_pos = {i: k for k, i in enumerate(items)}
+    row = np.array([r_pos.get(r, -1) for r in t.raters], np.intp)[t.rater]
+    col = np.array([i_pos.get(i, -1) for i in t.items], np.intp)[t.item]
+    keep = (row >= 0) & (col >= 0)
+    numeric = _numeric(t.values)
+    values = np.array(t.values, float if numeric else object)
+    data = np.full((len(raters), len(items)), np.nan, float if numeric else object)
+    data[row[keep], col[keep]] = values[t.code[keep]]
+    return Matrix(data, raters, items)
+
+
+def _kappa_from_confusion(confusion: np.ndarray, weights: str | None) -> float:
+    """sklearn's definition: 1 - sum(w * observed) / sum(w * expected), weights on label positions."""
+    n = confusion.sum()
+    if n == 0:
+        return math.nan
+    expected = np.outer(confusion.sum(1), confusion.sum(0)) / n
+    gap = np.subtract.outer(np.arange(len(confusion)), np.arange(len(confusion)))
+    w = {None: gap != 0, "linear": np.abs(gap), "quadratic": gap**2}[weights]
+    denominator = (w * expected).sum()
+    return float(1 - (w * confusion).sum() / denominator) if denominator else math.nan
+
+
+def _pair(t: _Table, codes: np.ndarray, rater_a, rater_b, labels: Sequence | None):
+    """Label positions of the items both raters rated, and the labels they index."""
+    rows = {r: k for k, r in enumerate(t.raters)}
+    for r in (rater_a, rater_b):
+        if r not in rows:
+            raise ValueError(f"unknown rater {r!r}")
+    a, b = codes[rows[rater_a]], codes[rows[rater_b]]
+    both = (a >= 0) & (b >= 0)
+    a, b = a[both], b[both]
+    if labels is None:
+        used = np.unique(np.concatenate([a, b]))
+        position = np.full(len(t.values), -1, np.intp)
+        position[used] = np.arange(len(used))
+        return position[a], position[b], [t.values[k] for k in used]
+    labels = list(labels)
+    index = {v: k for k, v in enumerate(labels)}
+    position = np.array([index.get(v, -1) for v in t.values], np.intp)
+    used = np.unique(np.concatenate([a, b]))
+    outside = [t.values[k] for k in used[position[used] < 0]]
+    if outside:
+        raise ValueError(f"values outside labels {labels!r}: {outside!r}")
+    return position[a], position[b], labels
+
+
+def _confusion(a: np.ndarray, b: np.ndarray, n_labels: int) -> np.ndarray:
+    return np.bincount(a * n_labels + b, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
+
+
+def _check_weights(weights):
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS!r}, not {weights!r}")
+
+
+def cohen_kappa(triples: Iterable[Triple], rater_a, rater_b, *, weights: str | None = None,
+                labels: Sequence | None = None) -> Kappa:
+    """Cohen's kappa of two raters on the items both rated (NaN when undefined).
+
+    weights None, "linear" or "quadratic" act on positions in `labels` (default: the sorted values
+    the two raters used), as sklearn.metrics.cohen_kappa_score does.
+    """
+    _check_weights(weights)
+    t = _table(triples)
+    a, b, labels = _pair(t, _codes(t), rater_a, rater_b, labels)
+    return Kappa(_kappa_from_confusion(_confusion(a, b, len(labels)), weights), len(a))
+
+
+def pairwise_cohen_kappa(triples: Iterable[Triple], *, weights: str | None = None,
+                         labels: Sequence | None = None) -> dict[tuple, Kappa]:
+    """Cohen's kappa for every pair of raters, keyed (rater_a, rater_b) in rater order."""
+    _check_weights(weights)
+    t = _table(triples)
+    codes = _codes(t)
+    out = {}
+    for rater_a, rater_b in combinations(t.raters, 2):
+        a, b, used = _pair(t, codes, rater_a, rater_b, labels)
+        out[rater_a, rater_b] = Kappa(_kappa_from_confusion(_confusion(a, b, len(used)), weights), len(a))
+    return out
+
+
+def confusion_matrix(triples: Iterable[Triple], rater_a, rater_b, labels: Sequence) -> np.ndarray:
+    """Counts on the items both rated: rows are rater_a's labels, columns rater_b's, in `labels` order."""
+    t = _table(triples)
+    a, b, labels = _pair(t, _codes(t), rater_a, rater_b, labels)
+    return _confusion(a, b, len(labels))
+
+
+def _equal_ratings(counts: np.ndarray, ratings_per_item: int | None) -> tuple[np.ndarray, int]:
+    """The items with exactly `ratings_per_item` ratings (default: the commonest count of two or more)."""
+    m = counts.sum(1)
+    if ratings_per_item is None:
+        tally = np.bincount(m[m >= 2])
+        if not tally.any():
+            raise ValueError("no item has two ratings or more")
+        ratings_per_item = int(len(tally) - 1 - np.argmax(tally[::-1]))  # ties: the larger count
+    if ratings_per_item < 2:
+        raise ValueError("ratings_per_item must be 2 or more")
+    return counts[m == ratings_per_item], ratings_per_item
+
+
+def fleiss_kappa(triples: Iterable[Triple], labels: Sequence, *,
+                 ratings_per_item: int | None = None) -> FleissKappa:
+    """Fleiss' kappa (statsmodels) over the items with the same number of ratings.
+
+    Fleiss' kappa assumes every item has the same number of ratings (the raters may differ from item
+    to item). The items used are those with exactly `ratings_per_item` ratings, by default the
+    commonest number of ratings among items with two or more (ties: the larger); others are left out.
+    """
+    counts, m = _equal_ratings(_counts(_table(triples, labels)), ratings_per_item)
+    return FleissKappa(float(sm_fleiss_kappa(counts, method="fleiss")), len(counts), m)
+
+
+def per_label_kappa(triples: Iterable[Triple], labels: Sequence, *,
+                    ratings_per_item: int | None = None) -> dict:
+    """One-vs-rest Fleiss' kappa per label (Fleiss 1971's category kappa), on fleiss_kappa's items.
+
+    Each label's ratings are set against all other labels and Fleiss' kappa is taken on that
+    two-column table; a label nobody used gets NaN.
+    """
+    counts, m = _equal_ratings(_counts(_table(triples, labels)), ratings_per_item)
+    out = {}
+    for k, label in enumerate(labels):
+        binary = np.column_stack([counts[:, k], m - counts[:, k]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[label] = float(sm_fleiss_kappa(binary, method="fleiss"))
+    return out
+
+
+def _level(level: str, values: list) -> np.ndarray | None:
+    """The value domain the metric needs: numbers for interval and ratio, None for nominal and ordinal."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS!r}, not {level!r}")
+    if level in ("interval", "ratio"):
+        if not _numeric(values):
+            raise ValueError(f"{level} alpha needs numeric values")
+        return np.asarray(values, float)
+    return None
+
+
+def _table_for_alpha(triples, level: str, value_domain: Sequence | None) -> _Table:
+    t = _table(triples, value_domain)
+    if level == "ordinal" and value_domain is None and not _numeric(t.values):
+        raise ValueError("ordinal alpha on labels needs an ordered value_domain")
+    return t
+
+
+def krippendorff_alpha(triples: Iterable[Triple], level: str = "nominal",
+                       value_domain: Sequence | None = None) -> float:
+    """Krippendorff's alpha (the `krippendorff` package) with missing ratings allowed.
+
+    `value_domain` orders the values for ordinal alpha (default: sorted values, numbers only).
+    """
+    t = _table_for_alpha(triples, level, value_domain)
+    points = _level(level, t.values)
+    domain = np.arange(len(t.values)) if points is None else points
+    return float(krippendorff.alpha(value_counts=_counts(t), value_domain=domain, level_of_measurement=level))
+
+
+def _item_coincidences(counts: np.ndarray) -> np.ndarray:
+    """Each item's coincidence matrix o_u = (n_uc n_uk - [c=k] n_uc) / (m_u - 1), flattened: items x V*V."""
+    v = counts.shape[1]
+    pairs = counts[:, :, None] * counts[:, None, :] - counts[:, None, :] * np.eye(v, dtype=counts.dtype)
+    return (pairs / (counts.sum(1) - 1)[:, None, None]).reshape(len(counts), v * v)
+
+
+def _alpha_from_coincidences(o: np.ndarray, level: str, points: np.ndarray | None) -> np.ndarray:
+    """alpha = 1 - D_o / D_e for each row of o (samples x V x V), with the level's squared distance.
+
+    Ordinal distance is that of each sample's own marginals n_c: (sum_{g=c..k} n_g - (n_c + n_k)/2)^2,
+    the squared gap between the values' mid-ranks.
+    """
+    n = o.sum(1)
+    if level == "nominal":
+        d = 1 - np.eye(o.shape[1])[None]
+    elif level == "ordinal":
+        mid = np.cumsum(n, 1) - n / 2
+        d = (mid[:, :, None] - mid[:, None, :]) ** 2
+    elif level == "interval":
+        d = np.subtract.outer(points, points)[None] ** 2
+    else:
+        total = np.add.outer(points, points)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = np.where(total != 0, np.subtract.outer(points, points) / total, 0.0)[None] ** 2
+    observed = (o * d).sum((1, 2))
+    expected = np.einsum("bc,bck,bk->b", n, np.broadcast_to(d, o.shape), n) / (n.sum(1) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1 - observed / expected
+
+
+def bootstrap_alpha(triples: Iterable[Triple], level: str, *, n_boot: int = 1000, seed: int = 0,
+                    confidence: float = 0.95, value_domain: Sequence | None = None) -> BootstrapAlpha:
+    """Krippendorff's alpha with a percentile bootstrap interval from resampling items.
+
+    Method: the pairable items (two ratings or more) are resampled with replacement, n_boot times,
+    from numpy's default_rng(seed). alpha is computed from Krippendorff's coincidence matrix: item u
+    contributes o_u = (n_uc n_uk - [c=k] n_uc) / (m_u - 1), a resample's matrix is the sum of its
+    items' o_u weighted by how often each was drawn, and alpha = 1 - D_o / D_e with the level's
+    squared distance (ordinal distances from the resample's own marginals). Items with the same
+    value counts share one o_u, so the draw is a multinomial over those patterns (the same
+    distribution as drawing items). The interval is the (1 - confidence)/2 and (1 + confidence)/2
+    quantiles of the resampled alphas; resamples where alpha is undefined (one value only) are
+    left out. The point estimate equals krippendorff_alpha.
+    """
+    t = _table_for_alpha(triples, level, value_domain)
+    points = _level(level, t.values)
+    if len(t.values) < 2:
+        raise ValueError("alpha needs two values or more in the domain")
+    counts = _counts(t)
+    counts = counts[counts.sum(1) >= 2]
+    if not len(counts):
+        raise ValueError("no item has two ratings or more")
+    patterns, weight = np.unique(counts, axis=0, return_counts=True)
+    o = _item_coincidences(patterns)
+    v = len(t.values)
+    point = _alpha_from_coincidences((weight @ o).reshape(1, v, v), level, points)[0]
+    draws = np.random.default_rng(seed).multinomial(len(counts), weight / len(counts), size=n_boot)
+    boot = _alpha_from_coincidences((draws @ o).reshape(n_boot, v, v), level, points)
+    low, high = np.nanquantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return BootstrapAlpha(float(point), float(low), float(high), len(counts))
+
+
+def percent_agreement(triples: Iterable[Triple]) -> Agreement:
+    """Mean over items with two ratings or more of the share of rater pairs that agree; n = those items."""
+    counts = _counts(_table(triples))
+    m = counts.sum(1)
+    counts, m = counts[m >= 2], m[m >= 2]
+    if not len(m):
+        return Agreement(math.nan, 0)
+    return Agreement(float(((counts * (counts - 1)).sum(1) / (m * (m - 1))).mean()), len(m))
+
+
+def agreement_with_majority(triples: Iterable[Triple]) -> Agreement:
+    """Share of ratings equal to their item's modal label, over items with two ratings or more.
+
+    Each rating counts in its own item's majority. Ties do not change the value: a rating counts 1/t
+    when its label is one of t tied modal labels, which is what any tie-break gives, since tied labels
+    have the same count. n = the ratings counted.
+    """
+    counts = _counts(_table(triples))
+    m = counts.sum(1)
+    counts, m = counts[m >= 2], m[m >= 2]
+    if not m.sum():
+        return Agreement(math.nan, 0)
+    return Agreement(float(counts.max(1).sum() / m.sum()), int(m.sum()))
+
+
+def majority(triples: Iterable[Triple]) -> dict:
+    """Per rated item, its plurality label (None on a tie), the share holding it, a tie flag, the
+    number of ratings and the modal labels (several on a tie: the adjudication candidates)."""
+    t = _table(triples)
+    counts = _counts(t)
+    m = counts.sum(1)
+    top = counts.max(1)
+    out = {}
+    for u in np.flatnonzero(m):
+        modes = tuple(t.values[k] for k in np.flatnonzero(counts[u] == top[u]))
+        out[t.items[u]] = Majority(modes[0] if len(modes) == 1 else None, float(top[u] / m[u]),
+                                   len(modes) > 1, int(m[u]), modes)
+    return out
+
+
+def icc(triples: Iterable[Triple], kind: str = "ICC2k") -> float:
+    """Intraclass correlation, two-way random effects, absolute agreement (Shrout & Fleiss 1979).
+
+    kind "ICC2" is ICC(2,1), one rater's reliability; "ICC2k" is ICC(2,k), the mean of the k raters'.
+    Needs a fully crossed design: every rater rated every item, with numbers.
+    """
+    if kind not in ICC_KINDS:
+        raise ValueError(f"kind must be one of {ICC_KINDS!r}, not {kind!r}")
+    matrix = reliability_matrix(triples)
+    if matrix.data.dtype != float:
+        raise ValueError("ICC needs numeric values")
+    y = matrix.data.T  # items x raters
+    if np.isnan(y).any():
+        raise ValueError(f"ICC needs a fully crossed design: {int(np.isnan(y).sum())} of {y.size} "
+                         "(rater, item) ratings are missing")
+    n, k = y.shape
+    if n < 2 or k < 2:
+        raise ValueError("ICC needs two items and two raters or more")
+    grand = y.mean()
+    ms_rows = k * ((y.mean(1) - grand) ** 2).sum() / (n - 1)
+    ms_cols = n * ((y.mean(0) - grand) ** 2).sum() / (k - 1)
+    ms_error = (((y - grand) ** 2).sum() - (n - 1) * ms_rows - (k - 1) * ms_cols) / ((n - 1) * (k - 1))
+    if kind == "ICC2":
+        return float((ms_rows - ms_error) / (ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n))
+    return float((ms_rows - ms_error) / (ms_rows + (ms_cols - ms_error) / n))
