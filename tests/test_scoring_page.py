@@ -1,0 +1,51 @@
+"""The scoring page in a real browser: keyboard scoring with gain, a measurement, saves that land."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from annotation.models import Label
+from annotation.services.campaigns import create_campaign
+from core.roles import RATER
+from tests.test_browser import SHOTS, browser, login  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+KEYS = ["w", "w", "1", "2", "2", "2", "3", "3", "2", "r", "r", "5", "0", "1", "2", "2", "3", "2", "r", "2"]
+STAGES = {"w": "W", "0": "W", "1": "N1", "2": "N2", "3": "N3", "r": "R", "5": "R"}
+
+
+def test_a_rater_scores_twenty_epochs_with_the_keyboard(browser, live_server, make_user, imported):  # noqa: F811
+    rater = make_user(RATER)
+    campaign = create_campaign("Night scoring", recordings=[imported], raters=[rater], overlap=1, unit="recording")
+    page = login(browser, live_server, rater)
+    page.goto(f"{live_server.url}/scoring/{campaign.pk}/score/")
+    expect(page.locator("#scoring[data-ready]")).to_have_count(1)
+    expect(page.locator("#scoring")).to_have_attribute("data-index", "0")
+    expect(page.locator("#signal-view[data-drawn]")).to_have_count(1)
+
+    page.keyboard.press("t")  # EOG
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    box = page.locator("#signal-view").bounding_box()
+    band = box["height"] / 6
+    y = box["y"] + 2.5 * band  # O2-M1
+    page.mouse.move(box["x"] + box["width"] * 0.45, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.50, y, steps=5)
+    page.mouse.up()
+    expect(page.locator("#measure-readout")).to_have_text(re.compile(r"O2-M1: \d+\.\d\d s · \d+ µV p-p · (\d+\.\d Hz|—)"))
+    page.screenshot(path=SHOTS / "scoring.png", full_page=True)
+
+    for n, key in enumerate(KEYS):
+        expect(page.locator("#scoring")).to_have_attribute("data-index", str(n))
+        page.keyboard.press(key)
+    expect(page.locator("#scoring")).to_have_attribute("data-index", "20")
+    expect(page.locator("#scoring")).to_have_attribute("data-saved", "20", timeout=20_000)
+    expect(page.locator("#save-state")).to_have_text("saved")
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_be_visible()
+    page.screenshot(path=SHOTS / "scoring-help.png", full_page=True)
+
+    labels = Label.objects.filter(item__campaign=campaign, rater=rater).order_by("item__position")
+    assert [(label.item.epoch.index, label.stage) for label in labels] == [(i, STAGES[k]) for i, k in enumerate(KEYS)]
+    assert all(label.revision == 1 and label.seconds_spent is not None for label in labels)
