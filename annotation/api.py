@@ -4,11 +4,10 @@ Raters reach only the campaigns they are raters of, see only their own labels an
 other raters' labels (unless the campaign shows them), never reference stages (unless it shows them),
 and never whether an item is served again for re-scoring.
 """
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
