@@ -2,6 +2,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from annotation.api import router as annotation_router
 from config.auth import ThrottledObtainAuthToken
 from datasets.api import router as datasets_router
 from inference.api import EvaluationView
@@ -10,6 +11,7 @@ from inference.api import router as inference_router
 urlpatterns = [
     path("", include(datasets_router.urls)),
     path("", include(inference_router.urls)),
+    path("", include(annotation_router.urls)),
     path("evaluation/", EvaluationView.as_view(), name="evaluation"),
     path("auth/token/", ThrottledObtainAuthToken.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -12,7 +12,9 @@ Every test gets the `access_world` fixture (a small database with one object of 
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Callable, Iterable
 
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.roles import ADMIN, CURATOR, RATER, RESEARCHER
@@ -95,13 +98,17 @@ def client_for(role: str, *, api: bool = False):
 
     client = APIClient() if api else Client()
     if role != ANONYMOUS:
-        client.force_login(make_role_user(role, f"matrix-{role}"))
+        username = f"matrix-{role}"
+        user = get_user_model().objects.filter(username=username).first() or make_role_user(role, username)
+        client.force_login(user)
     return client
 
 
 def build_world() -> SimpleNamespace:
     """One object of every kind, small enough to build for each test: a 3-epoch recording with
-    images, a model version with predictions, a finished inference job and a failed import."""
+    images, a model version with predictions, a finished inference job, a failed import, and a scoring
+    campaign over the 3 epochs whose rater is the matrix rater ("matrix-rater", who holds a reservation
+    of the first item and so reaches the recording) and whose second item has two disagreeing labels."""
     from datasets.constants import DERIVATIONS, EPOCH_SAMPLES
     from datasets.models import Cohort, Epoch, EpochImage, ImportJob, Recording
     from datasets.services import storage
@@ -133,6 +140,19 @@ def build_world() -> SimpleNamespace:
     import_job = ImportJob.objects.create(cohort_name="World", source_name="SC4001E0-PSG.edf", state=ImportJob.FAILED,
                                           error="internal error: disk full", source_in_storage=True,
                                           source_path="uploads/0/SC4001E0-PSG.edf")
+    from annotation.models import Label, Reservation
+    from annotation.services.campaigns import create_campaign
+
+    matrix_rater = make_role_user(RATER, f"matrix-{RATER}")
+    other_raters = [make_role_user(RATER, f"world-rater-{i}") for i in (1, 2)]
+    campaign = create_campaign("World campaign", recordings=[recording], overlap=2,
+                               raters=[matrix_rater, *other_raters])
+    items = list(campaign.items.order_by("position"))
+    Reservation.objects.create(item=items[0], slot=0, rater=matrix_rater, expires_at=timezone.now() + timedelta(hours=1))
+    for slot, (rater, stage) in enumerate(zip(other_raters, ("N2", "N3"))):
+        Reservation.objects.create(item=items[1], slot=slot, rater=rater, labelled=True, expires_at=timezone.now())
+        Label.objects.create(item=items[1], rater=rater, stage=stage, client_id=uuid.uuid4())
     return SimpleNamespace(cohort=cohort, recording=recording, epochs=epochs, epoch=epochs[1], version=version,
                            job=job, prediction=prediction, import_job=import_job,
-                           image=EpochImage.objects.get(epoch=epochs[1]))
+                           image=EpochImage.objects.get(epoch=epochs[1]), campaign=campaign, items=items,
+                           rater=matrix_rater)

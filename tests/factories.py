@@ -14,3 +14,17 @@ def make_recording(cohort_name: str, name: str, stages: list[str], rules: list[l
         for i, s in enumerate(stages)
     ])
     return recording
+
+
+def assign_rater(recording: Recording, *users):
+    """Put `recording` in a fresh scoring campaign whose raters are `users` (User objects or usernames), so
+    these raters reach it (annotation's recording scope narrows raters to their campaigns' recordings)."""
+    from django.contrib.auth import get_user_model
+
+    from annotation.models import ScoringCampaign
+    from annotation.services.campaigns import create_campaign
+
+    User = get_user_model()
+    raters = [u if isinstance(u, User) else User.objects.get(username=u) for u in users]
+    return create_campaign(f"campaign-{ScoringCampaign.objects.count() + 1}-{recording.pk}", recordings=[recording],
+                           overlap=1, raters=raters)

@@ -104,6 +104,51 @@ class TestInferenceApi(RoleAccessTests):
     ]
 
 
+SCORING = "/api/scoring/campaigns"
+READERS = (RATER, *STAFF)
+
+
+def _label(w):
+    return {"item": w.items[0].pk, "stage": "N2", "client_id": "6f1c1f0e-8a4e-4a53-9a43-3f2b8b1f0c11"}
+
+
+class TestScoringApi(RoleAccessTests):
+    cases = [
+        api("campaigns", "scoringcampaign-list", lambda w: f"{SCORING}/", api_expect(200, READERS)),
+        api("new campaign", "scoringcampaign-list", lambda w: f"{SCORING}/", api_expect(201, WRITERS), method="post",
+            data=lambda w: {"name": "Fresh", "recordings": [w.recording.pk], "raters": ["matrix-rater"], "overlap": 1},
+            extra=JSON),
+        api("bad campaign", "scoringcampaign-list", lambda w: f"{SCORING}/", api_expect(400, WRITERS), method="post",
+            data=lambda w: {"name": "Fresh", "recordings": [w.recording.pk], "raters": ["matrix-rater"], "overlap": 3},
+            extra=JSON),
+        api("campaign", "scoringcampaign-detail", lambda w: f"{SCORING}/{w.campaign.pk}/", api_expect(200, READERS)),
+        api("missing campaign", "scoringcampaign-detail", lambda w: f"{SCORING}/999999/", api_expect(404, READERS)),
+        # Only the campaign's raters take items; admins may hold every permission but are not raters of it.
+        api("next item", "scoringcampaign-next", lambda w: f"{SCORING}/{w.campaign.pk}/next/",
+            expect(200, [RATER], denied=403, anonymous=API_ANONYMOUS), method="post"),
+        api("save label", "scoringcampaign-labels", lambda w: f"{SCORING}/{w.campaign.pk}/labels/",
+            api_expect(201, [RATER]), method="post", data=_label, extra=JSON),
+        api("save label without reservation", "scoringcampaign-labels", lambda w: f"{SCORING}/{w.campaign.pk}/labels/",
+            api_expect(403, []), method="post", data=lambda w: {**_label(w), "item": w.items[2].pk}, extra=JSON),
+        api("bad stage", "scoringcampaign-labels", lambda w: f"{SCORING}/{w.campaign.pk}/labels/",
+            api_expect(400, [RATER]), method="post", data=lambda w: {**_label(w), "stage": "S4"}, extra=JSON),
+        api("labels", "scoringcampaign-labels", lambda w: f"{SCORING}/{w.campaign.pk}/labels/", api_expect(200, READERS)),
+        api("bad label filter", "scoringcampaign-labels", lambda w: f"{SCORING}/{w.campaign.pk}/labels/?rater=x",
+            api_expect(400, READERS)),
+        api("release", "scoringcampaign-release", lambda w: f"{SCORING}/{w.campaign.pk}/release/",
+            api_expect(200, [RATER]), method="post", data=lambda w: {"item": w.items[0].pk}, extra=JSON),
+        api("history", "scoringcampaign-history", lambda w: f"{SCORING}/{w.campaign.pk}/history/?item={w.items[1].pk}",
+            api_expect(200, READERS)),
+        api("hypnogram", "scoringcampaign-hypnogram",
+            lambda w: f"{SCORING}/{w.campaign.pk}/hypnogram/?recording={w.recording.pk}", api_expect(200, READERS)),
+        api("adjudication", "scoringcampaign-adjudication", lambda w: f"{SCORING}/{w.campaign.pk}/adjudication/",
+            api_expect(200, STAFF)),
+        api("adjudicate", "scoringcampaign-adjudication", lambda w: f"{SCORING}/{w.campaign.pk}/adjudication/",
+            api_expect(201, WRITERS), method="post",
+            data=lambda w: {"item": w.items[1].pk, "stage": "N2", "reason": "spindles at 12 s"}, extra=JSON),
+    ]
+
+
 def _routes(patterns, namespace=None):
     for pattern in patterns:
         if isinstance(pattern, URLResolver):

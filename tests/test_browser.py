@@ -117,7 +117,11 @@ def test_failed_import_shows_its_error(browser, live_server, make_user, tmp_path
 
 
 def test_rater_sees_no_reference_stage(browser, live_server, make_user, imported):
-    page = login(browser, live_server, make_user(RATER))
+    from tests.factories import assign_rater
+
+    rater = make_user(RATER)
+    assign_rater(imported, rater)  # raters reach the recordings of their campaigns
+    page = login(browser, live_server, rater)
     page.goto(f"{live_server.url}/recordings/{imported.pk}/epochs/3/")
     expect(page.locator("#viewer-image")).to_be_visible()
     expect(page.locator("#reference-stage")).to_have_count(0)

@@ -21,6 +21,7 @@ from datasets.services.ingest import ImportRequest, import_psg
 from inference.models import InferenceJob, ModelVersion, Prediction
 from inference.services import jobs
 from tests.conftest import stored_files
+from tests.factories import assign_rater
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
@@ -332,6 +333,7 @@ def test_raters_see_a_pseudonym_and_no_provenance(access_world, role_client):
 
     recording = access_world.recording
     rater = role_client(RATER)
+    assign_rater(recording, f"{RATER}-user")
     pages = [reverse("datasets:recording", args=[recording.pk]), reverse("datasets:epoch", args=[recording.pk, 1]),
              reverse("datasets:recording-list"), reverse("datasets:cohort", args=[recording.cohort_id])]
     for url in pages:

@@ -10,6 +10,7 @@ from datasets.models import EpochImage
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 from inference.services import jobs
 from inference.services.backends.openai_backend import OpenAIBackend
+from tests.factories import assign_rater
 from tests.fake_vllm import fake  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
@@ -152,7 +153,9 @@ def test_epoch_page_shows_predictions_to_allowed_roles(role_client, imported, ve
     assert 'id="predictions"' in html and "sleepvlm-vllm" in html
     assert AasmRule.objects.get(rule_id="N2.1").text in html
     rater = role_client(RATER)
-    rater_html = rater.get(url).content.decode()
+    assign_rater(imported, f"{RATER}-user")
+    assert (response := rater.get(url)).status_code == 200
+    rater_html = response.content.decode()
     assert 'id="predictions"' not in rater_html and "sleepvlm-vllm" not in rater_html
     assert rater.get(f"/api/predictions/?recording={imported.pk}").status_code == 403
 

@@ -16,6 +16,7 @@ from datasets.models import Epoch, EpochImage, ImportJob, Recording
 from datasets.services import ingest, storage
 from datasets.services.ingest import ImportRequest, import_psg
 from datasets.services.synthetic import synthesize_night
+from tests.factories import assign_rater
 from core.roles import RATER
 from core.services.sweeps import sweep_storage
 from tests.conftest import stored_files
@@ -368,7 +369,9 @@ def test_mass_ex_without_a_scored_hypnogram_needs_the_contiguous_flag(tmp_path, 
     assert recording.massex_contiguous and recording.hypnogram_format == "mass-ex"
     assert list(recording.epochs.values_list("stage", "massex_n", "reference_rules")) == [
         ("W", 0, ["W.1"]), ("N1", 1, ["N1.1"]), ("unscored", None, []), ("N2", 3, [])]
-    html = role_client(RATER).get(reverse("datasets:recording", args=[recording.pk])).content.decode()
+    rater = role_client(RATER)
+    assign_rater(recording, f"{RATER}-user")
+    html = rater.get(reverse("datasets:recording", args=[recording.pk])).content.decode()
     assert 'id="massex-contiguous"' in html and "stated contiguous from the first epoch" in html
 
 

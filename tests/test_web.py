@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 
 from core.roles import ADMIN, CURATOR, RATER, RESEARCHER
 from datasets.models import Epoch, EpochImage
+from tests.factories import assign_rater
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +61,8 @@ def test_healthz_reports_a_broken_broker(client, settings, make_user):
 @pytest.mark.parametrize("role", [RATER, CURATOR, RESEARCHER, ADMIN])
 def test_every_role_can_browse(role, role_client, imported):
     client = role_client(role)
+    if role == RATER:
+        assign_rater(imported, f"{RATER}-user")  # raters browse the recordings of their campaigns
     for url in pages(imported):
         assert client.get(url).status_code == 200, (role, url)
 
@@ -67,6 +70,8 @@ def test_every_role_can_browse(role, role_client, imported):
 def test_reference_stage_is_hidden_from_raters(role_client, imported):
     epoch = imported.epochs.get(index=5)
     rater = role_client(RATER)
+    assign_rater(imported, f"{RATER}-user")
+    assert rater.get(reverse("datasets:epoch", args=[imported.pk, 5])).status_code == 200
     html = rater.get(reverse("datasets:epoch", args=[imported.pk, 5])).content.decode()
     assert 'id="reference-stage"' not in html
     assert "Reference stage" not in html
@@ -95,6 +100,8 @@ def test_massex_n_beside_the_index_for_researchers_not_raters(role_client, acces
     rows = researcher.get(f"/api/epochs/?recording={recording.pk}").json()["results"]
     assert [row["massex_n"] for row in rows] == [None, 0, 1]
     rater = role_client(RATER)  # the same test client, now logged in as a rater
+    assign_rater(recording, f"{RATER}-user")
+    assert rater.get(f"/api/epochs/{second.pk}/").status_code == 200
     for index in (0, 1):
         html = rater.get(reverse("datasets:epoch", args=[recording.pk, index])).content.decode()
         assert "massex-n" not in html and "MASS-EX" not in html
@@ -142,6 +149,7 @@ def test_token_auth_and_schema(make_user, imported):
 def test_images_have_long_cache_and_etag(role_client, imported):
     image = EpochImage.objects.filter(epoch__recording=imported).first()
     client = role_client(RATER)
+    assign_rater(imported, f"{RATER}-user")
     url = reverse("datasets:image", args=[image.sha256])
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
@@ -155,8 +163,9 @@ def test_images_have_long_cache_and_etag(role_client, imported):
 
 def test_viewer_image_is_rendered_once_and_cached(role_client, imported):
     client = role_client(RATER)
+    assign_rater(imported, f"{RATER}-user")
     url = reverse("datasets:epoch", args=[imported.pk, 10])
-    client.get(url)
+    assert client.get(url).status_code == 200
     client.get(url)
     viewers = EpochImage.objects.filter(epoch__recording=imported, kind=EpochImage.VIEWER)
     assert list(viewers.values_list("variant", flat=True)) == ["context,guides"]

@@ -18,6 +18,10 @@ from datasets.models import Epoch
 from inference.models import ModelVersion, Prediction
 
 REFERENCES = ("hypnogram", "consensus")
+# Reference stages that come from later apps, by name: cohort -> {epoch id: (recording id, stage, rule ids)}.
+# The annotation app registers "consensus" in its AppConfig.ready(), so inference never imports annotation
+# (the layering core <- datasets <- inference <- annotation, enforced by tests/test_core.py).
+REFERENCE_PROVIDERS: dict = {}
 PARSED = (Prediction.OK, Prediction.REPAIRED)
 
 
@@ -65,14 +69,21 @@ def _mean(values: list[float]) -> dict:
 
 
 def _reference_stages(cohort, reference: str) -> dict[int, tuple[int, str, list[str]]]:
-    """epoch id -> (recording id, reference stage, reference rule ids), scored epochs only."""
+    """epoch id -> (recording id, reference stage, reference rule ids), scored epochs only.
+
+    "consensus" asks the provider registered in REFERENCE_PROVIDERS (annotation's expert consensus:
+    adjudicated stage, else a non-tied majority; no rule ids)."""
     if reference not in REFERENCES:
         raise EvaluationError(f"unknown reference {reference!r}; expected one of {', '.join(REFERENCES)}")
     if reference == "consensus":
-        raise EvaluationError(
-            "reference 'consensus' needs expert stage labels from the annotation app, and this cohort has none; "
-            "use --reference hypnogram"
-        )
+        provider = REFERENCE_PROVIDERS.get("consensus")
+        stages = provider(cohort) if provider is not None else {}
+        if not stages:
+            raise EvaluationError(
+                "reference 'consensus' needs expert stage labels from the annotation app, and this cohort has none; "
+                "use --reference hypnogram"
+            )
+        return stages
     rows = Epoch.objects.filter(recording__cohort=cohort).exclude(stage=UNSCORED)
     return {pk: (rec, stage, rules) for pk, rec, stage, rules in
             rows.values_list("pk", "recording_id", "stage", "reference_rules")}

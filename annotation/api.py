@@ -1,0 +1,246 @@
+"""REST API of expert stage scoring, under /api/scoring/ (session or token auth; the core access policy).
+
+Raters reach only the campaigns they are raters of, see only their own labels and assignments, never
+other raters' labels (unless the campaign shows them), never reference stages (unless it shows them),
+and never whether an item is served again for re-scoring.
+"""
+from django.utils import timezone
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from annotation.filters import CampaignFilter, LabelFilter
+from annotation.models import CampaignItem, Label, ScoringCampaign
+from annotation.serializers import (AdjudicationInputSerializer, AdjudicationSerializer, CampaignCreateSerializer,
+                                    CampaignSerializer, LabelInputSerializer, LabelSerializer, OwnLabelSerializer,
+                                    RaterCampaignSerializer)
+from annotation.services import consensus, queue
+from annotation.services.campaigns import create_campaign
+from core.access import SEE_REFERENCE, PolicyPermission
+from datasets.exceptions import InputError
+
+# Per action and method: the permission the requester needs (None: checked in the view).
+ACTION_PERMISSIONS = {
+    "next": {"POST": "annotation.score_epochs"},
+    "release": {"POST": "annotation.score_epochs"},
+    "labels": {"GET": "annotation.view_label", "POST": "annotation.score_epochs"},
+    "history": {"GET": "annotation.view_label"},
+    "hypnogram": {"GET": "annotation.view_label"},
+    "adjudication": {"GET": None, "POST": None},
+}
+
+
+class ScoringPermission(BasePermission):
+    def has_permission(self, request, view):
+        if not request.user.is_authenticated:
+            return False
+        perms = ACTION_PERMISSIONS[view.action]
+        if request.method not in perms:
+            return False
+        return perms[request.method] is None or request.user.has_perm(perms[request.method])
+
+
+def sees_everything(user) -> bool:
+    """Curators, researchers and admins (they see reference stages) see every campaign and every label."""
+    return user.has_perm(SEE_REFERENCE)
+
+
+class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    filterset_class = CampaignFilter
+
+    def get_permissions(self):
+        if self.action in ACTION_PERMISSIONS:
+            return [ScoringPermission()]
+        return [PolicyPermission()]
+
+    def get_queryset(self):
+        campaigns = ScoringCampaign.objects.all()
+        user = self.request.user
+        if sees_everything(user):
+            return campaigns
+        return (campaigns.filter(raters=user) | campaigns.filter(adjudicators=user)).distinct()
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return CampaignCreateSerializer
+        return CampaignSerializer if sees_everything(self.request.user) else RaterCampaignSerializer
+
+    def create(self, request, *args, **kwargs):
+        serializer = CampaignCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        try:
+            campaign = create_campaign(data.pop("name"), user=request.user, **data)
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(CampaignSerializer(campaign, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _rater_campaign(self) -> ScoringCampaign:
+        campaign = self.get_object()
+        if not campaign.raters.filter(pk=self.request.user.pk).exists():
+            raise PermissionDenied("you are not a rater of this campaign")
+        return campaign
+
+    def _item(self, campaign, value) -> CampaignItem:
+        try:
+            return CampaignItem.objects.select_related("epoch", "recording").get(campaign=campaign, pk=int(value))
+        except (TypeError, ValueError, CampaignItem.DoesNotExist):
+            raise ValidationError({"item": f"no item {value!r} in this campaign"}) from None
+
+    def _filtered(self, queryset):
+        filterset = LabelFilter(self.request.query_params, queryset=queryset, request=self.request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        return filterset.qs
+
+    def _page(self, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        rows = serializer_class(page if page is not None else queryset, many=True).data
+        return self.get_paginated_response(rows) if page is not None else Response(rows)
+
+    def _own_visible_labels(self, campaign):
+        """The rater's current labels, one per item: the latest pass (so a re-score is not revealed)."""
+        labels = queue.current_labels(campaign).filter(rater=self.request.user)
+        shadowed = labels.filter(rescore=True).values("item_id")
+        return labels.exclude(rescore=False, item_id__in=shadowed)
+
+    # --- the rater's queue -------------------------------------------------------------------
+
+    @action(detail=True, methods=["post"])
+    def next(self, request, pk=None):
+        """Reserve and return the next item for the rater (204 when nothing is left for them)."""
+        campaign = self._rater_campaign()
+        served = queue.next_item(campaign, request.user)
+        if served is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        item, rescore = served
+        item = CampaignItem.objects.select_related("epoch", "recording").get(pk=item.pk)
+        if rescore:
+            label = queue.current_labels(campaign).filter(item=item, rater=request.user, rescore=True).first()
+            expires_at = timezone.now() + timezone.timedelta(seconds=campaign.reservation_timeout_s)
+        else:
+            label = queue.visible_label(campaign, request.user, item)
+            expires_at = queue.reservation_of(campaign, request.user, item).expires_at
+        body = {
+            "item": item.pk, "recording": item.recording_id, "epoch": item.epoch_id, "index": item.epoch.index,
+            "onset_s": item.epoch.onset_s, "recording_epoch_count": item.recording.epoch_count,
+            "expires_at": expires_at, "label": OwnLabelSerializer(label).data if label else None,
+        }
+        if campaign.show_reference:
+            body["reference_stage"] = item.epoch.stage
+        if campaign.show_other_labels:
+            others = queue.current_labels(campaign, rescore=False).filter(item=item).exclude(rater=request.user)
+            body["other_labels"] = sorted(others.values_list("stage", flat=True))
+        return Response(body)
+
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        """Give back an item the rater abandons."""
+        campaign = self._rater_campaign()
+        item = self._item(campaign, request.data.get("item"))
+        return Response({"item": item.pk, "released": queue.release(campaign, request.user, item)})
+
+    @action(detail=True, methods=["get", "post"])
+    def labels(self, request, pk=None):
+        """GET: the requester's current labels (curators, researchers: everyone's). POST: save a label."""
+        if request.method == "POST":
+            return self._save_label(request)
+        campaign = self.get_object()
+        if sees_everything(request.user):
+            rows = queue.current_labels(campaign).select_related("item").order_by("item__position", "rater_id", "rescore")
+            return self._page(self._filtered(rows), LabelSerializer)
+        return self._page(self._filtered(self._own_visible_labels(campaign)).order_by("item__position"),
+                          OwnLabelSerializer)
+
+    def _save_label(self, request):
+        campaign = self._rater_campaign()
+        data = LabelInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        item = self._item(campaign, fields.pop("item"))
+        try:
+            label, created = queue.submit_label(campaign, request.user, item, **fields)
+        except queue.StaleLabel as exc:
+            return Response({"detail": str(exc), "current_revision": exc.current_revision},
+                            status=status.HTTP_412_PRECONDITION_FAILED)
+        except queue.NotReserved as exc:
+            raise PermissionDenied(str(exc)) from None
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        body = {"id": label.pk, "item": label.item_id, "stage": label.stage, "uncertain": label.uncertain,
+                "revision": label.revision, "created_at": label.created_at}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        """The append-only history (?item=): every version, who saved it, when, and the value it replaced."""
+        campaign = self.get_object()
+        rows = Label.objects.filter(item__campaign=campaign).select_related("replaces", "rater")
+        everything = sees_everything(request.user)
+        if not everything:
+            visible = self._own_visible_labels(campaign).values_list("item_id", "rescore")
+            passes = {item: rescore for item, rescore in visible}
+            rows = [r for r in self._filtered(rows.filter(rater=request.user, item_id__in=passes.keys()))
+                    .order_by("item__position", "revision") if r.rescore == passes[r.item_id]]
+        else:
+            rows = self._filtered(rows).order_by("item__position", "rater_id", "rescore", "revision")
+        out = []
+        for label in rows:
+            previous = label.replaces
+            row = {"id": label.pk, "item": label.item_id, "rater": label.rater_id, "rater_username": label.rater.username,
+                   "stage": label.stage, "uncertain": label.uncertain, "rule_ids": label.rule_ids,
+                   "rationale": label.rationale, "revision": label.revision, "created_at": label.created_at,
+                   "previous": None if previous is None else {"stage": previous.stage, "uncertain": previous.uncertain,
+                                                              "revision": previous.revision}}
+            if everything:
+                row["rescore"] = label.rescore
+            out.append(row)
+        return Response(out)
+
+    @action(detail=True, methods=["get"])
+    def hypnogram(self, request, pk=None):
+        """The requester's own labels of one recording (?recording=), for the scoring page's mini hypnogram."""
+        campaign = self.get_object()
+        recording = request.query_params.get("recording")
+        if recording is None or not str(recording).isdigit():
+            raise ValidationError({"recording": "give ?recording=ID (an integer)"})
+        labels = self._own_visible_labels(campaign).filter(item__recording_id=int(recording))
+        rows = labels.order_by("item__epoch__index").values_list("item__epoch__index", "stage", "uncertain")
+        return Response([{"index": index, "stage": stage, "uncertain": uncertain} for index, stage, uncertain in rows])
+
+    @action(detail=True, methods=["get", "post"])
+    def adjudication(self, request, pk=None):
+        """GET: tied and low-agreement items with their labels. POST {item, stage, reason}: resolve one."""
+        campaign = self.get_object()
+        designated = campaign.adjudicators.filter(pk=request.user.pk).exists()
+        if request.method == "GET":
+            if not (designated or (sees_everything(request.user) and request.user.has_perm("annotation.view_adjudication"))):
+                raise PermissionDenied("only curators, researchers and the campaign's adjudicators see adjudication")
+            items = {i.pk: i for i in CampaignItem.objects.filter(campaign=campaign).select_related("epoch")}
+            return Response([
+                {"item": s.item_id, "recording": items[s.item_id].recording_id, "epoch": s.epoch_id,
+                 "index": items[s.item_id].epoch.index,
+                 "labels": [{"rater": rater, "stage": stage} for rater, stage in sorted(s.labels.items())],
+                 "majority": s.majority, "level": s.level, "tie": s.tie}
+                for s in consensus.for_adjudication(campaign)
+            ])
+        if not consensus.can_adjudicate(request.user, campaign):
+            raise PermissionDenied("only curators and the campaign's adjudicators may adjudicate")
+        data = AdjudicationInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        item = self._item(campaign, data.validated_data["item"])
+        try:
+            adjudication = consensus.adjudicate(item, data.validated_data["stage"], data.validated_data["reason"],
+                                                request.user)
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(AdjudicationSerializer(adjudication).data, status=status.HTTP_201_CREATED)
+
+
+router = SimpleRouter()
+router.register("scoring/campaigns", CampaignViewSet, basename="scoringcampaign")

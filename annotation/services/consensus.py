@@ -1,0 +1,119 @@
+"""Consensus of a campaign's labels: majority stage, agreement level, ties, adjudication.
+
+Only current first-pass labels count (re-scores measure a rater's self-consistency, not the item).
+An item needs adjudication when at least two raters labelled it and the top stage is tied or holds
+less than 2/3 of the labels. An adjudicated stage always wins over the majority.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from django.core.exceptions import PermissionDenied
+
+from annotation.models import Adjudication, CampaignItem, Label
+from datasets.constants import STAGES
+from datasets.exceptions import InputError
+
+LOW_AGREEMENT = 2 / 3
+
+
+@dataclass
+class ItemConsensus:
+    item_id: int
+    epoch_id: int
+    labels: dict[int, str] = field(default_factory=dict)  # rater id -> stage
+    majority: str | None = None
+    level: float | None = None
+    tie: bool = False
+    adjudicated: str | None = None
+
+    @property
+    def needs_adjudication(self) -> bool:
+        return self.adjudicated is None and len(self.labels) >= 2 and (self.tie or self.level < LOW_AGREEMENT)
+
+    @property
+    def stage(self) -> str | None:
+        """The consensus stage: the adjudicated one, else a non-tied majority."""
+        if self.adjudicated:
+            return self.adjudicated
+        return None if self.tie else self.majority
+
+
+def _summarise(items) -> dict[int, ItemConsensus]:
+    result = {pk: ItemConsensus(pk, epoch) for pk, epoch in items.values_list("pk", "epoch_id")}
+    labels = Label.objects.filter(item__in=items, rescore=False, replaced_by__isnull=True)
+    for item_id, rater_id, stage in labels.values_list("item_id", "rater_id", "stage"):
+        result[item_id].labels[rater_id] = stage
+    for adjudication in Adjudication.objects.filter(item__in=items).order_by("item_id", "created_at", "pk"):
+        result[adjudication.item_id].adjudicated = adjudication.stage  # the latest stands
+    for summary in result.values():
+        if summary.labels:
+            counts = Counter(summary.labels.values()).most_common()
+            summary.majority, top = counts[0]
+            summary.level = top / len(summary.labels)
+            summary.tie = len(counts) > 1 and counts[1][1] == top
+    return result
+
+
+def campaign_consensus(campaign) -> dict[int, ItemConsensus]:
+    """item id -> its consensus summary."""
+    return _summarise(CampaignItem.objects.filter(campaign=campaign))
+
+
+def for_adjudication(campaign) -> list[ItemConsensus]:
+    """Tied and low-agreement items not yet adjudicated, in queue order."""
+    summaries = campaign_consensus(campaign)
+    order = dict(CampaignItem.objects.filter(campaign=campaign).values_list("pk", "position"))
+    return sorted((s for s in summaries.values() if s.needs_adjudication), key=lambda s: order[s.item_id])
+
+
+def can_adjudicate(user, campaign) -> bool:
+    return user.has_perm("annotation.adjudicate") or campaign.adjudicators.filter(pk=user.pk).exists()
+
+
+def adjudicate(item, stage, reason, user) -> Adjudication:
+    """Resolve an item's disagreement (curators or the campaign's designated adjudicators; a reason is required)."""
+    if not can_adjudicate(user, item.campaign):
+        raise PermissionDenied("only curators and the campaign's adjudicators may adjudicate")
+    if stage not in STAGES:
+        raise InputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InputError("an adjudication needs a reason")
+    return Adjudication.objects.create(item=item, stage=stage, reason=reason, adjudicator=user)
+
+
+def consensus_stages(recording) -> dict[int, str]:
+    """epoch id -> consensus stage over every campaign of the recording (the newest campaign wins)."""
+    return consensus_for_recordings([recording.pk])
+
+
+def consensus_for_recordings(recording_ids) -> dict[int, str]:
+    items = CampaignItem.objects.filter(recording_id__in=list(recording_ids))
+    campaign_of = dict(items.values_list("pk", "campaign__created_at"))
+    stages: dict[int, tuple] = {}
+    for summary in _summarise(items).values():
+        if summary.stage is None:
+            continue
+        when = campaign_of[summary.item_id]
+        if summary.epoch_id not in stages or stages[summary.epoch_id][0] <= when:
+            stages[summary.epoch_id] = (when, summary.stage)
+    return {epoch: stage for epoch, (_, stage) in stages.items()}
+
+
+def consensus_reference(cohort) -> dict[int, tuple[int, str, list[str]]]:
+    """Reference provider for inference evaluation: epoch id -> (recording id, consensus stage, [])."""
+    from datasets.models import Epoch
+
+    recordings = list(cohort.recordings.values_list("pk", flat=True))
+    stages = consensus_for_recordings(recordings)
+    recording_of = dict(Epoch.objects.filter(pk__in=stages.keys()).values_list("pk", "recording_id"))
+    return {pk: (recording_of[pk], stage, []) for pk, stage in stages.items()}
+
+
+def by_rater(labels) -> dict[int, list]:
+    grouped = defaultdict(list)
+    for label in labels:
+        grouped[label.rater_id].append(label)
+    return grouped
