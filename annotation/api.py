@@ -19,12 +19,15 @@ from annotation.serializers import (AdjudicationInputSerializer, AdjudicationSer
                                     RaterCampaignSerializer)
 from annotation.services import consensus, queue
 from annotation.services.campaigns import create_campaign
-from core.access import SEE_REFERENCE, PolicyPermission
+from annotation.services.dashboard import campaign_statistics
+from core.access import SEE_REFERENCE, PolicyPermission, policy_for
 from datasets.exceptions import InputError
 
 # Per action and method: the permission the requester needs (None: checked in the view).
 ACTION_PERMISSIONS = {
     "next": {"POST": "annotation.score_epochs"},
+    "ahead": {"POST": "annotation.score_epochs"},
+    "statistics": {"GET": "annotation.view_scoringcampaign"},
     "release": {"POST": "annotation.score_epochs"},
     "labels": {"GET": "annotation.view_label", "POST": "annotation.score_epochs"},
     "history": {"GET": "annotation.view_label"},
@@ -118,14 +121,36 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         served = queue.next_item(campaign, request.user)
         if served is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        item, rescore = served
+        return Response(self._served(campaign, *served))
+
+    @action(detail=True, methods=["get"])
+    def statistics(self, request, pk=None):
+        """Every figure of the campaign dashboard (roles that see reference data)."""
+        campaign = self.get_object()
+        if not policy_for(request.user).can_see_reference:
+            raise PermissionDenied("campaign statistics compare raters with the reference: not for raters")
+        return Response(campaign_statistics(campaign))
+
+    @action(detail=True, methods=["post"])
+    def ahead(self, request, pk=None):
+        """The next item and up to ?count= (at most 5) further reserved ones, so the page can score on offline."""
+        campaign = self._rater_campaign()
+        count = request.query_params.get("count", "3")
+        if not count.isdigit():
+            raise ValidationError({"count": "give ?count=N, a whole number"})
+        return Response([self._served(campaign, item, rescore)
+                         for item, rescore in queue.reserve_ahead(campaign, request.user, int(count))])
+
+    def _served(self, campaign, item, rescore) -> dict:
+        """What a rater learns of an item served to them (never whether it is a re-score)."""
+        user = self.request.user
         item = CampaignItem.objects.select_related("epoch", "recording").get(pk=item.pk)
         if rescore:
-            label = queue.current_labels(campaign).filter(item=item, rater=request.user, rescore=True).first()
+            label = queue.current_labels(campaign).filter(item=item, rater=user, rescore=True).first()
             expires_at = timezone.now() + timezone.timedelta(seconds=campaign.reservation_timeout_s)
         else:
-            label = queue.visible_label(campaign, request.user, item)
-            expires_at = queue.reservation_of(campaign, request.user, item).expires_at
+            label = queue.visible_label(campaign, user, item)
+            expires_at = queue.reservation_of(campaign, user, item).expires_at
         body = {
             "item": item.pk, "recording": item.recording_id, "epoch": item.epoch_id, "index": item.epoch.index,
             "onset_s": item.epoch.onset_s, "recording_epoch_count": item.recording.epoch_count,
@@ -134,9 +159,9 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if campaign.show_reference:
             body["reference_stage"] = item.epoch.stage
         if campaign.show_other_labels:
-            others = queue.current_labels(campaign, rescore=False).filter(item=item).exclude(rater=request.user)
+            others = queue.current_labels(campaign, rescore=False).filter(item=item).exclude(rater=user)
             body["other_labels"] = sorted(others.values_list("stage", flat=True))
-        return Response(body)
+        return body
 
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
@@ -210,8 +235,10 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if recording is None or not str(recording).isdigit():
             raise ValidationError({"recording": "give ?recording=ID (an integer)"})
         labels = self._own_visible_labels(campaign).filter(item__recording_id=int(recording))
-        rows = labels.order_by("item__epoch__index").values_list("item__epoch__index", "stage", "uncertain")
-        return Response([{"index": index, "stage": stage, "uncertain": uncertain} for index, stage, uncertain in rows])
+        rows = labels.order_by("item__epoch__index").values_list("item_id", "item__epoch__index", "stage", "uncertain",
+                                                                 "revision")
+        return Response([{"item": item, "index": index, "stage": stage, "uncertain": uncertain, "revision": revision}
+                         for item, index, stage, uncertain, revision in rows])
 
     @action(detail=True, methods=["get", "post"])
     def adjudication(self, request, pk=None):

@@ -15,5 +15,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("config.api_urls")),
     path("inference/", include("inference.urls")),
+    path("scoring/", include("annotation.urls")),
     path("", include("datasets.urls")),
 ]

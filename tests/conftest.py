@@ -15,6 +15,12 @@ TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Tests create many users: a fast hasher instead of PBKDF2's deliberate cost (never in production)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def empty_cache():
     """Throttle counts and the health check's cached answer never leak from one test into another."""
     from django.core.cache import cache

@@ -112,6 +112,19 @@ def _label(w):
     return {"item": w.items[0].pk, "stage": "N2", "client_id": "6f1c1f0e-8a4e-4a53-9a43-3f2b8b1f0c11"}
 
 
+class TestScoringPages(RoleAccessTests):
+    cases = [
+        Access("campaigns", "annotation:campaign-list", lambda w: "/scoring/", everyone()),
+        # the campaign's raters only: an admin holds the permission but is not one of them (404)
+        Access("score", "annotation:score", lambda w: f"/scoring/{w.campaign.pk}/score/",
+               {**expect(200, [RATER]), ADMIN: 404}),
+        Access("dashboard", "annotation:dashboard", lambda w: f"/scoring/{w.campaign.pk}/dashboard/", expect(200, STAFF)),
+        Access("adjudicate", "annotation:adjudicate", lambda w: f"/scoring/{w.campaign.pk}/adjudicate/",
+               expect(302, WRITERS), method="post",
+               data=lambda w: {"item": w.items[1].pk, "stage": "N2", "reason": "spindles at 12 s"}),
+    ]
+
+
 class TestScoringApi(RoleAccessTests):
     cases = [
         api("campaigns", "scoringcampaign-list", lambda w: f"{SCORING}/", api_expect(200, READERS)),
@@ -135,6 +148,12 @@ class TestScoringApi(RoleAccessTests):
         api("labels", "scoringcampaign-labels", lambda w: f"{SCORING}/{w.campaign.pk}/labels/", api_expect(200, READERS)),
         api("bad label filter", "scoringcampaign-labels", lambda w: f"{SCORING}/{w.campaign.pk}/labels/?rater=x",
             api_expect(400, READERS)),
+        api("reserve ahead", "scoringcampaign-ahead", lambda w: f"{SCORING}/{w.campaign.pk}/ahead/?count=3",
+            expect(200, [RATER], denied=403, anonymous=API_ANONYMOUS), method="post"),
+        api("bad ahead count", "scoringcampaign-ahead", lambda w: f"{SCORING}/{w.campaign.pk}/ahead/?count=x",
+            expect(400, [RATER], denied=403, anonymous=API_ANONYMOUS), method="post"),
+        api("statistics", "scoringcampaign-statistics", lambda w: f"{SCORING}/{w.campaign.pk}/statistics/",
+            api_expect(200, STAFF)),
         api("release", "scoringcampaign-release", lambda w: f"{SCORING}/{w.campaign.pk}/release/",
             api_expect(200, [RATER]), method="post", data=lambda w: {"item": w.items[0].pk}, extra=JSON),
         api("history", "scoringcampaign-history", lambda w: f"{SCORING}/{w.campaign.pk}/history/?item={w.items[1].pk}",

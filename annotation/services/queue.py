@@ -59,6 +59,9 @@ def _now(now):
     return now or timezone.now()
 
 
+MAX_AHEAD = 5  # items a page may hold ahead of the one on screen
+
+
 def _expiry(campaign, now):
     return now + timedelta(seconds=campaign.reservation_timeout_s)
 
@@ -153,6 +156,26 @@ def next_item(campaign: ScoringCampaign, rater, now=None):
         else:
             reservation = _reserve_from(campaign, rater, open_items(campaign, rater), now)
         return (reservation.item, False) if reservation is not None else None
+
+
+def reserve_ahead(campaign: ScoringCampaign, rater, count: int, now=None) -> list[tuple[CampaignItem, bool]]:
+    """Up to `count` items for the rater, the next first: `next_item`'s, then further reservations in
+    queue order, so a scoring page can go on for a few epochs while offline. A re-score comes alone."""
+    count = max(1, min(int(count), MAX_AHEAD))
+    first = next_item(campaign, rater, now)
+    if first is None or first[1]:
+        return [first] if first else []
+    now = _now(now)
+    held = Reservation.objects.filter(item__campaign=campaign, rater=rater, labelled=False, expires_at__gt=now)
+    with transaction.atomic():
+        for _ in range(count - held.count()):
+            if campaign.unit == ScoringCampaign.RECORDING:
+                reservation = _next_in_recording(campaign, rater, now)
+            else:
+                reservation = _reserve_from(campaign, rater, open_items(campaign, rater), now)
+            if reservation is None:
+                break
+    return [(r.item, False) for r in held.select_related("item").order_by("item__position")[:count]]
 
 
 def _next_in_recording(campaign, rater, now) -> Reservation | None:

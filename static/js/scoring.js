@@ -84,8 +84,7 @@
   async function loadHypnogram(recording) {
     const response = await call("GET", `${api}hypnogram/?recording=${recording}`);
     if (!response.ok) return;
-    const data = await response.json();
-    items = data.items;
+    items = await response.json();
     for (const entry of pending) {  // labels not yet on the server still show
       const row = items.find((i) => i.item === entry.item);
       if (row) Object.assign(row, { stage: entry.stage, uncertain: entry.uncertain });
@@ -131,27 +130,40 @@
     drawHypnogram();
     root.dataset.index = String(item.index);
     root.dataset.item = String(item.item);
-    for (const ahead of [1, 2]) if (item.index + ahead < item.recording_epoch_count) signals(item.recording, item.index + ahead);
+    for (const next of upcoming.slice(0, 2)) signals(next.recording, next.index);
   }
 
-  async function fetchNext() {
-    const response = await call("POST", api + "next/");
-    if (response.status === 204) { byId("done").hidden = false; root.dataset.done = "1"; return null; }
-    if (!response.ok) { setState(`could not get the next epoch (HTTP ${response.status})`, "error"); return null; }
-    const next = await response.json();
-    if (!items.length || !item || item.recording !== next.recording) await loadHypnogram(next.recording);
-    return next;
+  let upcoming = [];           // items reserved ahead (the queue's order), so scoring goes on offline
+  let refilling = null;
+
+  async function refill() {
+    if (refilling) return refilling;
+    refilling = (async () => {
+      try {
+        const response = await call("POST", api + "ahead/?count=4");
+        if (!response.ok) { setState(`could not get the next epochs (HTTP ${response.status})`, "error"); return; }
+        const served = await response.json();
+        if (served.length && (!item || item.recording !== served[0].recording)) await loadHypnogram(served[0].recording);
+        const known = new Set(upcoming.map((u) => u.item).concat(item ? [item.item] : []));
+        upcoming = upcoming.concat(served.filter((u) => !known.has(u.item) && !isScored(u.item)));
+        if (!served.length && !upcoming.length) { byId("done").hidden = false; root.dataset.done = "1"; }
+      } catch (e) { setState(`offline: ${pending.length} queued`, "offline"); }
+      finally { refilling = null; }
+    })();
+    return refilling;
   }
+
+  const isScored = (id) => items.some((i) => i.item === id && i.stage) || pending.some((p) => p.item === id);
 
   function goTo(row) {
     show({ ...item, item: row.item, index: row.index });
   }
 
   async function advance() {
-    const following = items.filter((i) => i.index > item.index).sort((a, b) => a.index - b.index)[0];
-    if (root.dataset.unit === "recording" && following) return show({ ...item, item: following.item, index: following.index });
-    const next = await fetchNext();
-    if (next) await show(next);
+    upcoming = upcoming.filter((u) => !isScored(u.item) && (!item || u.item !== item.item));
+    if (upcoming.length < 2) { const waiting = refill(); if (!upcoming.length) await waiting; }
+    upcoming = upcoming.filter((u) => !isScored(u.item));
+    if (upcoming.length) await show(upcoming.shift());
   }
 
   function score(stage) {
@@ -179,7 +191,8 @@
     const key = event.key;
     const name = key.length === 1 ? key.toLowerCase() : key;
     const actions = {
-      ArrowRight: () => advance(),
+      ArrowRight: () => { const later = items.filter((i) => i.index > item.index && i.stage).sort((a, b) => a.index - b.index)[0];
+        if (later) goTo(later); else advance(); },
       ArrowLeft: () => { const prev = items.filter((i) => i.index < item.index).sort((a, b) => b.index - a.index)[0]; if (prev) goTo(prev); },
       u: () => { uncertain = !uncertain; byId("uncertain").dataset.on = uncertain ? "1" : "0"; },
       "+": () => view.setGain(1.25), "=": () => view.setGain(1.25), "-": () => view.setGain(0.8),
@@ -197,8 +210,7 @@
   (async function start() {
     renderStatus();
     if (pending.length) flush();
-    const next = await fetchNext();
-    if (next) await show(next);
+    await advance();
     root.dataset.ready = "1";
   })();
 })();
