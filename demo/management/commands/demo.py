@@ -22,12 +22,20 @@ from inference.services.jobs import start_job
 
 DEMO_ACCOUNTS = {  # username: (role, password); demo only, printed at start
     "rater": (RATER, "rater-demo-pass"),
+    "rater2": (RATER, "rater2-demo-pass"),
+    "rater3": (RATER, "rater3-demo-pass"),
     "curator": (CURATOR, "curator-demo-pass"),
     "researcher": (RESEARCHER, "researcher-demo-pass"),
     "admin": (ADMIN, "admin-demo-pass"),
 }
 DEMO_COHORT = "Synthetic demo"
 BASELINE_VERSION = "baseline-yasa"
+SCORING_CAMPAIGN = "Demo scoring"
+SCORING_RATERS = ("rater", "rater2", "rater3")
+# Simulated raters (rater2, rater3) agree with the reference about as often as human scorers agree
+# with the majority per stage (spec/agreement.md); otherwise they pick a neighbouring stage.
+SIMULATED_AGREEMENT = {"W": 0.85, "N1": 0.6, "N2": 0.85, "N3": 0.7, "R": 0.9}
+NEIGHBOURS = {"W": ("N1",), "N1": ("W", "N2"), "N2": ("N1", "N3"), "N3": ("N2",), "R": ("N1", "N2")}
 
 
 class Command(BaseCommand):
@@ -48,6 +56,7 @@ class Command(BaseCommand):
         self._accounts()
         recording = self._night(opts["hours"], opts["seed"])
         self._baseline(recording)
+        self._scoring(recording, opts["seed"])
         if opts["no_serve"]:
             self.stdout.write(self.style.SUCCESS("Demo ready."))
             return
@@ -95,6 +104,38 @@ class Command(BaseCommand):
             raise CommandError(f"baseline run failed: {job.error}")
         total = Prediction.objects.filter(model_version=version, epoch__recording=recording).count()
         self.stdout.write(f"Baseline predictions: {total} of {recording.epoch_count} epochs (first and last skipped)")
+
+    def _scoring(self, recording, seed: int):
+        """A scoring campaign over the night for the three rater accounts; two simulated raters have scored some."""
+        import uuid
+
+        import numpy as np
+
+        from annotation.models import ScoringCampaign
+        from annotation.services import queue
+        from annotation.services.campaigns import create_campaign
+
+        if ScoringCampaign.objects.filter(name=SCORING_CAMPAIGN).exists():
+            self.stdout.write(f"Scoring campaign '{SCORING_CAMPAIGN}' already set up")
+            return
+        campaign = create_campaign(
+            SCORING_CAMPAIGN, recordings=[recording], sample="stratified", sample_size=150, seed=seed, overlap=3,
+            raters=SCORING_RATERS, adjudicators=("curator",), unit="epoch", rescore_share=0.1,
+            description="Stratified sample of the synthetic night; rater2 and rater3 are simulated.",
+        )
+        rng = np.random.default_rng(seed)
+        users = get_user_model().objects.in_bulk(SCORING_RATERS[1:], field_name="username")
+        for username in SCORING_RATERS[1:]:
+            for _ in range(60):
+                served = queue.next_item(campaign, users[username])
+                if served is None:
+                    break
+                truth = served[0].epoch.stage
+                stage = truth if rng.random() < SIMULATED_AGREEMENT[truth] else str(rng.choice(NEIGHBOURS[truth]))
+                queue.submit_label(campaign, users[username], served[0], stage=stage, client_id=uuid.uuid4(),
+                                   seconds_spent=float(rng.uniform(4, 20)))
+        self.stdout.write(f"Scoring campaign '{SCORING_CAMPAIGN}': {campaign.items.count()} epochs, overlap 3, "
+                          f"raters {', '.join(SCORING_RATERS)} ({', '.join(SCORING_RATERS[1:])} simulated, 60 epochs each)")
 
     def _serve(self, addr: str):
         """runserver with a Celery worker beside it; Ctrl-C or SIGTERM stops both."""
