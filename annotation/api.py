@@ -62,7 +62,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         campaigns = ScoringCampaign.objects.all()
         user = self.request.user
-        if sees_everything(user):
+        if getattr(self, "swagger_fake_view", False) or sees_everything(user):  # the schema generator has no user
             return campaigns
         return (campaigns.filter(raters=user) | campaigns.filter(adjudicators=user)).distinct()
 

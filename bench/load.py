@@ -104,7 +104,8 @@ def warm_up(port, token, campaign, n):
         t.join()
 
 
-def rater_loop(port, token, campaign, deadline, abandon, seed, out):
+def rater_loop(port, token, campaign, deadline, abandon, think_s, seed, out):
+    """One rater: next, then label it (or abandon it), then look at the next epoch for about think_s."""
     rnd = random.Random(seed)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
@@ -129,6 +130,7 @@ def rater_loop(port, token, campaign, deadline, abandon, seed, out):
                 out["errors"].append(f"next {status} {data[:200]!r}")
                 continue
             item = json.loads(data)["item"]
+            time.sleep(think_s * rnd.uniform(0.75, 1.25))  # reading the epoch
             if rnd.random() < abandon:
                 status, data, ms = call("/release/", {"item": item})
                 out["requests"] += 1
@@ -177,6 +179,8 @@ def main():
     parser.add_argument("--overlap", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900, help="reservation timeout of the campaign (s)")
     parser.add_argument("--abandon", type=float, default=0.1, help="share of items a rater releases unlabelled")
+    parser.add_argument("--think-s", type=float, default=2.0,
+                        help="seconds a rater looks at an epoch before labelling it (2 s: a fast expert's pace; 0: stress)")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--port", type=int, default=8765)
@@ -201,7 +205,7 @@ def main():
         warm_up(args.port, tokens[0], campaign, args.workers * args.threads * 2)
         results = [{"requests": 0, "errors": [], "next_ms": [], "submit_ms": [], "acknowledged": []} for _ in tokens]
         deadline = time.time() + args.seconds
-        threads = [threading.Thread(target=rater_loop, args=(args.port, t, campaign, deadline, args.abandon, i, r))
+        threads = [threading.Thread(target=rater_loop, args=(args.port, t, campaign, deadline, args.abandon, args.think_s, i, r))
                    for i, (t, r) in enumerate(zip(tokens, results))]
         for t in threads:
             t.start()
@@ -216,6 +220,7 @@ def main():
             print("error:", error, file=sys.stderr)
         summary = {
             "raters": args.raters, "epochs": args.recordings * args.epochs, "seconds": args.seconds,
+            "think_s": args.think_s,
             "requests": sum(r["requests"] for r in results), "labels": len(merged["acknowledged"]),
             "errors": len(merged["errors"]), "lost": verdict["lost"], "over_assigned": verdict["over_assigned"],
             "next_p50_ms": percentile(merged["next_ms"], 50), "next_p95_ms": percentile(merged["next_ms"], 95),

@@ -1,5 +1,6 @@
 """Shared fixtures: isolated media storage, role users, synthetic PSG files, a real Celery worker."""
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,34 @@ def role_client(make_user, client):
 
 def stored_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@contextmanager
+def broker_at(url: str, **conf):
+    """Point the Celery app at another broker (and conf values) for a block; its connection and
+    producer pools are dropped on the way in and out, so nothing keeps a connection to the other one."""
+    from django.conf import settings
+
+    from config.celery import app
+
+    saved = {"broker_url": app.conf.broker_url, **{k: app.conf[k] for k in conf}}
+    saved_setting = settings.CELERY_BROKER_URL
+
+    def drop_pools():
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    drop_pools()
+    app.conf.update(broker_url=url, **conf)
+    settings.CELERY_BROKER_URL = url
+    try:
+        yield app
+    finally:
+        drop_pools()
+        app.conf.update(saved)
+        settings.CELERY_BROKER_URL = saved_setting
 
 
 @pytest.fixture

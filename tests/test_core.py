@@ -20,7 +20,7 @@ from datasets.services import imports, ingest
 from datasets.services.ingest import ImportRequest, import_psg
 from inference.models import InferenceJob, ModelVersion, Prediction
 from inference.services import jobs
-from tests.conftest import stored_files
+from tests.conftest import broker_at, stored_files
 from tests.factories import assign_rater
 
 pytestmark = pytest.mark.django_db
@@ -262,17 +262,12 @@ def test_upload_is_stored_after_its_job_row_under_the_jobs_folder(night_edf, med
     assert (media_root / job.source_path).is_file()
 
 
-def test_a_job_queued_while_the_broker_is_down_is_requeued_by_the_sweep(night_edf, settings, django_capture_on_commit_callbacks):
+def test_a_job_queued_while_the_broker_is_down_is_requeued_by_the_sweep(night_edf, django_capture_on_commit_callbacks):
     from config.celery import app
 
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    app.conf.broker_connection_retry = app.conf.broker_connection_max_retries = 0
-    try:
+    with broker_at("redis://127.0.0.1:1/0", broker_connection_retry=False, broker_connection_max_retries=0):
         with django_capture_on_commit_callbacks(execute=True):
             job = imports.submit_upload(upload=SimpleUploadedFile("night.edf", night_edf.read_bytes()), cohort="c")
-    finally:
-        app.conf.broker_url = settings.CELERY_BROKER_URL
-        app.pool.force_close_all()
     assert ImportJob.objects.get(pk=job.pk).state == ImportJob.PENDING  # the request did not fail
     app.conf.task_always_eager = True
     try:

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from core.roles import ADMIN, CURATOR, RATER
 from datasets.services import imports
 from demo.management.commands.demo import DEMO_ACCOUNTS
+from tests.conftest import broker_at
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables that would steer a child process away from the environment a test sets up.
@@ -58,12 +59,9 @@ def run_python(args, env, timeout=120) -> subprocess.CompletedProcess:
 # --- /healthz ---------------------------------------------------------------------------------------
 
 @pytest.fixture
-def broken_broker(settings):
-    from config.celery import app
-
-    app.conf.broker_url = "redis://user:secret-pw@127.0.0.1:1/0"
-    yield
-    app.conf.broker_url = settings.CELERY_BROKER_URL
+def broken_broker():
+    with broker_at("redis://user:secret-pw@127.0.0.1:1/0"):
+        yield
 
 
 @pytest.mark.django_db

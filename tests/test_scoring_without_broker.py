@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from annotation.services.campaigns import create_campaign
 from core.roles import RATER
+from tests.conftest import broker_at
 
 pytestmark = pytest.mark.django_db
 
@@ -22,10 +23,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def private_redis(settings):
+def private_redis():
     """A Redis server of this test's own, as the Celery broker; stopped by the test."""
-    from config.celery import app
-
     port = _free_port()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                               stdout=subprocess.DEVNULL)
@@ -34,16 +33,12 @@ def private_redis(settings):
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.1)
-    url = f"redis://127.0.0.1:{port}/0"
-    previous = app.conf.broker_url
-    app.conf.broker_url = settings.CELERY_BROKER_URL = url
     try:
-        yield server
+        with broker_at(f"redis://127.0.0.1:{port}/0"):
+            yield server
     finally:
         server.kill()
         server.wait()
-        app.conf.broker_url = settings.CELERY_BROKER_URL = previous
-        app.pool.force_close_all()
 
 
 def _score(api, campaign, n):

@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 
 from core.roles import ADMIN, CURATOR, RATER, RESEARCHER
 from datasets.models import Epoch, EpochImage
+from tests.conftest import broker_at
 from tests.factories import assign_rater
 
 pytestmark = pytest.mark.django_db
@@ -43,17 +44,12 @@ def test_healthz_reports_database_broker_and_storage(client, make_user):
     assert data["broker"]["backend"] in ("filesystem", "redis")
 
 
-def test_healthz_reports_a_broken_broker(client, settings, make_user):
-    from config.celery import app
-
+def test_healthz_reports_a_broken_broker(client, make_user):
     cache.clear()
     client.force_login(make_user(ADMIN))
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    try:
+    with broker_at("redis://127.0.0.1:1/0"):
         response = client.get("/healthz")
-    finally:
-        app.conf.broker_url = settings.CELERY_BROKER_URL
-        cache.clear()
+    cache.clear()
     assert response.status_code == 503
     assert response.json()["broker"]["ok"] is False
 
