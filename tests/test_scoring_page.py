@@ -49,3 +49,25 @@ def test_a_rater_scores_twenty_epochs_with_the_keyboard(browser, live_server, ma
     labels = Label.objects.filter(item__campaign=campaign, rater=rater).order_by("item__position")
     assert [(label.item.epoch.index, label.stage) for label in labels] == [(i, STAGES[k]) for i, k in enumerate(KEYS)]
     assert all(label.revision == 1 and label.seconds_spent is not None for label in labels)
+
+
+def test_scoring_goes_on_offline_and_nothing_is_lost_or_duplicated(browser, live_server, make_user, imported):  # noqa: F811
+    rater = make_user(RATER)
+    campaign = create_campaign("Offline", recordings=[imported], raters=[rater], overlap=1, unit="recording")
+    page = login(browser, live_server, rater)
+    page.goto(f"{live_server.url}/scoring/{campaign.pk}/score/")
+    expect(page.locator("#scoring[data-ready]")).to_have_count(1)
+    page.keyboard.press("w")
+    expect(page.locator("#scoring")).to_have_attribute("data-saved", "1")
+    expect(page.locator("#scoring")).to_have_attribute("data-index", "1")
+    page.context.set_offline(True)
+    for n, key in enumerate(["1", "2"], start=1):  # epochs reserved ahead: scoring goes on without the server
+        expect(page.locator("#scoring")).to_have_attribute("data-index", str(n))
+        page.keyboard.press(key)
+    expect(page.locator("#save-state")).to_have_text(re.compile(r"offline: 2 queued|saving 2"))
+    assert Label.objects.filter(item__campaign=campaign).count() == 1
+    page.context.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(page.locator("#scoring")).to_have_attribute("data-saved", "3", timeout=20_000)
+    stages = list(Label.objects.filter(item__campaign=campaign).order_by("item__position").values_list("stage", flat=True))
+    assert stages == ["W", "N1", "N2"]

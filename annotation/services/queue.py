@@ -115,10 +115,18 @@ def _try_reserve(campaign, rater, item_id, now) -> Reservation | None:
 
 
 def _reserve_from(campaign, rater, items, now) -> Reservation | None:
-    for _ in range(ROUNDS):
+    """A reservation of the first free item of `items`; None only when none is open for the rater.
+
+    Rows other raters are reserving right now are skipped (PostgreSQL); when every open row is
+    locked that way, it tries again shortly rather than answer "nothing left" while items remain.
+    """
+    for attempt in range(ROUNDS):
         ids = list(items.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:CANDIDATES])
         if not ids:
-            return None
+            if not items.exists():
+                return None
+            time.sleep(0.005 * (attempt + 1))
+            continue
         for item_id in ids:
             reservation = _try_reserve(campaign, rater, item_id, now)
             if reservation is not None:

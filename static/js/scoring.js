@@ -56,28 +56,36 @@
 
   function persist() { localStorage.setItem(queueKey, JSON.stringify(pending)); renderStatus(); }
 
+  let flushing = false;       // one save loop at a time: saves go out in order, each once
+
   async function flush() {
-    while (pending.length) {
-      const entry = pending[0];
-      let response;
-      try { response = await call("POST", api + "labels/", entry); } catch (e) { renderStatus(); return setTimeout(flush, 2000); }
-      if (response.status === 201 || response.status === 200) {
-        const saved = await response.json();
-        pending.shift();
-        const row = items.find((i) => i.item === saved.item);
-        if (row) { row.revision = saved.revision; }
-        pending.filter((p) => p.item === saved.item).forEach((p) => { p.base_revision = saved.revision; });
-        persist();
-        setState("saved", "succeeded");
-        byId("scoring").dataset.saved = String(Number(byId("scoring").dataset.saved || 0) + 1);
-      } else if (response.status >= 500 || response.status === 429) {
-        renderStatus(); return setTimeout(flush, 2000);
-      } else {
-        const problem = await response.json().catch(() => ({}));
-        pending.shift(); persist();
-        setState(problem.detail || `not saved (HTTP ${response.status})`, "error");
-        await loadHypnogram(entry.recording);
+    if (flushing) return;
+    flushing = true;
+    try {
+      while (pending.length) {
+        const entry = pending[0];
+        let response;
+        try { response = await call("POST", api + "labels/", entry); } catch (e) { renderStatus(); setTimeout(flush, 2000); return; }
+        if (response.status === 201 || response.status === 200) {
+          const saved = await response.json();
+          pending.shift();
+          const row = items.find((i) => i.item === saved.item);
+          if (row) row.revision = saved.revision;
+          pending.filter((p) => p.item === saved.item).forEach((p) => { p.base_revision = saved.revision; });
+          persist();
+          setState("saved", "succeeded");
+          root.dataset.saved = String(Number(root.dataset.saved || 0) + 1);
+        } else if (response.status >= 500 || response.status === 429) {
+          renderStatus(); setTimeout(flush, 2000); return;
+        } else {
+          const problem = await response.json().catch(() => ({}));
+          pending.shift(); persist();
+          setState(problem.detail || `not saved (HTTP ${response.status})`, "error");
+          await loadHypnogram(entry.recording);
+        }
       }
+    } finally {
+      flushing = false;
     }
   }
 
@@ -182,7 +190,7 @@
     pending.push(entry);
     if (row) Object.assign(row, { stage, uncertain }); else items.push({ item: item.item, index: item.index, stage, uncertain });
     persist();
-    if (pending.length === 1) flush();
+    flush();
     advance();
   }
 
