@@ -199,7 +199,7 @@ def main():
         campaign, tokens = setup_data(args)
         gunicorn = Path(sys.executable).with_name("gunicorn")
         proc = subprocess.Popen([str(gunicorn), "config.wsgi:application", "-b", f"127.0.0.1:{args.port}",
-                                 "-w", str(args.workers), "--threads", str(args.threads), "-k", "gthread", "--preload",
+                                 "-w", str(args.workers), "--threads", str(args.threads), "-k", "gthread", "--preload", "--keep-alive", "75",
                                  "--log-level", "warning"], cwd=ROOT, env=env)
         wait_for(args.port, proc)
         warm_up(args.port, tokens[0], campaign, args.workers * args.threads * 2)
