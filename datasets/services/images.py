@@ -18,6 +18,18 @@ def viewer_variant(context: bool, guides: bool) -> str:
     return ",".join(name for name, on in (("context", context), ("guides", guides)) if on) or "plain"
 
 
+def epoch_segments(epoch: Epoch, *, context: bool) -> tuple[list[int], dict[int, float], list[np.ndarray]]:
+    """The epoch's prepared signals, with its neighbours when `context`: (indices, onset per index, segments)."""
+    recording = epoch.recording
+    signals = storage.load_array(recording.signal_file)
+    indices = [epoch.index]
+    if context:
+        indices = [i for i in (epoch.index - 1, epoch.index, epoch.index + 1) if 0 <= i < recording.epoch_count]
+    onsets = dict(recording.epochs.filter(index__in=indices).values_list("index", "onset_s"))
+    starts = [round(onsets[i] * TARGET_SFREQ) for i in indices]
+    return indices, onsets, [signals[:, start : start + EPOCH_SAMPLES] for start in starts]
+
+
 def viewer_image(epoch: Epoch, *, context: bool = True, guides: bool = True) -> EpochImage:
     """The expert viewer image of an epoch (with its neighbours when context), cached in storage."""
     variant = viewer_variant(context, guides)
@@ -25,17 +37,8 @@ def viewer_image(epoch: Epoch, *, context: bool = True, guides: bool = True) -> 
     if cached is not None:
         return cached
     recording = epoch.recording
-    signals = storage.load_array(recording.signal_file)
-    indices = [epoch.index]
-    if context:
-        indices = [i for i in (epoch.index - 1, epoch.index, epoch.index + 1) if 0 <= i < recording.epoch_count]
-    onsets = dict(recording.epochs.filter(index__in=indices).values_list("index", "onset_s"))
-    segments, titles = [], []
-    for i in indices:
-        start = round(onsets[i] * TARGET_SFREQ)
-        segments.append(signals[:, start : start + EPOCH_SAMPLES])
-        position = POSITIONS[i - epoch.index + 1] if context else "current"
-        titles.append(f"Epoch {i} · {position}")
+    indices, onsets, segments = epoch_segments(epoch, context=context)
+    titles = [f"Epoch {i} · {POSITIONS[i - epoch.index + 1] if context else 'current'}" for i in indices]
     png = render_viewer_image(
         segments, recording.derivations, titles=titles, current=indices.index(epoch.index), guides=guides,
         start_seconds=onsets[indices[0]],
@@ -61,13 +64,8 @@ def epoch_signals(epoch: Epoch, *, context: bool = True) -> tuple[bytes, dict]:
     its neighbours: little-endian int16, derivation-major, SIGNAL_SCALE_UV µV per step; and the
     metadata the browser's signal view needs."""
     recording = epoch.recording
-    signals = storage.load_array(recording.signal_file)
-    indices = [epoch.index]
-    if context:
-        indices = [i for i in (epoch.index - 1, epoch.index, epoch.index + 1) if 0 <= i < recording.epoch_count]
-    onsets = dict(recording.epochs.filter(index__in=indices).values_list("index", "onset_s"))
-    parts = [signals[:, round(onsets[i] * TARGET_SFREQ): round(onsets[i] * TARGET_SFREQ) + EPOCH_SAMPLES] for i in indices]
-    block = np.concatenate(parts, axis=1)
+    indices, _, segments = epoch_segments(epoch, context=context)
+    block = np.concatenate(segments, axis=1)
     scaled = np.clip(np.rint(block / SIGNAL_SCALE_UV), -32767, 32767).astype("<i2")
     meta = {
         "derivations": list(recording.derivations),
