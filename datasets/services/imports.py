@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -131,6 +132,7 @@ def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
     if not job.claim():
         return job
     keep_upload = False
+    finish = None  # the job's final transition, made only after its files are gone (pollers see a clean end)
     try:
         if job.source_in_storage and not job.source_path:
             raise InputError("the upload never reached storage; upload the file again")
@@ -145,19 +147,22 @@ def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
             )
             recording, created = import_psg(request, user=job.created_by, progress=JobProgress(job, echo))
     except InputError as exc:
-        job.fail(str(exc))
+        finish = partial(job.fail, str(exc))
     except JobCancelled:
         pass
     except Exception as exc:  # unexpected: keep the job honest and the upload for a retry; log for operators
         log.exception("import job %s failed", job.pk)
         keep_upload = True
-        job.fail(f"internal error: {exc}", message="failed; the upload is kept, the import can be retried")
+        finish = partial(job.fail, f"internal error: {exc}",
+                         message="failed; the upload is kept, the import can be retried")
     else:
         message = "imported" if created else f"already imported as recording #{recording.pk}: nothing new created"
-        job.succeed(message, recording=recording)
+        finish = partial(job.succeed, message, recording=recording)
     if job.source_in_storage and not keep_upload:
         for name in filter(None, (job.source_path, job.hypnogram_path, job.massex_path)):
             default_storage.delete(name)
+    if finish:
+        finish()
     job.refresh_from_db()
     return job
 
