@@ -18,10 +18,11 @@ from annotation.serializers import (AdjudicationInputSerializer, AdjudicationSer
                                     CampaignSerializer, LabelInputSerializer, LabelSerializer, OwnLabelSerializer,
                                     RaterCampaignSerializer)
 from annotation.services import consensus, queue
-from annotation.services.campaigns import create_campaign
+from annotation.services.campaigns import create_campaign, visible_campaigns
 from annotation.services.dashboard import campaign_statistics
-from core.access import SEE_REFERENCE, PolicyPermission, policy_for
+from core.access import PolicyPermission, policy_for
 from datasets.exceptions import InputError
+from inference.models import ModelVersion, Prediction
 
 # Per action and method: the permission the requester needs (None: checked in the view).
 ACTION_PERMISSIONS = {
@@ -36,6 +37,15 @@ ACTION_PERMISSIONS = {
 }
 
 
+def _model_outputs(epoch_id: int, policy) -> list[dict]:
+    """The parsed predictions of an epoch, models named as the policy allows (pseudonyms in a fixed order)."""
+    position = {pk: i for i, pk in enumerate(ModelVersion.objects.order_by("pk").values_list("pk", flat=True))}
+    predictions = (Prediction.objects.filter(epoch_id=epoch_id, status__in=(Prediction.OK, Prediction.REPAIRED))
+                   .select_related("model_version").order_by("model_version_id"))
+    return [{"model": policy.model_label(p.model_version, position[p.model_version_id]), "stage": p.stage,
+             "rule_ids": p.rule_ids, "rationale": p.rationale} for p in predictions]
+
+
 class ScoringPermission(BasePermission):
     def has_permission(self, request, view):
         if not request.user.is_authenticated:
@@ -48,7 +58,7 @@ class ScoringPermission(BasePermission):
 
 def sees_everything(user) -> bool:
     """Curators, researchers and admins (they see reference stages) see every campaign and every label."""
-    return user.has_perm(SEE_REFERENCE)
+    return policy_for(user).can_see_reference
 
 
 class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -60,11 +70,9 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return [PolicyPermission()]
 
     def get_queryset(self):
-        campaigns = ScoringCampaign.objects.all()
-        user = self.request.user
-        if getattr(self, "swagger_fake_view", False) or sees_everything(user):  # the schema generator has no user
-            return campaigns
-        return (campaigns.filter(raters=user) | campaigns.filter(adjudicators=user)).distinct()
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return ScoringCampaign.objects.all()
+        return visible_campaigns(self.request.user)
 
     def get_serializer_class(self):
         if self.action == "create":
@@ -161,6 +169,8 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if campaign.show_other_labels:
             others = queue.current_labels(campaign, rescore=False).filter(item=item).exclude(rater=user)
             body["other_labels"] = sorted(others.values_list("stage", flat=True))
+        if campaign.show_model_outputs:
+            body["model_outputs"] = _model_outputs(item.epoch_id, policy_for(user))
         return body
 
     @action(detail=True, methods=["post"])

@@ -1,22 +1,16 @@
 """Pages of the annotation app: the rater's campaigns, the scoring page, the campaign dashboard."""
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
-from django.views.generic import ListView, TemplateView, View
+from django.views.generic import FormView, ListView, TemplateView, View
 
+from annotation.forms import CampaignForm
 from annotation.models import ScoringCampaign
+from annotation.services.campaigns import create_campaign, visible_campaigns
 from core.access import PolicyViewMixin
 from datasets.exceptions import InputError
 from inference.models import AasmRule
 
 STAGE_KEYS = [("W", "W"), ("N1", "1"), ("N2", "2"), ("N3", "3"), ("R", "R")]
-
-
-def campaigns_for(user):
-    """Every campaign for roles that see reference data; a rater's own campaigns otherwise."""
-    from core.access import policy_for
-
-    campaigns = ScoringCampaign.objects.order_by("-created_at")
-    return campaigns if policy_for(user).can_see_reference else campaigns.filter(raters=user)
 
 
 class CampaignListView(PolicyViewMixin, ListView):
@@ -25,7 +19,26 @@ class CampaignListView(PolicyViewMixin, ListView):
     context_object_name = "campaigns"
 
     def get_queryset(self):
-        return campaigns_for(self.request.user).prefetch_related("raters")
+        return visible_campaigns(self.request.user).order_by("-created_at").prefetch_related("raters")
+
+
+class CampaignNewView(PolicyViewMixin, FormView):
+    """Create a scoring campaign (curators): the same service as the API and `manage.py create_campaign`."""
+
+    permission_required = "annotation.add_scoringcampaign"
+    template_name = "annotation/campaign_new.html"
+    form_class = CampaignForm
+
+    def form_valid(self, form):
+        data = dict(form.cleaned_data)
+        data["recordings"] = list(data["recordings"]) or None
+        try:
+            campaign = create_campaign(data.pop("name"), user=self.request.user, **data)
+        except InputError as exc:
+            form.add_error(None, str(exc))
+            return self.form_invalid(form)
+        messages.info(self.request, f"Campaign {campaign.name!r} created with {campaign.items.count()} epochs.")
+        return redirect("annotation:campaign-list")
 
 
 class ScoreView(PolicyViewMixin, TemplateView):

@@ -12,7 +12,7 @@ def run_chunk(self, job_id: int, epoch_ids: list[int]) -> str:
         return jobs.run_chunk(job_id, epoch_ids)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
-            jobs.fail_job(InferenceJob.objects.get(pk=job_id), f"chunk failed after {self.max_retries} retries: {exc}")
+            InferenceJob.objects.get(pk=job_id).fail(f"chunk failed after {self.max_retries} retries: {exc}")
             raise
         raise self.retry(exc=exc, countdown=2 ** self.request.retries * 5)
 

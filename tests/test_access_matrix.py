@@ -115,6 +115,7 @@ def _label(w):
 class TestScoringPages(RoleAccessTests):
     cases = [
         Access("campaigns", "annotation:campaign-list", lambda w: "/scoring/", everyone()),
+        Access("new campaign", "annotation:campaign-new", lambda w: "/scoring/new/", expect(200, WRITERS)),
         # the campaign's raters only: an admin holds the permission but is not one of them (404)
         Access("score", "annotation:score", lambda w: f"/scoring/{w.campaign.pk}/score/",
                {**expect(200, [RATER]), ADMIN: 404}),

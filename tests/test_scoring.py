@@ -98,6 +98,30 @@ def test_campaign_validation_and_command(make_user, db, tmp_path):
     assert ScoringCampaign.objects.get(name="from-file").items.count() == 9
 
 
+def test_campaign_page_creates_a_campaign_and_reports_bad_input(make_user, client, db):
+    from annotation.models import ScoringCampaign
+
+    rec = night("page", 10)
+    raters(make_user, 2)
+    client.force_login(make_user(CURATOR, "cur"))
+    form = client.get("/scoring/new/").content.decode()
+    assert 'value="r0"' in form and 'value="cur"' not in form  # only accounts that may score are offered
+    too_many = {"name": "too many", "recordings": [rec.pk], "sample": "all", "seed": 0, "overlap": 3,
+                "raters": ["r0", "r1"], "unit": "epoch", "reservation_timeout_s": 900, "rescore_share": 0}
+    response = client.post("/scoring/new/", too_many)
+    assert response.status_code == 200 and "overlap 3 is more than the number of raters" in response.content.decode()
+    assert not ScoringCampaign.objects.exists()
+    good = {**too_many, "name": "from the page", "overlap": 2, "sample": "stratified", "sample_size": 5, "seed": 7,
+            "show_model_outputs": "on", "rescore_share": 0.1}
+    assert client.post("/scoring/new/", good).status_code == 302
+    campaign = ScoringCampaign.objects.get(name="from the page")
+    assert campaign.show_model_outputs and not campaign.show_reference and campaign.items.count() == 5
+    assert sorted(campaign.raters.values_list("username", flat=True)) == ["r0", "r1"]
+    again = create_campaign("same draw", recordings=[rec], raters=["r0"], overlap=1, sample="stratified",
+                            sample_size=5, seed=7)
+    assert list(again.items.values_list("epoch_id", flat=True)) == list(campaign.items.values_list("epoch_id", flat=True))
+
+
 # --- the queue ----------------------------------------------------------------------------------
 
 def test_queue_serves_distinct_raters_up_to_overlap_and_own_reservation_first(make_user, db):
@@ -302,13 +326,19 @@ def test_campaign_shows_reference_and_other_labels_when_it_says_so(make_user, db
     rec = night("show", 2)
     a, b = raters(make_user, 2)
     campaign = create_campaign("show", recordings=[rec], raters=[a, b], overlap=2, show_reference=True,
-                               show_other_labels=True)
+                               show_other_labels=True, show_model_outputs=True)
     item, _ = queue.next_item(campaign, b)
     label(campaign, b, item, stage="N1")
+    secret = ModelVersion.objects.create(name="secret-model-v3", backend="baseline")
+    Prediction.objects.create(epoch=item.epoch, model_version=secret, status=Prediction.OK, stage="N2",
+                              rule_ids=["N2.1"], rationale="Spindles at 12 s.", version_hash="x")
     api = APIClient()
     api.force_authenticate(a)
-    body = api.post(f"/api/scoring/campaigns/{campaign.pk}/next/").json()
+    response = api.post(f"/api/scoring/campaigns/{campaign.pk}/next/")
+    body = response.json()
     assert body["reference_stage"] == "W" and body["other_labels"] == ["N1"]
+    assert [(m["stage"], m["rule_ids"], m["rationale"]) for m in body["model_outputs"]] == [("N2", ["N2.1"], "Spindles at 12 s.")]
+    assert body["model_outputs"][0]["model"].startswith("Model ") and b"secret-model" not in response.content
 
 
 # --- concurrency --------------------------------------------------------------------------------

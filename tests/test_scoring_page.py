@@ -37,11 +37,14 @@ def test_a_rater_scores_twenty_epochs_with_the_keyboard(browser, live_server, ma
     page.screenshot(path=SHOTS / "scoring.png", full_page=True)
 
     for n, key in enumerate(KEYS):
-        expect(page.locator("#scoring")).to_have_attribute("data-index", str(n))
+        expect(page.locator("#scoring")).to_have_attribute("data-index", str(n), timeout=15_000)
         page.keyboard.press(key)
     expect(page.locator("#scoring")).to_have_attribute("data-index", "20")
     expect(page.locator("#scoring")).to_have_attribute("data-saved", "20", timeout=20_000)
     expect(page.locator("#save-state")).to_have_text("saved")
+    total = campaign.items.count()
+    expect(page.locator("#progress")).to_have_text(f"20 of {total} scored")
+    expect(page.locator("#context")).to_be_hidden()  # the campaign opens nothing to its raters
     page.keyboard.press("?")
     expect(page.locator("#help")).to_be_visible()
     page.screenshot(path=SHOTS / "scoring-help.png", full_page=True)
@@ -62,7 +65,7 @@ def test_scoring_goes_on_offline_and_nothing_is_lost_or_duplicated(browser, live
     expect(page.locator("#scoring")).to_have_attribute("data-index", "1")
     page.context.set_offline(True)
     for n, key in enumerate(["1", "2"], start=1):  # epochs reserved ahead: scoring goes on without the server
-        expect(page.locator("#scoring")).to_have_attribute("data-index", str(n))
+        expect(page.locator("#scoring")).to_have_attribute("data-index", str(n), timeout=15_000)
         page.keyboard.press(key)
     expect(page.locator("#save-state")).to_have_text(re.compile(r"offline: 2 queued|saving 2"))
     assert Label.objects.filter(item__campaign=campaign).count() == 1

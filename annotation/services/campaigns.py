@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from annotation.models import CampaignItem, ScoringCampaign
+from core.access import policy_for
 from datasets.constants import STAGES, UNSCORED
 from datasets.exceptions import InputError
 from datasets.models import Cohort, Epoch, Recording
@@ -19,6 +20,14 @@ from inference.models import ModelVersion, Prediction
 
 SAMPLES = (ScoringCampaign.ALL, ScoringCampaign.STRATIFIED, ScoringCampaign.DISAGREEMENT)
 UNITS = (ScoringCampaign.EPOCH, ScoringCampaign.RECORDING)
+
+
+def visible_campaigns(user):
+    """Every campaign for roles that see reference data; otherwise those the user rates or adjudicates."""
+    campaigns = ScoringCampaign.objects.all()
+    if policy_for(user).can_see_reference:
+        return campaigns
+    return (campaigns.filter(raters=user) | campaigns.filter(adjudicators=user)).distinct()
 
 
 def _recordings(recordings, cohort) -> list[Recording]:

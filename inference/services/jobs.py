@@ -227,10 +227,6 @@ def finish_if_complete(job: InferenceJob) -> str:
     return job.state
 
 
-def fail_job(job: InferenceJob, error: str) -> None:
-    job.fail(error)
-
-
 def progress(job: InferenceJob) -> dict:
     """The core progress shape plus the inference counters, read from the job row (no query)."""
     return {**job.progress(), "parse_failures": job.failed, "skipped": job.skipped,

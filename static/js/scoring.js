@@ -17,6 +17,7 @@
   let uncertain = false;
   let shownAt = performance.now();
   let pending = JSON.parse(localStorage.getItem(queueKey) || "[]");
+  let progress = null;        // the rater's {done, total} in this campaign (first-pass labels)
   const signalCache = new Map();
 
   const uuid = () => (crypto.randomUUID ? crypto.randomUUID() :
@@ -50,8 +51,7 @@
 
   function renderStatus() {
     if (pending.length) setState(navigator.onLine ? `saving ${pending.length}…` : `offline: ${pending.length} queued`, "offline");
-    const done = items.filter((i) => i.stage).length;
-    byId("progress").textContent = items.length ? `${done}/${items.length} scored in this recording` : "";
+    if (progress) byId("progress").textContent = `${progress.done} of ${progress.total} scored`;
   }
 
   function persist() { localStorage.setItem(queueKey, JSON.stringify(pending)); renderStatus(); }
@@ -109,7 +109,8 @@
     const w = canvas.clientWidth, h = canvas.clientHeight;
     g.fillStyle = "#0b1015"; g.fillRect(0, 0, w, h);
     if (!items.length) return;
-    const last = Math.max(...items.map((i) => i.index)) + 1, step = w / last, row = h / ORDER.length;
+    const last = item ? item.recording_epoch_count : Math.max(...items.map((i) => i.index)) + 1;
+    const step = w / last, row = h / ORDER.length;
     for (const i of items) {
       if (!i.stage) continue;
       g.fillStyle = COLOURS[i.stage];
@@ -134,11 +135,30 @@
     byId("position").textContent = `epoch ${item.index + 1} of ${item.recording_epoch_count}`;
     document.querySelectorAll(".stage-btn").forEach((b) => b.classList.toggle("active", !!row && b.dataset.stage === row.stage));
     byId("current-label").textContent = row && row.stage ? `Your label: ${row.stage}${row.uncertain ? " (uncertain)" : ""}` : "No label yet.";
+    showContext(item);
     shownAt = performance.now();
     drawHypnogram();
     root.dataset.index = String(item.index);
     root.dataset.item = String(item.item);
     for (const next of upcoming.slice(0, 2)) signals(next.recording, next.index);
+  }
+
+  function showContext(served) {  // what the campaign opens to raters: reference, others' labels, model outputs
+    const box = byId("context");
+    box.replaceChildren();
+    const line = (text) => { const p = document.createElement("p"); p.textContent = text; box.append(p); };
+    if (served.reference_stage !== undefined) line(`Reference: ${served.reference_stage}`);
+    if (served.other_labels !== undefined) line(`Other raters: ${served.other_labels.join(", ") || "none yet"}`);
+    for (const output of served.model_outputs || []) {
+      line(`${output.model}: ${output.stage}${output.rule_ids.length ? " · " + output.rule_ids.join(", ") : ""}`);
+      if (output.rationale) { const q = document.createElement("blockquote"); q.textContent = output.rationale; box.append(q); }
+    }
+    box.hidden = !box.childElementCount;
+  }
+
+  async function loadProgress() {
+    const response = await call("GET", api).catch(() => null);
+    if (response && response.ok) { progress = (await response.json()).progress; renderStatus(); }
   }
 
   let upcoming = [];           // items reserved ahead (the queue's order), so scoring goes on offline
@@ -150,11 +170,12 @@
       try {
         const response = await call("POST", api + "ahead/?count=4");
         if (!response.ok) { setState(`could not get the next epochs (HTTP ${response.status})`, "error"); return; }
-        const served = await response.json();
-        if (served.length && (!item || item.recording !== served[0].recording)) await loadHypnogram(served[0].recording);
+        const batch = await response.json();
+        batch.forEach((u) => served.set(u.item, u));
+        if (batch.length && (!item || item.recording !== batch[0].recording)) await loadHypnogram(batch[0].recording);
         const known = new Set(upcoming.map((u) => u.item).concat(item ? [item.item] : []));
-        upcoming = upcoming.concat(served.filter((u) => !known.has(u.item) && !isScored(u.item)));
-        if (!served.length && !upcoming.length) { byId("done").hidden = false; root.dataset.done = "1"; }
+        upcoming = upcoming.concat(batch.filter((u) => !known.has(u.item) && !isScored(u.item)));
+        if (!batch.length && !upcoming.length) { byId("done").hidden = false; root.dataset.done = "1"; }
       } catch (e) { setState(`offline: ${pending.length} queued`, "offline"); }
       finally { refilling = null; }
     })();
@@ -163,8 +184,11 @@
 
   const isScored = (id) => items.some((i) => i.item === id && i.stage) || pending.some((p) => p.item === id);
 
+  const served = new Map();    // item id -> the item as the queue served it (with what the campaign shows)
+
   function goTo(row) {
-    show({ ...item, item: row.item, index: row.index });
+    const { reference_stage, other_labels, model_outputs, ...base } = item;  // never another epoch's context
+    show(served.get(row.item) || { ...base, item: row.item, index: row.index });
   }
 
   async function advance() {
@@ -188,6 +212,7 @@
       base_revision: queued ? null : (row && row.revision) || null,
     };
     pending.push(entry);
+    if (progress && !(row && row.stage)) progress.done += 1;
     if (row) Object.assign(row, { stage, uncertain }); else items.push({ item: item.item, index: item.index, stage, uncertain });
     persist();
     flush();
@@ -216,7 +241,7 @@
   window.addEventListener("online", flush);
 
   (async function start() {
-    renderStatus();
+    await loadProgress();
     if (pending.length) flush();
     await advance();
     root.dataset.ready = "1";
