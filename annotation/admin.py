@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.shortcuts import redirect
 
 from annotation.models import Adjudication, CampaignItem, Label, RecordingReservation, Reservation, ScoringCampaign
 
@@ -10,6 +11,10 @@ class ScoringCampaignAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     filter_horizontal = ("raters", "adjudicators")
     raw_id_fields = ("recordings",)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """A campaign is created with its sampled items: through the campaign page, never as a bare row."""
+        return redirect("annotation:campaign-new")
 
 
 @admin.register(CampaignItem)

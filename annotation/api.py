@@ -114,12 +114,6 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         rows = serializer_class(page if page is not None else queryset, many=True).data
         return self.get_paginated_response(rows) if page is not None else Response(rows)
 
-    def _own_visible_labels(self, campaign):
-        """The rater's current labels, one per item: the latest pass (so a re-score is not revealed)."""
-        labels = queue.current_labels(campaign).filter(rater=self.request.user)
-        shadowed = labels.filter(rescore=True).values("item_id")
-        return labels.exclude(rescore=False, item_id__in=shadowed)
-
     # --- the rater's queue -------------------------------------------------------------------
 
     @action(detail=True, methods=["post"])
@@ -189,7 +183,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if sees_everything(request.user):
             rows = queue.current_labels(campaign).select_related("item").order_by("item__position", "rater_id", "rescore")
             return self._page(self._filtered(rows), LabelSerializer)
-        return self._page(self._filtered(self._own_visible_labels(campaign)).order_by("item__position"),
+        return self._page(self._filtered(queue.own_visible_labels(campaign, self.request.user)).order_by("item__position"),
                           OwnLabelSerializer)
 
     def _save_label(self, request):
@@ -218,7 +212,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         rows = Label.objects.filter(item__campaign=campaign).select_related("replaces", "rater")
         everything = sees_everything(request.user)
         if not everything:
-            visible = self._own_visible_labels(campaign).values_list("item_id", "rescore")
+            visible = queue.own_visible_labels(campaign, self.request.user).values_list("item_id", "rescore")
             passes = {item: rescore for item, rescore in visible}
             rows = [r for r in self._filtered(rows.filter(rater=request.user, item_id__in=passes.keys()))
                     .order_by("item__position", "revision") if r.rescore == passes[r.item_id]]
@@ -244,7 +238,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         recording = request.query_params.get("recording")
         if recording is None or not str(recording).isdigit():
             raise ValidationError({"recording": "give ?recording=ID (an integer)"})
-        labels = self._own_visible_labels(campaign).filter(item__recording_id=int(recording))
+        labels = queue.own_visible_labels(campaign, self.request.user).filter(item__recording_id=int(recording))
         rows = labels.order_by("item__epoch__index").values_list("item_id", "item__epoch__index", "stage", "uncertain",
                                                                  "revision")
         return Response([{"item": item, "index": index, "stage": stage, "uncertain": uncertain, "revision": revision}

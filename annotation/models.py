@@ -11,6 +11,7 @@ current label of (rater, item, pass) is the row nothing replaces.
 from django.conf import settings
 from django.db import models
 
+from core.models import QueueReservation, RevisedAnswer
 from datasets.constants import STAGE_CHOICES, STAGES
 from datasets.models import Epoch, Recording
 from inference.models import ModelVersion
@@ -67,15 +68,10 @@ class CampaignItem(models.Model):
         indexes = [models.Index(fields=["campaign", "position"])]
 
 
-class Reservation(models.Model):
-    """A rater's hold on one of an item's `overlap` slots: live until it expires, kept for good once labelled."""
+class Reservation(QueueReservation):
+    """A rater's hold on one of a scoring item's `overlap` slots (core.models.QueueReservation)."""
 
     item = models.ForeignKey(CampaignItem, on_delete=models.CASCADE, related_name="reservations")
-    slot = models.PositiveSmallIntegerField()
-    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    expires_at = models.DateTimeField(db_index=True)
-    labelled = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
@@ -101,21 +97,14 @@ class RecordingReservation(models.Model):
         ]
 
 
-class Label(models.Model):
-    """One version of a rater's label of an item (append-only; `replaces` is the version it supersedes)."""
+class Label(RevisedAnswer):
+    """One version of a rater's stage label of an item (append-only, core.models.RevisedAnswer)."""
 
     item = models.ForeignKey(CampaignItem, on_delete=models.CASCADE, related_name="labels")
-    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    rescore = models.BooleanField(default=False, help_text="given when the item was served again, unannounced")
     stage = models.CharField(max_length=8, choices=[c for c in STAGE_CHOICES if c[0] in STAGES])
     uncertain = models.BooleanField(default=False)
     rule_ids = models.JSONField(default=list, blank=True)
     rationale = models.TextField(blank=True)
-    seconds_spent = models.FloatField(null=True, blank=True)
-    revision = models.PositiveIntegerField(default=1)
-    replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by")
-    client_id = models.UUIDField(unique=True, help_text="idempotency key of the save (a retried save is not duplicated)")
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["item", "rater", "revision"]

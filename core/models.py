@@ -132,3 +132,39 @@ class BackgroundJob(models.Model):
             "eta_s": round(remaining / rate, 1) if rate and not self.is_finished else None,
             "message": self.message,
         }
+
+
+class QueueReservation(models.Model):
+    """A rater's hold on one of an item's `overlap` slots: live until it expires, kept for good once answered.
+
+    A concrete reservation adds `item` (a ForeignKey to an item with `campaign` and `position`) and the
+    unique constraints (item, slot) and (item, rater) that core.services.work_queue relies on.
+    """
+
+    slot = models.PositiveSmallIntegerField()
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+    labelled = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+
+class RevisedAnswer(models.Model):
+    """One version of a rater's answer to a queue item (append-only; `replaces` is the version it supersedes).
+
+    A concrete answer adds `item` and its own fields, and the unique constraint
+    (item, rater, rescore, revision).
+    """
+
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    rescore = models.BooleanField(default=False, help_text="given when the item was served again, unannounced")
+    seconds_spent = models.FloatField(null=True, blank=True)
+    revision = models.PositiveIntegerField(default=1)
+    replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by")
+    client_id = models.UUIDField(unique=True, help_text="idempotency key of the save (a retried save is not duplicated)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True

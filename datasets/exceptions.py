@@ -1,5 +1,4 @@
-"""Errors raised for bad input: the message names the problem so a user can fix the file."""
+"""Errors raised for bad input (the one InputError of core.exceptions, where the datasets app names it)."""
+from core.exceptions import InputError
 
-
-class InputError(Exception):
-    """A user-supplied file or option is unusable; str(error) says which and why."""
+__all__ = ["InputError"]

@@ -1,0 +1,322 @@
+"""The fair work queue shared by scoring and rating: reservations of item slots, answers, release, re-scoring.
+
+A queue is made of three models: items (a `campaign` foreign key and a `position`), reservations
+(core.models.QueueReservation with `item`) and answers (core.models.RevisedAnswer with `item`). The
+campaign gives `overlap`, `reservation_timeout_s`, `sample_seed` and, optionally, `rescore_share`.
+
+Guarantees (kept by the unique constraints of the reservation model, whatever the interleaving):
+- an item has at most `overlap` slots (0..overlap-1, unique per item), a first answer needs a slot and
+  keeps it for good, so no item gets more than `overlap` first-pass answers;
+- a rater holds at most one slot of an item (unique (item, rater)), so no rater answers an item twice
+  (re-scoring aside: a re-score is a second *pass*, not a second slot);
+- expired, unanswered reservations are deleted before candidates are chosen;
+- a rater asking again gets back their own live reservation first.
+
+Concurrency: PostgreSQL locks candidate items with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent
+raters take different items instead of waiting; every backend (SQLite too, where FOR UPDATE is a no-op)
+then creates the reservation for the lowest free slot inside a savepoint: an IntegrityError from the
+unique constraints means someone else took it (compare-and-set), and the next candidate is tried.
+
+Answers are an append-only history with idempotent saves (`client_id`) and optimistic concurrency
+(`base_revision`; a stale one raises StaleAnswer, HTTP 412 in the APIs).
+
+Re-scoring: with `rescore_share` > 0, once a rater has `RESCORE_AFTER` first-pass answers, each answered
+item is picked for re-scoring with probability `rescore_share`, deterministically from (campaign seed,
+rater, item); a pick is served again once the rater has answered `RESCORE_GAP` more items since. The
+re-score is stored with `rescore=True`; the APIs never tell the rater.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from core.exceptions import InputError
+
+RESCORE_AFTER = 10  # first-pass answers a rater needs before any re-scoring
+RESCORE_GAP = 5  # first-pass answers given since an item's answer before it is served again
+CANDIDATES = 4  # items locked per round
+ROUNDS = 8
+MAX_AHEAD = 5  # items a page may hold ahead of the one on screen
+RELEASE_EVERY_S = 1.0
+
+
+class NotReserved(Exception):
+    """A first answer without the rater's reservation of the item (and no free slot to take)."""
+
+
+class StaleAnswer(Exception):
+    """The answer changed since the client read it (another tab or device)."""
+
+    def __init__(self, current_revision: int | None):
+        self.current_revision = current_revision
+        if current_revision is None:
+            message = "changed in another tab or device: there is no answer yet (send no base_revision)"
+        else:
+            message = f"changed in another tab or device: revision {current_revision} is current"
+        super().__init__(message)
+
+
+def _now(now):
+    return now or timezone.now()
+
+
+class WorkQueue:
+    """One queue over (items, reservations, answers); subclasses choose the order and validate answers."""
+
+    held_order = ("item__position",)  # the order of a rater's own live reservations (the page's next items)
+
+    def __init__(self, *, items, reservations, answers):
+        self.items, self.reservations, self.answers = items, reservations, answers
+        self._last_release: dict[int, float] = {}  # campaign id -> monotonic time of this process's last release
+
+    # --- hooks ---------------------------------------------------------------------------------
+
+    def order(self, items, campaign, rater):
+        """The order in which the rater is served open items (queue position by default)."""
+        return items.order_by("position")
+
+    def reserve_one(self, campaign, rater, now):
+        """A new reservation for the rater, or None when nothing is open for them."""
+        return self.reserve_from(campaign, rater, self.order(self.open_items(campaign, rater), campaign, rater), now)
+
+    def clean(self, campaign, fields: dict) -> dict:
+        """The answer's fields, checked (raise core.exceptions.InputError naming the problem)."""
+        return fields
+
+    def after_save(self, campaign, rater, item, now) -> None:
+        """Called inside the save's transaction (e.g. to extend a hold)."""
+
+    def release_held(self, campaign, now) -> None:
+        """Release the campaign's other expired holds (e.g. whole-recording ones)."""
+
+    # --- reservations --------------------------------------------------------------------------
+
+    def expiry(self, campaign, now):
+        return now + timedelta(seconds=campaign.reservation_timeout_s)
+
+    def release_expired(self, campaign, now=None) -> int:
+        """Delete the campaign's expired unanswered reservations (and other expired holds).
+
+        At most once a second per process and campaign (an expired hold lingers that much longer at most),
+        so a busy queue does not pay DELETE transactions on every request; an explicit `now` always runs.
+        """
+        if now is None:
+            last = self._last_release.get(campaign.pk, -RELEASE_EVERY_S)
+            if time.monotonic() - last < RELEASE_EVERY_S:
+                return 0
+            self._last_release[campaign.pk] = time.monotonic()
+        now = _now(now)
+        count, _ = self.reservations.objects.filter(item__campaign=campaign, labelled=False,
+                                                    expires_at__lte=now).delete()
+        self.release_held(campaign, now)
+        return count
+
+    def _slots_taken(self):
+        taken = self.reservations.objects.filter(item=OuterRef("pk")).order_by().values("item")
+        return Coalesce(Subquery(taken.annotate(n=Count("pk")).values("n")[:1]), Value(0))
+
+    def open_items(self, campaign, rater):
+        """Items with a free slot that the rater holds no slot of (unordered)."""
+        mine = self.reservations.objects.filter(item=OuterRef("pk"), rater=rater)
+        return (self.items.objects.filter(campaign=campaign)
+                .alias(taken=self._slots_taken(), mine=Exists(mine))
+                .filter(taken__lt=campaign.overlap, mine=False))
+
+    def _try_reserve(self, campaign, rater, item_id, now):
+        used = set(self.reservations.objects.filter(item_id=item_id).values_list("slot", flat=True))
+        free = [s for s in range(campaign.overlap) if s not in used]
+        if not free:
+            return None
+        try:
+            with transaction.atomic():
+                return self.reservations.objects.create(item_id=item_id, slot=free[0], rater=rater,
+                                                        expires_at=self.expiry(campaign, now))
+        except IntegrityError:
+            return None  # taken meanwhile (slot) or already ours: the next candidate
+
+    def reserve_from(self, campaign, rater, items, now):
+        """A reservation of the first free item of `items` (ordered); None only when none is open for the rater.
+
+        Rows other raters are reserving right now are skipped (PostgreSQL); when every open row is
+        locked that way, it tries again shortly rather than answer "nothing left" while items remain.
+        """
+        for attempt in range(ROUNDS):
+            ids = list(items.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:CANDIDATES])
+            if not ids:
+                if not items.exists():
+                    return None
+                time.sleep(0.005 * (attempt + 1))
+                continue
+            for item_id in ids:
+                reservation = self._try_reserve(campaign, rater, item_id, now)
+                if reservation is not None:
+                    return reservation
+        return None
+
+    def _held(self, campaign, rater, now):
+        return self.reservations.objects.filter(item__campaign=campaign, rater=rater, labelled=False,
+                                                expires_at__gt=now)
+
+    def next_item(self, campaign, rater, now=None):
+        """(item, rescore) for the rater, reserving a slot; None when nothing is left for them."""
+        self.release_expired(campaign, now)
+        now = _now(now)
+        with transaction.atomic():
+            own = self._held(campaign, rater, now).select_related("item").order_by(*self.held_order).first()
+            if own is not None:
+                return own.item, False
+            rescore = self.pending_rescore(campaign, rater)
+            if rescore is not None:
+                return rescore, True
+            reservation = self.reserve_one(campaign, rater, now)
+            return (reservation.item, False) if reservation is not None else None
+
+    def reserve_ahead(self, campaign, rater, count: int, now=None) -> list[tuple[object, bool]]:
+        """Up to `count` items for the rater, the next first: `next_item`'s, then further reservations in
+        the rater's order, so a page can go on for a few items while offline. A re-score comes alone."""
+        count = max(1, min(int(count), MAX_AHEAD))
+        first = self.next_item(campaign, rater, now)
+        if first is None or first[1]:
+            return [first] if first else []
+        now = _now(now)
+        held = self._held(campaign, rater, now)
+        with transaction.atomic():
+            for _ in range(count - held.count()):
+                if self.reserve_one(campaign, rater, now) is None:
+                    break
+        return [(r.item, False) for r in held.select_related("item").order_by(*self.held_order)[:count]]
+
+    def reservation_of(self, campaign, rater, item):
+        return self.reservations.objects.filter(item=item, rater=rater, item__campaign=campaign).first()
+
+    def release(self, campaign, rater, item) -> bool:
+        """Give back the rater's unanswered reservation of an item (abandoned): its slot is free again."""
+        count, _ = self.reservations.objects.filter(item=item, item__campaign=campaign, rater=rater,
+                                                    labelled=False).delete()
+        return count > 0
+
+    def progress(self, campaign, rater, now=None) -> dict:
+        """The rater's counts: items answered (first pass) and how many they could answer in all."""
+        now = _now(now)
+        done = self.reservations.objects.filter(item__campaign=campaign, rater=rater, labelled=True).count()
+        held = self._held(campaign, rater, now).count()
+        return {"done": done, "total": done + held + self.open_items(campaign, rater).count()}
+
+    # --- re-scoring ----------------------------------------------------------------------------
+
+    def _rescore_pick(self, campaign, rater_id: int, item_id: int) -> bool:
+        share = getattr(campaign, "rescore_share", 0.0)
+        if share <= 0:
+            return False
+        digest = hashlib.sha256(f"{campaign.sample_seed}:{campaign.pk}:{rater_id}:{item_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+    def pending_rescore(self, campaign, rater):
+        """The first item picked for re-scoring that is due (answered long enough ago, not re-scored yet)."""
+        if getattr(campaign, "rescore_share", 0.0) <= 0:
+            return None
+        answers = self.answers.objects.filter(item__campaign=campaign, rater=rater)
+        first = list(answers.filter(rescore=False, revision=1).order_by("created_at", "pk")
+                     .values_list("item_id", flat=True))
+        if len(first) < RESCORE_AFTER:
+            return None
+        done = set(answers.filter(rescore=True).values_list("item_id", flat=True))
+        for item_id in first[:len(first) - RESCORE_GAP]:
+            if item_id not in done and self._rescore_pick(campaign, rater.pk, item_id):
+                return self.items.objects.get(pk=item_id)
+        return None
+
+    def is_rescore_due(self, campaign, rater, item) -> bool:
+        pending = self.pending_rescore(campaign, rater)
+        return pending is not None and pending.pk == item.pk
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def current(self, campaign, *, rescore: bool | None = None):
+        """The current answers (no later revision replaces them) of the campaign."""
+        answers = self.answers.objects.filter(item__campaign=campaign, replaced_by__isnull=True)
+        return answers if rescore is None else answers.filter(rescore=rescore)
+
+    def visible(self, campaign, rater, item):
+        """The rater's answer to an item as the rater sees it: the latest pass (a re-score once there is one)."""
+        return self.current(campaign).filter(item=item, rater=rater).order_by("-rescore").first()
+
+    def own_visible(self, campaign, rater):
+        """The rater's current answers, one per item: the latest pass (so a re-score is not revealed)."""
+        answers = self.current(campaign).filter(rater=rater)
+        return answers.exclude(rescore=False, item_id__in=answers.filter(rescore=True).values("item_id"))
+
+    def submit(self, campaign, rater, item, *, client_id, base_revision=None, seconds_spent=None, now=None,
+               **fields):
+        """Save the rater's answer to an item; returns (answer, created). Raises InputError, NotReserved, StaleAnswer."""
+        now = _now(now)
+        if item.campaign_id != campaign.pk:
+            raise InputError("the item is not in this campaign")
+        try:
+            client_id = uuid.UUID(str(client_id))
+        except (TypeError, ValueError):
+            raise InputError(f"client_id must be a UUID, got {client_id!r}") from None
+        existing = self.answers.objects.filter(client_id=client_id).first()
+        if existing is not None:
+            return self._same_save(existing, rater, item), False
+        if seconds_spent is not None:
+            try:
+                seconds_spent = float(seconds_spent)
+            except (TypeError, ValueError):
+                raise InputError("seconds_spent must be a number") from None
+        if base_revision in ("", 0):
+            base_revision = None
+        if base_revision is not None:
+            try:
+                base_revision = int(base_revision)
+            except (TypeError, ValueError):
+                raise InputError("base_revision must be an integer") from None
+        fields = {**self.clean(campaign, {**fields, "seconds_spent": seconds_spent}), "client_id": client_id}
+        try:
+            with transaction.atomic():
+                current = self.visible(campaign, rater, item)
+                if current is None or (base_revision is None and not current.rescore
+                                       and self.is_rescore_due(campaign, rater, item)):
+                    if base_revision is not None:
+                        raise StaleAnswer(None)
+                    rescore = current is not None
+                    if not rescore:
+                        self._claim_slot(campaign, rater, item)
+                    answer = self.answers.objects.create(item=item, rater=rater, rescore=rescore, revision=1, **fields)
+                else:
+                    if base_revision != current.revision:
+                        raise StaleAnswer(current.revision)
+                    answer = self.answers.objects.create(item=item, rater=rater, rescore=current.rescore,
+                                                         revision=current.revision + 1, replaces=current, **fields)
+                self.after_save(campaign, rater, item, now)
+                return answer, True
+        except IntegrityError:
+            # A concurrent save: the same client_id (a retry) or the same revision from another tab.
+            existing = self.answers.objects.filter(client_id=client_id).first()
+            if existing is not None:
+                return self._same_save(existing, rater, item), False
+            current = self.visible(campaign, rater, item)
+            raise StaleAnswer(current.revision if current else None) from None
+
+    @staticmethod
+    def _same_save(answer, rater, item):
+        if answer.rater_id != rater.pk or answer.item_id != item.pk:
+            raise InputError("client_id was already used for another answer; send a new UUID for each save")
+        return answer
+
+    def _claim_slot(self, campaign, rater, item):
+        """Mark the rater's own reservation answered: its slot is kept for good. No reservation: NotReserved."""
+        mine = self.reservations.objects.filter(item=item, rater=rater)
+        if mine.filter(labelled=False).update(labelled=True):
+            return
+        if mine.filter(labelled=True).exists():
+            current = self.visible(campaign, rater, item)  # answered meanwhile from another tab
+            raise StaleAnswer(current.revision if current else None)
+        raise NotReserved("you hold no reservation of this item (it expired or was released); ask for the next item")
