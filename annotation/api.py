@@ -8,7 +8,6 @@ from django.utils import timezone
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
@@ -20,7 +19,7 @@ from annotation.serializers import (AdjudicationInputSerializer, AdjudicationSer
 from annotation.services import consensus, queue
 from annotation.services.campaigns import create_campaign, visible_campaigns
 from annotation.services.dashboard import campaign_statistics
-from core.access import PolicyPermission, policy_for
+from core.access import ActionPermission, PolicyPermission, policy_for
 from datasets.exceptions import InputError
 from inference.models import ModelVersion, Prediction
 
@@ -46,16 +45,6 @@ def _model_outputs(epoch_id: int, policy) -> list[dict]:
              "rule_ids": p.rule_ids, "rationale": p.rationale} for p in predictions]
 
 
-class ScoringPermission(BasePermission):
-    def has_permission(self, request, view):
-        if not request.user.is_authenticated:
-            return False
-        perms = ACTION_PERMISSIONS[view.action]
-        if request.method not in perms:
-            return False
-        return perms[request.method] is None or request.user.has_perm(perms[request.method])
-
-
 def sees_everything(user) -> bool:
     """Curators, researchers and admins (they see reference stages) see every campaign and every label."""
     return policy_for(user).can_see_reference
@@ -64,10 +53,10 @@ def sees_everything(user) -> bool:
 class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = CampaignFilter
 
+    action_permissions = ACTION_PERMISSIONS
+
     def get_permissions(self):
-        if self.action in ACTION_PERMISSIONS:
-            return [ScoringPermission()]
-        return [PolicyPermission()]
+        return [ActionPermission() if self.action in ACTION_PERMISSIONS else PolicyPermission()]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema generator has no user

@@ -20,10 +20,12 @@ class AnnotationConfig(AppConfig):
     name = "annotation"
 
     def ready(self):
-        from annotation.services.consensus import consensus_reference
+        from annotation.services.consensus import consensus_reference, scoring_rationales
         from core.access import register_recording_scope
+        from datasets.services.rationales import EXPERT_RATIONALE_SOURCES
         from inference.services.evaluation import REFERENCE_PROVIDERS
 
         register_recording_scope(rater_recording_scope)
         # Inference evaluates against "consensus" through this registry: inference never imports annotation.
         REFERENCE_PROVIDERS["consensus"] = consensus_reference
+        EXPERT_RATIONALE_SOURCES["scoring"] = scoring_rationales

@@ -62,6 +62,7 @@ class DashboardView(PolicyViewMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         from annotation.services import plots
+        from core.services.plots import kappa_heatmap_svg
         from annotation.services.consensus import can_adjudicate, for_adjudication
         from annotation.services.dashboard import PUBLISHED, campaign_statistics
         from datasets.constants import STAGES
@@ -71,7 +72,7 @@ class DashboardView(PolicyViewMixin, TemplateView):
         stats = campaign_statistics(campaign)
         names = [p["rater"] for p in stats["progress"] if p["done"]]
         figures = {
-            "heatmap": plots.kappa_heatmap_svg(names, stats.get("pairwise", [])) if stats.get("pairwise") else "",
+            "heatmap": kappa_heatmap_svg(names, stats.get("pairwise", [])) if stats.get("pairwise") else "",
             "stage_kappa": plots.stage_bars_svg(stats.get("stage_kappa", {}), PUBLISHED["stage_kappa"],
                                                 title="One-vs-rest kappa per stage (tick: Lee et al. 2022)"),
             "stage_agreement": plots.stage_bars_svg(

@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/", include("config.api_urls")),
     path("inference/", include("inference.urls")),
     path("scoring/", include("annotation.urls")),
+    path("rating/", include("ratings.urls")),
     path("", include("datasets.urls")),
 ]

@@ -15,19 +15,20 @@ from typing import Callable
 from django.conf import settings
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.db.models import Q, QuerySet
-from rest_framework.permissions import DjangoModelPermissions
+from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 SEE_REFERENCE = "datasets.view_reference_stage"
 SEE_PROVENANCE = "datasets.view_recording_provenance"
 SEE_MODEL_OUTPUTS = "inference.view_prediction"
 REACH_RECORDINGS = "datasets.view_recording"
 
-# Each scope maps a user to a Q over recordings (None: no narrowing). All scopes apply together.
+# Each scope maps a user to a Q over the recordings their assignments reach (None: no narrowing).
+# A user reaches the union of what the scopes give (a rater in a scoring and a rating campaign reaches both).
 _RECORDING_SCOPES: list[Callable[[object], Q | None]] = []
 
 
 def register_recording_scope(scope: Callable[[object], Q | None]) -> None:
-    """Narrow the recordings a user reaches (e.g. a rater to their campaigns' recordings)."""
+    """Narrow the recordings a user reaches to those of their assignments (e.g. a rater's campaigns)."""
     if scope not in _RECORDING_SCOPES:
         _RECORDING_SCOPES.append(scope)
 
@@ -71,11 +72,12 @@ class Policy:
         """A Q over recordings that this user reaches (nothing without the view permission)."""
         if not self.user.is_authenticated or not self.user.has_perm(REACH_RECORDINGS):
             return Q(pk__in=[])
-        scope = Q()
-        for narrow in _RECORDING_SCOPES:
-            extra = narrow(self.user)
-            if extra is not None:
-                scope &= extra
+        reaches = [narrow(self.user) for narrow in _RECORDING_SCOPES]
+        if not reaches or any(q is None for q in reaches):
+            return Q()
+        scope = reaches[0]
+        for q in reaches[1:]:
+            scope |= q
         return scope
 
     def reachable(self, queryset: QuerySet, recording_path: str = "") -> QuerySet:
@@ -156,6 +158,19 @@ class PolicyPermission(DjangoModelPermissions):
             return False
         capability = getattr(view, "capability", None)
         return capability is None or getattr(policy_for(request.user), capability)
+
+
+class ActionPermission(BasePermission):
+    """API actions: `view.action_permissions[action][method]` names the permission the requester needs
+    (None: the view checks itself); a method not listed is refused."""
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user.is_authenticated:
+            return False
+        perms = view.action_permissions[view.action]
+        if request.method not in perms:
+            return False
+        return perms[request.method] is None or request.user.has_perm(perms[request.method])
 
 
 def reachable_queryset(view, queryset: QuerySet) -> QuerySet:

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from annotation.models import CampaignItem, ScoringCampaign
 from core.access import policy_for
+from core.services.sampling import stratified_sample
 from datasets.constants import STAGES, UNSCORED
 from datasets.exceptions import InputError
 from datasets.models import Cohort, Epoch, Recording
@@ -90,25 +91,7 @@ def sample_epochs(recordings: list[Recording], sample: str, sample_size: int | N
             chosen = [chosen[i] for i in sorted(rng.choice(len(chosen), sample_size, replace=False))]
     elif sample == ScoringCampaign.STRATIFIED:
         by_stage = {s: [pk for pk, stage in rows if stage == s] for s in STAGES}
-        present = [s for s in STAGES if by_stage[s]]
-        size = sample_size if sample_size is not None else len(rows)
-        chosen = []
-        # Equal share per stage; a stage with too few epochs gives all it has, the rest goes to the others.
-        remaining, budget = list(present), size
-        take: dict[str, int] = {s: 0 for s in present}
-        while remaining and budget > 0:
-            share = max(budget // len(remaining), 1)
-            for s in list(remaining):
-                extra = min(share, len(by_stage[s]) - take[s], budget)
-                take[s] += extra
-                budget -= extra
-                if take[s] >= len(by_stage[s]):
-                    remaining.remove(s)
-                if budget <= 0:
-                    break
-        for s in present:
-            pool = by_stage[s]
-            chosen += [pool[i] for i in rng.choice(len(pool), take[s], replace=False)]
+        chosen = stratified_sample(by_stage, sample_size if sample_size is not None else len(rows), rng)
     else:
         if model is None:
             raise InputError("sample 'disagreement' needs disagreement_model (a model version name)")

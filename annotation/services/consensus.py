@@ -117,3 +117,13 @@ def by_rater(labels) -> dict[int, list]:
     for label in labels:
         grouped[label.rater_id].append(label)
     return grouped
+
+
+def scoring_rationales(epochs):
+    """Expert rationales written in scoring campaigns (rationale mode): current first-pass labels."""
+    from datasets.services.rationales import ExpertRationale
+
+    labels = (Label.objects.filter(item__epoch__in=epochs, replaced_by__isnull=True, rescore=False)
+              .exclude(rationale="").order_by("item__epoch_id", "rater_id", "pk"))
+    for epoch_id, stage, rules, rationale in labels.values_list("item__epoch_id", "stage", "rule_ids", "rationale"):
+        yield ExpertRationale(epoch_id, stage, list(rules or []), rationale)

@@ -1,0 +1,108 @@
+"""Serializers of the ratings API. Rater-facing ones never carry an item's origin (model version, expert
+source, prediction) nor the reference stage; the views choose the serializer by the requester's role."""
+from rest_framework import serializers
+
+from ratings.models import Rating, RatingCampaign, RatingItem
+
+
+class RubricField(serializers.Field):
+    def to_representation(self, rubric):
+        return {"version": rubric.version, "dimensions": rubric.dimensions} if rubric else None
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    """Curators and researchers: the whole campaign."""
+
+    cohorts = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    model_versions = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    raters = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
+    rubric = RubricField(read_only=True)
+    item_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RatingCampaign
+        fields = ["id", "name", "description", "cohorts", "model_versions", "expert_sources", "sample_size",
+                  "sample_seed", "overlap", "raters", "reservation_timeout_s", "fast_floor_s", "rubric",
+                  "item_count", "created_at"]
+
+    def get_item_count(self, campaign) -> int:
+        return campaign.items.count()
+
+
+class RaterCampaignSerializer(serializers.ModelSerializer):
+    """A rater: the campaign's name, rubric and their own progress; nothing of the items' origins."""
+
+    rubric = RubricField(read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RatingCampaign
+        fields = ["id", "name", "description", "overlap", "rubric", "progress"]
+
+    def get_progress(self, campaign) -> dict:
+        from ratings.services.queue import RATING
+
+        return RATING.progress(campaign, self.context["request"].user)
+
+
+class CampaignCreateSerializer(serializers.Serializer):
+    """POST /api/ratings/campaigns/: the fields of ratings.services.campaigns.create_rating_campaign."""
+
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    cohorts = serializers.ListField(child=serializers.CharField())
+    model_versions = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    expert_sources = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    sample_size = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+    seed = serializers.IntegerField(required=False, min_value=0, default=0)
+    overlap = serializers.IntegerField(required=False, min_value=1, default=2)
+    raters = serializers.ListField(child=serializers.CharField())
+    reservation_timeout_s = serializers.IntegerField(required=False, min_value=10, default=900)
+    fast_floor_s = serializers.FloatField(required=False, min_value=0, default=5.0)
+    item_list = serializers.CharField(required=False, allow_blank=True, default="",
+                                      help_text="CSV text with columns recording, epoch (and optionally source)")
+    rubric = serializers.JSONField(required=False, default=None, help_text="Markdown text or a list of dimensions")
+
+
+class RatingInputSerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    scores = serializers.DictField(child=serializers.IntegerField())
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+    corrected_stage = serializers.CharField(required=False, allow_blank=True, default="")
+    corrected_rule_ids = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    seconds_spent = serializers.FloatField(required=False, allow_null=True, default=None)
+    client_id = serializers.UUIDField()
+    base_revision = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class OwnRatingSerializer(serializers.ModelSerializer):
+    """A rater's own rating (never whether it was a re-rating)."""
+
+    rubric_version = serializers.IntegerField(source="rubric.version", read_only=True)
+
+    class Meta:
+        model = Rating
+        fields = ["id", "item", "scores", "note", "corrected_stage", "corrected_rule_ids", "seconds_spent", "fast",
+                  "revision", "rubric_version", "created_at"]
+
+
+class RatingSerializer(OwnRatingSerializer):
+    """Curators and researchers: every rater's ratings, with who and the item's origin."""
+
+    rater_username = serializers.CharField(source="rater.username", read_only=True)
+    origin = serializers.CharField(source="item.origin", read_only=True)
+    model_version = serializers.SlugRelatedField(source="item.model_version", slug_field="name", read_only=True)
+
+    class Meta(OwnRatingSerializer.Meta):
+        fields = OwnRatingSerializer.Meta.fields + ["rater", "rater_username", "rescore", "origin", "model_version"]
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    """Curators and researchers: an item with its origin."""
+
+    model_version = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = RatingItem
+        fields = ["id", "position", "recording", "epoch", "origin", "model_version", "source", "stage", "rule_ids",
+                  "rationale", "reference_stage", "correct"]

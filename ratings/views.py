@@ -1,0 +1,70 @@
+"""Pages of the ratings app: the rater's campaigns, the rating page, the campaign dashboard and downloads."""
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.generic import ListView, TemplateView, View
+
+from core.access import PolicyViewMixin
+from datasets.constants import STAGES
+from inference.models import AasmRule
+from ratings.models import RatingCampaign
+from ratings.services.campaigns import visible_campaigns
+
+
+class CampaignListView(PolicyViewMixin, ListView):
+    permission_required = "ratings.view_ratingcampaign"
+    template_name = "ratings/campaign_list.html"
+    context_object_name = "campaigns"
+
+    def get_queryset(self):
+        return visible_campaigns(self.request.user).order_by("-created_at").prefetch_related("raters")
+
+
+class RateView(PolicyViewMixin, TemplateView):
+    """Rate the campaign's rationales: only its raters (a guessed campaign id is a 404)."""
+
+    permission_required = "ratings.rate_rationales"
+    template_name = "ratings/rate.html"
+
+    def get_context_data(self, **kwargs):
+        campaign = get_object_or_404(RatingCampaign.objects.filter(raters=self.request.user), pk=self.kwargs["pk"])
+        return super().get_context_data(campaign=campaign, rubric=campaign.rubric, stages=STAGES,
+                                        rules=AasmRule.objects.all(), **kwargs)
+
+
+class DashboardView(PolicyViewMixin, TemplateView):
+    """The campaign's figures: scores per dimension, breakdowns, agreement, the paper's table."""
+
+    permission_required = "ratings.view_ratingcampaign"
+    capability = "can_see_reference"
+    template_name = "ratings/dashboard.html"
+
+    def get_context_data(self, **kwargs):
+        from ratings.services import plots
+        from ratings.services.statistics import campaign_statistics
+
+        campaign = get_object_or_404(RatingCampaign, pk=self.kwargs["pk"])
+        stats = campaign_statistics(campaign)
+        return super().get_context_data(campaign=campaign, stats=stats, figures=plots.dashboard_figures(stats),
+                                        **kwargs)
+
+
+class ReportView(PolicyViewMixin, View):
+    """The campaign's figures as a download: ?format=json, csv or md (the agreement_report command's output)."""
+
+    permission_required = "ratings.view_ratingcampaign"
+    capability = "can_see_reference"
+    CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8", "md": "text/markdown; charset=utf-8"}
+
+    def get(self, request, pk):
+        from ratings.services.statistics import campaign_statistics, render_report
+
+        campaign = get_object_or_404(RatingCampaign, pk=pk)
+        fmt = request.GET.get("format", "json")
+        if fmt not in self.CONTENT_TYPES:
+            raise Http404(f"unknown format {fmt!r}")
+        stats = campaign_statistics(campaign)
+        if fmt == "json":
+            return JsonResponse(stats)
+        response = HttpResponse(render_report(stats, fmt), content_type=self.CONTENT_TYPES[fmt])
+        response["Content-Disposition"] = f'attachment; filename="rating-campaign-{campaign.pk}.{fmt}"'
+        return response
