@@ -152,7 +152,15 @@ def build_world() -> SimpleNamespace:
     for slot, (rater, stage) in enumerate(zip(other_raters, ("N2", "N3"))):
         Reservation.objects.create(item=items[1], slot=slot, rater=rater, labelled=True, expires_at=timezone.now())
         Label.objects.create(item=items[1], rater=rater, stage=stage, client_id=uuid.uuid4())
+    from ratings.models import RatingReservation
+    from ratings.services.campaigns import create_rating_campaign
+
+    rating_campaign = create_rating_campaign("World rating", cohorts=[cohort], model_versions=[version],
+                                             raters=[matrix_rater, other_raters[0]], overlap=2)
+    rating_item = rating_campaign.items.get()
+    RatingReservation.objects.create(item=rating_item, slot=0, rater=matrix_rater,
+                                     expires_at=timezone.now() + timedelta(hours=1))
     return SimpleNamespace(cohort=cohort, recording=recording, epochs=epochs, epoch=epochs[1], version=version,
                            job=job, prediction=prediction, import_job=import_job,
                            image=EpochImage.objects.get(epoch=epochs[1]), campaign=campaign, items=items,
-                           rater=matrix_rater)
+                           rater=matrix_rater, rating_campaign=rating_campaign, rating_item=rating_item)

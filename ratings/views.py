@@ -44,8 +44,14 @@ class DashboardView(PolicyViewMixin, TemplateView):
 
         campaign = get_object_or_404(RatingCampaign, pk=self.kwargs["pk"])
         stats = campaign_statistics(campaign)
-        return super().get_context_data(campaign=campaign, stats=stats, figures=plots.dashboard_figures(stats),
-                                        **kwargs)
+        figures = plots.dashboard_figures(stats)
+        titles = {d["key"]: d["title"] for d in stats["rubric"]["dimensions"]}
+        dimensions = [{"key": key, "title": titles[key], "stats": d, "figures": figures[key]}
+                      for key, d in stats["dimensions"].items()]
+        paper = [{"title": titles[row["dimension"]], "cells": row["cells"]} for row in stats["paper_table"]["rows"]]
+        raters = [{**r, "dimensions": [(titles[k], v) for k, v in r["dimensions"].items()]} for r in stats["raters"]]
+        return super().get_context_data(campaign=campaign, stats=stats, dimensions=dimensions, paper=paper,
+                                        raters=raters, **kwargs)
 
 
 class ReportView(PolicyViewMixin, View):

@@ -169,6 +169,64 @@ class TestScoringApi(RoleAccessTests):
     ]
 
 
+RATING = "/api/ratings/campaigns"
+
+
+def _rating(w):
+    return {"item": w.rating_item.pk, "client_id": "7a1c1f0e-8a4e-4a53-9a43-3f2b8b1f0c12", "seconds_spent": 12,
+            "scores": {"factual_accuracy": 4, "evidence_comprehensiveness": 3, "logical_coherence": 5}}
+
+
+class TestRatingPages(RoleAccessTests):
+    cases = [
+        Access("rating campaigns", "ratings:campaign-list", lambda w: "/rating/", everyone()),
+        # the campaign's raters only: an admin holds the permission but is not one of them (404)
+        Access("rate", "ratings:rate", lambda w: f"/rating/{w.rating_campaign.pk}/rate/", {**expect(200, [RATER]), ADMIN: 404}),
+        Access("rating dashboard", "ratings:dashboard", lambda w: f"/rating/{w.rating_campaign.pk}/dashboard/",
+               expect(200, STAFF)),
+        Access("rating report", "ratings:report", lambda w: f"/rating/{w.rating_campaign.pk}/report/?format=md",
+               expect(200, STAFF)),
+    ]
+
+
+class TestRatingApi(RoleAccessTests):
+    cases = [
+        api("rating campaigns", "ratingcampaign-list", lambda w: f"{RATING}/", api_expect(200, READERS)),
+        api("new rating campaign", "ratingcampaign-list", lambda w: f"{RATING}/", api_expect(201, WRITERS), method="post",
+            data=lambda w: {"name": "Fresh", "cohorts": [w.cohort.name], "model_versions": [w.version.name],
+                            "raters": ["matrix-rater"], "overlap": 1}, extra=JSON),
+        api("bad rating campaign", "ratingcampaign-list", lambda w: f"{RATING}/", api_expect(400, WRITERS),
+            method="post", data=lambda w: {"name": "Fresh", "cohorts": [w.cohort.name], "raters": ["matrix-rater"]},
+            extra=JSON),
+        api("rating campaign", "ratingcampaign-detail", lambda w: f"{RATING}/{w.rating_campaign.pk}/",
+            api_expect(200, READERS)),
+        api("next rationale", "ratingcampaign-next", lambda w: f"{RATING}/{w.rating_campaign.pk}/next/",
+            api_expect(200, [RATER]), method="post"),
+        api("rationales ahead", "ratingcampaign-ahead", lambda w: f"{RATING}/{w.rating_campaign.pk}/ahead/?count=2",
+            api_expect(200, [RATER]), method="post"),
+        api("release rationale", "ratingcampaign-release", lambda w: f"{RATING}/{w.rating_campaign.pk}/release/",
+            api_expect(200, [RATER]), method="post", data=lambda w: {"item": w.rating_item.pk}, extra=JSON),
+        api("save rating", "ratingcampaign-ratings", lambda w: f"{RATING}/{w.rating_campaign.pk}/ratings/",
+            api_expect(201, [RATER]), method="post", data=_rating, extra=JSON),
+        api("bad rating", "ratingcampaign-ratings", lambda w: f"{RATING}/{w.rating_campaign.pk}/ratings/",
+            api_expect(400, [RATER]), method="post", data=lambda w: {**_rating(w), "scores": {"factual_accuracy": 9}},
+            extra=JSON),
+        api("ratings", "ratingcampaign-ratings", lambda w: f"{RATING}/{w.rating_campaign.pk}/ratings/",
+            api_expect(200, READERS)),
+        api("rating history", "ratingcampaign-history", lambda w: f"{RATING}/{w.rating_campaign.pk}/history/",
+            api_expect(200, READERS)),
+        api("rubric", "ratingcampaign-rubric", lambda w: f"{RATING}/{w.rating_campaign.pk}/rubric/",
+            api_expect(200, READERS)),
+        api("edit rubric", "ratingcampaign-rubric", lambda w: f"{RATING}/{w.rating_campaign.pk}/rubric/",
+            api_expect(200, WRITERS), method="put", data=lambda w: {"markdown": (
+                "## Accuracy: right?\n1. a\n2. b\n3. c\n4. d\n5. e\n")}, extra=JSON),
+        api("rating items", "ratingcampaign-items", lambda w: f"{RATING}/{w.rating_campaign.pk}/items/",
+            api_expect(200, STAFF)),
+        api("rating statistics", "ratingcampaign-statistics", lambda w: f"{RATING}/{w.rating_campaign.pk}/statistics/",
+            api_expect(200, STAFF)),
+    ]
+
+
 def _routes(patterns, namespace=None):
     for pattern in patterns:
         if isinstance(pattern, URLResolver):

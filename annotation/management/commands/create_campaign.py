@@ -1,36 +1,15 @@
 """python manage.py create_campaign FILE.json|FILE.yaml — a thin wrapper of annotation.services.campaigns."""
-import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.services.campaigns import create_campaign
-from datasets.exceptions import InputError
+from core.exceptions import InputError
+from core.services.specfile import load_spec
 
 FIELDS = {"name", "description", "recordings", "cohort", "sample", "sample_size", "seed", "disagreement_model",
           "overlap", "raters", "adjudicators", "unit", "reservation_timeout_s", "show_reference",
           "show_model_outputs", "show_other_labels", "rescore_share", "rationale_mode"}
-
-
-def load_spec(path: Path) -> dict:
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise InputError("YAML needs PyYAML, which is not installed; write the campaign as JSON") from None
-        data = yaml.safe_load(text)
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path.name} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path.name} must hold one object of campaign fields")
-    unknown = sorted(set(data) - FIELDS)
-    if unknown:
-        raise InputError(f"unknown field(s) in {path.name}: {', '.join(unknown)}; expected {', '.join(sorted(FIELDS))}")
-    return data
 
 
 class Command(BaseCommand):
@@ -43,7 +22,7 @@ class Command(BaseCommand):
         if not file.is_file():
             raise CommandError(f"no such file: {file}")
         try:
-            data = load_spec(file)
+            data = load_spec(file, FIELDS)
             campaign = create_campaign(data.pop("name", None), **data)
         except InputError as exc:
             raise CommandError(str(exc)) from None
