@@ -105,8 +105,12 @@ def warm_up(port, token, campaign, n):
 
 
 def rater_loop(port, token, campaign, deadline, abandon, think_s, seed, out):
-    """One rater: next, then label it (or abandon it), then look at the next epoch for about think_s."""
+    """One rater: next, then label it (or abandon it), then look at the next epoch for about think_s.
+
+    Raters arrive spread over one think time, not all in the same millisecond.
+    """
     rnd = random.Random(seed)
+    time.sleep(think_s * rnd.random())
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
     base = f"/api/scoring/campaigns/{campaign}"
@@ -191,7 +195,7 @@ def main():
 
     admin_sql(args.server, f'DROP DATABASE IF EXISTS "{args.db}"')
     admin_sql(args.server, f'CREATE DATABASE "{args.db}"')
-    env = {**os.environ, "DATABASE_URL": f"{args.server}/{args.db}", "DB_CONN_MAX_AGE": "60",
+    env = {**os.environ, "DATABASE_URL": f"{args.server}/{args.db}", "DB_CONN_MAX_AGE": "60", "DEBUG": "0",
            "DJANGO_SETTINGS_MODULE": "config.settings"}
     os.environ.update(env)
     proc = None
