@@ -133,14 +133,14 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                          for item, rescore in queue.reserve_ahead(campaign, request.user, int(count))])
 
     def _served(self, campaign, item, rescore) -> dict:
-        """What a rater learns of an item served to them (never whether it is a re-score)."""
+        """What a rater learns of an item served to them (never whether it is a re-score); the queue serves
+        it with its epoch and recording."""
         user = self.request.user
-        item = CampaignItem.objects.select_related("epoch", "recording").get(pk=item.pk)
         if rescore:
             label = queue.current_labels(campaign).filter(item=item, rater=user, rescore=True).first()
             expires_at = timezone.now() + timezone.timedelta(seconds=campaign.reservation_timeout_s)
         else:
-            label = queue.visible_label(campaign, user, item)
+            label = None  # served from an unlabelled reservation: the rater has not labelled it yet
             expires_at = queue.reservation_of(campaign, user, item).expires_at
         body = {
             "item": item.pk, "recording": item.recording_id, "epoch": item.epoch_id, "index": item.epoch.index,

@@ -39,10 +39,11 @@ def sees_everything(user) -> bool:
 
 
 def served(campaign, item, rater, rescore: bool) -> dict:
-    """What a rater learns of an item served to them: the epoch to show and the rationale to rate."""
+    """What a rater learns of an item served to them (loaded by the queue with its epoch and recording):
+    the epoch to show and the rationale to rate."""
     rules = {r.rule_id: r for r in AasmRule.objects.filter(rule_id__in=item.rule_ids)}
-    rating = (RATING.current(campaign).filter(item=item, rater=rater, rescore=True).first() if rescore
-              else RATING.visible(campaign, rater, item))
+    # a first-pass item comes from the rater's unanswered reservation: no rating of theirs yet
+    rating = RATING.current(campaign).filter(item=item, rater=rater, rescore=True).first() if rescore else None
     return {
         "item": item.pk, "recording": item.recording_id, "index": item.epoch.index, "onset_s": item.epoch.onset_s,
         "recording_epoch_count": item.recording.epoch_count, "stage": item.stage,
@@ -111,7 +112,6 @@ class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
         return self.get_paginated_response(rows) if page is not None else Response(rows)
 
     def _served(self, campaign, item, rescore):
-        item = RatingItem.objects.select_related("epoch", "recording").get(pk=item.pk)
         return served(campaign, item, self.request.user, rescore)
 
     # --- the rater's queue -------------------------------------------------------------------

@@ -71,6 +71,7 @@ class WorkQueue:
     """One queue over (items, reservations, answers); subclasses choose the order and validate answers."""
 
     held_order = ("item__position",)  # the order of a rater's own live reservations (the page's next items)
+    item_related = ("epoch", "recording")  # loaded with every item the queue serves (the page shows them)
 
     def __init__(self, *, items, reservations, answers):
         self.items, self.reservations, self.answers = items, reservations, answers
@@ -129,33 +130,35 @@ class WorkQueue:
                 .alias(taken=self._slots_taken(), mine=Exists(mine))
                 .filter(taken__lt=campaign.overlap, mine=False))
 
-    def _try_reserve(self, campaign, rater, item_id, now):
-        used = set(self.reservations.objects.filter(item_id=item_id).values_list("slot", flat=True))
+    def _try_reserve(self, campaign, rater, item, now):
+        used = set(self.reservations.objects.filter(item=item).values_list("slot", flat=True))
         free = [s for s in range(campaign.overlap) if s not in used]
         if not free:
             return None
         try:
             with transaction.atomic():
-                return self.reservations.objects.create(item_id=item_id, slot=free[0], rater=rater,
+                return self.reservations.objects.create(item=item, slot=free[0], rater=rater,
                                                         expires_at=self.expiry(campaign, now))
         except IntegrityError:
             return None  # taken meanwhile (slot) or already ours: the next candidate
 
     def reserve_from(self, campaign, rater, items, now):
-        """A reservation of the first free item of `items` (ordered); None only when none is open for the rater.
+        """A reservation of the first free item of `items` (ordered; the item comes with `item_related`);
+        None only when none is open for the rater.
 
         Rows other raters are reserving right now are skipped (PostgreSQL); when every open row is
         locked that way, it tries again shortly rather than answer "nothing left" while items remain.
         """
         for attempt in range(ROUNDS):
-            ids = list(items.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:CANDIDATES])
-            if not ids:
+            candidates = list(items.select_related(*self.item_related)
+                              .select_for_update(skip_locked=True, of=("self",))[:CANDIDATES])
+            if not candidates:
                 if not items.exists():
                     return None
                 time.sleep(0.005 * (attempt + 1))
                 continue
-            for item_id in ids:
-                reservation = self._try_reserve(campaign, rater, item_id, now)
+            for item in candidates:
+                reservation = self._try_reserve(campaign, rater, item, now)
                 if reservation is not None:
                     return reservation
         return None
@@ -164,12 +167,18 @@ class WorkQueue:
         return self.reservations.objects.filter(item__campaign=campaign, rater=rater, labelled=False,
                                                 expires_at__gt=now)
 
+    def _held_items(self, held):
+        return held.select_related(*(f"item__{name}" for name in self.item_related)).order_by(*self.held_order)
+
     def next_item(self, campaign, rater, now=None):
-        """(item, rescore) for the rater, reserving a slot; None when nothing is left for them."""
+        """(item, rescore) for the rater, reserving a slot; None when nothing is left for them.
+
+        The item comes with `item_related` loaded; a first-pass item is served from the rater's unanswered
+        reservation, so the rater has no answer to it yet."""
         self.release_expired(campaign, now)
         now = _now(now)
         with transaction.atomic():
-            own = self._held(campaign, rater, now).select_related("item").order_by(*self.held_order).first()
+            own = self._held_items(self._held(campaign, rater, now)).first()
             if own is not None:
                 return own.item, False
             rescore = self.pending_rescore(campaign, rater)
@@ -191,7 +200,7 @@ class WorkQueue:
             for _ in range(count - held.count()):
                 if self.reserve_one(campaign, rater, now) is None:
                     break
-        return [(r.item, False) for r in held.select_related("item").order_by(*self.held_order)[:count]]
+        return [(r.item, False) for r in self._held_items(held)[:count]]
 
     def reservation_of(self, campaign, rater, item):
         return self.reservations.objects.filter(item=item, rater=rater, item__campaign=campaign).first()
@@ -230,7 +239,7 @@ class WorkQueue:
         done = set(answers.filter(rescore=True).values_list("item_id", flat=True))
         for item_id in first[:len(first) - RESCORE_GAP]:
             if item_id not in done and self._rescore_pick(campaign, rater.pk, item_id):
-                return self.items.objects.get(pk=item_id)
+                return self.items.objects.select_related(*self.item_related).get(pk=item_id)
         return None
 
     def is_rescore_due(self, campaign, rater, item) -> bool:

@@ -1,12 +1,11 @@
 """The rating queue: core.services.work_queue over rating items, reservations and ratings, each rater
-served the items in their own random order (a per-rater permutation of the positions)."""
+served the items in their own pseudo-random order (a seeded per-rater permutation of the positions)."""
 from __future__ import annotations
 
 import hashlib
-from math import gcd
 
 from django.db.models import BigIntegerField, F
-from django.db.models.functions import Cast, Mod
+from django.db.models.functions import Cast
 
 from core.exceptions import InputError
 from core.services.work_queue import NotReserved, StaleAnswer, WorkQueue  # noqa: F401 (API names)
@@ -15,23 +14,34 @@ from ratings.models import Rating, RatingItem, RatingReservation
 from ratings.services.rubric import SCALE
 
 
-def rater_permutation(campaign, rater_id: int, n: int) -> tuple[int, int]:
-    """(a, b) of position -> (a * position + b) mod n, a permutation of 0..n-1 (gcd(a, n) = 1) seeded by
-    (campaign seed, campaign, rater): each rater gets their own order, the same on every request."""
+MASK = 2**32 - 1
+
+
+def rater_constants(campaign, rater_id: int) -> tuple[int, int, int, int]:
+    """(xor in, multiplier 1, multiplier 2, xor out) of the rater's order, from (campaign seed, campaign, rater)."""
     digest = hashlib.sha256(f"{campaign.sample_seed}:{campaign.pk}:{rater_id}:order".encode()).digest()
-    a = int.from_bytes(digest[:8], "big") % max(n, 1) or 1
-    while gcd(a, n) != 1:
-        a = a % n + 1
-    return a, int.from_bytes(digest[8:16], "big") % max(n, 1)
+    words = [int.from_bytes(digest[i:i + 4], "big") for i in range(0, 16, 4)]
+    return words[0], (words[1] & (2**31 - 1)) | 1, (words[2] & (2**31 - 1)) | 1, words[3]
+
+
+def rater_turn(position, constants):
+    """A bijection of 32-bit integers (xor-shift-multiply rounds, as in hash finalisers): positions map to
+    distinct turns, so ordering by turn is a permutation of the items, a different one for every rater.
+    Works on an F() expression (in SQL, SQLite and PostgreSQL alike) and on an int (to check it)."""
+    x_in, m1, m2, x_out = constants
+    x = position.bitxor(x_in) if hasattr(position, "bitxor") else position ^ x_in
+    for multiplier, shift in ((m1, 16), (m2, 13)):
+        x = (x * multiplier).bitand(MASK) if hasattr(x, "bitand") else (x * multiplier) & MASK
+        x = x.bitxor(x.bitrightshift(shift)) if hasattr(x, "bitxor") else x ^ (x >> shift)
+    return x.bitxor(x_out) if hasattr(x, "bitxor") else x ^ x_out
 
 
 class RatingQueue(WorkQueue):
     held_order = ("created_at", "pk")  # the rater's own order, in which they were reserved
 
     def order(self, items, campaign, rater):
-        n = campaign.items.count()
-        a, b = rater_permutation(campaign, rater.pk, n)
-        return items.alias(turn=Mod(Cast(F("position"), BigIntegerField()) * a + b, n)).order_by("turn")
+        turn = rater_turn(Cast(F("position"), BigIntegerField()), rater_constants(campaign, rater.pk))
+        return items.alias(turn=turn).order_by("turn", "position")
 
     def clean(self, campaign, fields: dict) -> dict:
         rubric = campaign.rubric

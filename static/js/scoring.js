@@ -84,6 +84,7 @@
           await loadHypnogram(entry.recording);
         }
       }
+      if (afterSaves) { const then = afterSaves; afterSaves = null; then(); }
     } finally {
       flushing = false;
     }
@@ -163,6 +164,7 @@
 
   let upcoming = [];           // items reserved ahead (the queue's order), so scoring goes on offline
   let refilling = null;
+  let afterSaves = null;      // what to do once every queued save has landed
 
   async function refill() {
     if (refilling) return refilling;
@@ -175,7 +177,10 @@
         if (batch.length && (!item || item.recording !== batch[0].recording)) await loadHypnogram(batch[0].recording);
         const known = new Set(upcoming.map((u) => u.item).concat(item ? [item.item] : []));
         upcoming = upcoming.concat(batch.filter((u) => !known.has(u.item) && !isScored(u.item)));
-        if (!batch.length && !upcoming.length) { byId("done").hidden = false; root.dataset.done = "1"; }
+        if (!upcoming.length && batch.every((u) => isScored(u.item))) {
+          // only scored items came back: done, unless saves still in flight hold the slots of items to come
+          if (pending.length) afterSaves = advance; else { byId("done").hidden = false; root.dataset.done = "1"; }
+        }
       } catch (e) { setState(`offline: ${pending.length} queued`, "offline"); }
       finally { refilling = null; }
     })();

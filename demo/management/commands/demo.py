@@ -32,6 +32,8 @@ DEMO_COHORT = "Synthetic demo"
 BASELINE_VERSION = "baseline-yasa"
 SCORING_CAMPAIGN = "Demo scoring"
 SCORING_RATERS = ("rater", "rater2", "rater3")
+RATING_CAMPAIGN = "Demo rating"
+RATING_RATERS = ("rater", "rater2", "rater3")
 # Simulated raters (rater2, rater3) agree with the reference about as often as human scorers agree
 # with the majority per stage (spec/agreement.md); otherwise they pick a neighbouring stage.
 SIMULATED_AGREEMENT = {"W": 0.85, "N1": 0.6, "N2": 0.85, "N3": 0.7, "R": 0.9}
@@ -57,6 +59,7 @@ class Command(BaseCommand):
         recording = self._night(opts["hours"], opts["seed"])
         self._baseline(recording)
         self._scoring(recording, opts["seed"])
+        self._rating(opts["seed"])
         if opts["no_serve"]:
             self.stdout.write(self.style.SUCCESS("Demo ready."))
             return
@@ -136,6 +139,43 @@ class Command(BaseCommand):
                                    seconds_spent=float(rng.uniform(4, 20)))
         self.stdout.write(f"Scoring campaign '{SCORING_CAMPAIGN}': {campaign.items.count()} epochs, overlap 3, "
                           f"raters {', '.join(SCORING_RATERS)} ({', '.join(SCORING_RATERS[1:])} simulated, 60 epochs each)")
+
+    def _rating(self, seed: int):
+        """A rating campaign over the baseline's rationales; two simulated rater accounts (rater2, rater3) have
+        rated some, so the dashboard has agreement to show, and `rater` can rate in the browser."""
+        import uuid
+
+        import numpy as np
+
+        from ratings.models import RatingCampaign
+        from ratings.services.campaigns import create_rating_campaign
+        from ratings.services.queue import RATING
+
+        if RatingCampaign.objects.filter(name=RATING_CAMPAIGN).exists():
+            self.stdout.write(f"Rating campaign '{RATING_CAMPAIGN}' already set up")
+            return
+        campaign = create_rating_campaign(
+            RATING_CAMPAIGN, cohorts=[DEMO_COHORT], model_versions=[BASELINE_VERSION], raters=RATING_RATERS,
+            sample_size=40, seed=seed, overlap=2,
+            description="Baseline rationales, stratified by stage and by correct versus incorrect stage; "
+                        "rater2 and rater3 are simulated.",
+        )
+        rng = np.random.default_rng(seed)
+        keys = campaign.rubric.keys
+        quality = {}  # per item: what the simulated raters perceive, plus their own noise
+        for username in RATING_RATERS[1:]:
+            rater = get_user_model().objects.get(username=username)
+            for _ in range(20):
+                served = RATING.next_item(campaign, rater)
+                if served is None:
+                    break
+                item = served[0]
+                centre = quality.setdefault(item.pk, rng.normal(4.0 if item.correct else 2.6, 0.6))
+                scores = {key: int(np.clip(np.rint(centre + rng.normal(0, 0.6)), 1, 5)) for key in keys}
+                RATING.submit(campaign, rater, item, scores=scores, client_id=uuid.uuid4(),
+                              seconds_spent=float(rng.uniform(3, 40)))
+        self.stdout.write(f"Rating campaign '{RATING_CAMPAIGN}': {campaign.items.count()} rationales, overlap 2, "
+                          f"raters {', '.join(RATING_RATERS)} ({', '.join(RATING_RATERS[1:])} simulated, 20 rated each)")
 
     def _serve(self, addr: str):
         """runserver with a Celery worker beside it; Ctrl-C or SIGTERM stops both."""
