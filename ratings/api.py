@@ -15,8 +15,9 @@ from core.exceptions import InputError
 from inference.models import AasmRule
 from ratings.filters import RatingFilter
 from ratings.models import Rating, RatingCampaign, RatingItem
-from ratings.serializers import (CampaignCreateSerializer, CampaignSerializer, ItemSerializer, OwnRatingSerializer,
-                                 RaterCampaignSerializer, RatingInputSerializer, RatingSerializer)
+from ratings.serializers import (OwnRatingSerializer, RaterRatingCampaignSerializer, RatingCampaignCreateSerializer,
+                                 RatingCampaignSerializer, RatingInputSerializer, RatingItemSerializer,
+                                 RatingSerializer)
 from ratings.services import rubric as rubrics
 from ratings.services.campaigns import create_rating_campaign, visible_campaigns
 from ratings.services.queue import RATING, NotReserved, StaleAnswer
@@ -67,18 +68,18 @@ class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
 
     def get_serializer_class(self):
         if self.action == "create":
-            return CampaignCreateSerializer
-        return CampaignSerializer if sees_everything(self.request.user) else RaterCampaignSerializer
+            return RatingCampaignCreateSerializer
+        return RatingCampaignSerializer if sees_everything(self.request.user) else RaterRatingCampaignSerializer
 
     def create(self, request, *args, **kwargs):
-        data = CampaignCreateSerializer(data=request.data)
+        data = RatingCampaignCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         try:
             campaign = create_rating_campaign(fields.pop("name"), user=request.user, **fields)
         except InputError as exc:
             raise ValidationError({"detail": str(exc)}) from None
-        return Response(CampaignSerializer(campaign, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        return Response(RatingCampaignSerializer(campaign, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -216,7 +217,7 @@ class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
     def items(self, request, pk=None):
         """Every item with its origin (model version or expert source) and the reference stage."""
         campaign = self._staff_campaign()
-        return self._page(campaign.items.select_related("model_version").order_by("position"), ItemSerializer)
+        return self._page(campaign.items.select_related("model_version").order_by("position"), RatingItemSerializer)
 
     @action(detail=True, methods=["get"])
     def statistics(self, request, pk=None):

@@ -1,16 +1,19 @@
 """Serializers of the ratings API. Rater-facing ones never carry an item's origin (model version, expert
 source, prediction) nor the reference stage; the views choose the serializer by the requester's role."""
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ratings.models import Rating, RatingCampaign, RatingItem
 
 
+@extend_schema_field(OpenApiTypes.OBJECT)
 class RubricField(serializers.Field):
     def to_representation(self, rubric):
         return {"version": rubric.version, "dimensions": rubric.dimensions} if rubric else None
 
 
-class CampaignSerializer(serializers.ModelSerializer):
+class RatingCampaignSerializer(serializers.ModelSerializer):
     """Curators and researchers: the whole campaign."""
 
     cohorts = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
@@ -29,7 +32,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         return campaign.items.count()
 
 
-class RaterCampaignSerializer(serializers.ModelSerializer):
+class RaterRatingCampaignSerializer(serializers.ModelSerializer):
     """A rater: the campaign's name, rubric and their own progress; nothing of the items' origins."""
 
     rubric = RubricField(read_only=True)
@@ -45,7 +48,7 @@ class RaterCampaignSerializer(serializers.ModelSerializer):
         return RATING.progress(campaign, self.context["request"].user)
 
 
-class CampaignCreateSerializer(serializers.Serializer):
+class RatingCampaignCreateSerializer(serializers.Serializer):
     """POST /api/ratings/campaigns/: the fields of ratings.services.campaigns.create_rating_campaign."""
 
     name = serializers.CharField(max_length=100)
@@ -97,7 +100,7 @@ class RatingSerializer(OwnRatingSerializer):
         fields = OwnRatingSerializer.Meta.fields + ["rater", "rater_username", "rescore", "origin", "model_version"]
 
 
-class ItemSerializer(serializers.ModelSerializer):
+class RatingItemSerializer(serializers.ModelSerializer):
     """Curators and researchers: an item with its origin."""
 
     model_version = serializers.SlugRelatedField(slug_field="name", read_only=True)
