@@ -8,12 +8,14 @@ from datasets.api import router as datasets_router
 from inference.api import EvaluationView
 from inference.api import router as inference_router
 from ratings.api import router as ratings_router
+from releases.api import router as releases_router
 
 urlpatterns = [
     path("", include(datasets_router.urls)),
     path("", include(inference_router.urls)),
     path("", include(annotation_router.urls)),
     path("", include(ratings_router.urls)),
+    path("", include(releases_router.urls)),
     path("evaluation/", EvaluationView.as_view(), name="evaluation"),
     path("auth/token/", ThrottledObtainAuthToken.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "inference",
     "annotation",
     "ratings",
+    "releases",
     "demo",
 ]
 

@@ -17,5 +17,6 @@ urlpatterns = [
     path("inference/", include("inference.urls")),
     path("scoring/", include("annotation.urls")),
     path("rating/", include("ratings.urls")),
+    path("releases/", include("releases.urls")),
     path("", include("datasets.urls")),
 ]

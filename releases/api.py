@@ -1,0 +1,43 @@
+"""REST API of releases, under /api/releases/: create (queues the build), follow, cancel, list files.
+Curators create and cancel; curators and researchers read and download; raters see nothing."""
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from core.exceptions import InputError
+from releases.models import Release
+from releases.serializers import ReleaseCreateSerializer, ReleaseSerializer
+from releases.services.build import cancel_release, create_release
+
+
+class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Release.objects.prefetch_related("cohorts", "scoring_campaigns", "rating_campaigns", "model_versions",
+                                                "files").select_related("previous")
+
+    def get_serializer_class(self):
+        return ReleaseCreateSerializer if self.action == "create" else ReleaseSerializer
+
+    def create(self, request, *args, **kwargs):
+        data = ReleaseCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        try:
+            release = create_release(fields.pop("name"), fields.pop("version"), user=request.user, **fields)
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(ReleaseSerializer(release).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a pending or running build (a built release stays as it is: 409)."""
+        release = self.get_object()
+        if not cancel_release(release):
+            return Response({"detail": f"release {release} is {release.state}: nothing to cancel"},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(ReleaseSerializer(release).data)
+
+
+router = SimpleRouter()
+router.register("releases", ReleaseViewSet, basename="release")

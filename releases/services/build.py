@@ -1,0 +1,183 @@
+"""Building a release on the core job engine: contents written to a local temporary folder, packed, then
+copied into storage (Django's storage API: a folder or an S3-compatible bucket) under releases/<id>/.
+
+A release is marked built only after every file is in storage. A failed or cancelled build deletes the
+files it stored; a build killed mid-way stays RUNNING until its lease lapses, and the restarted build
+(claim takes it over) first deletes what the killed one stored, then writes the same bytes again.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from core.exceptions import InputError
+from core.services.queue import send
+from releases.models import Release, ReleaseFile, validate_semver, version_key
+from releases.services import archives, export
+
+log = logging.getLogger(__name__)
+
+
+class BuildCancelled(Exception):
+    """The release is no longer running (cancelled, or taken over by another worker)."""
+
+
+def create_release(name, version, *, cohorts, stage_source=Release.REFERENCE, scoring_campaigns=(),
+                   rating_campaigns=(), model_versions=(), description="", license_id="cc-by-nc-4.0",
+                   license_text="", include_images=False, user=None, queue=True) -> Release:
+    """A new release (PENDING), queued for building after commit; InputError names what is wrong."""
+    from django.core.exceptions import ValidationError
+
+    from annotation.models import ScoringCampaign
+    from datasets.models import Cohort
+    from inference.models import ModelVersion
+    from ratings.models import RatingCampaign
+
+    try:
+        validate_semver(version)
+    except ValidationError as exc:
+        raise InputError(exc.messages[0]) from None
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise InputError(f"release name {name!r} must be letters, digits, '-' and '_' (it names files)")
+    if Release.objects.filter(name=name, version=version).exists():
+        raise InputError(f"release {name} {version} already exists: a new version is a new release")
+    if stage_source not in dict(Release.STAGE_SOURCES):
+        raise InputError(f"unknown stage source {stage_source!r}; expected one of {', '.join(dict(Release.STAGE_SOURCES))}")
+
+    def named(model, values, field, what):
+        rows = []
+        for value in values or ():
+            row = value if isinstance(value, model) else model.objects.filter(**{field: value}).first()
+            if row is None:
+                raise InputError(f"unknown {what} {value!r}")
+            rows.append(row)
+        return rows
+
+    cohort_rows = named(Cohort, cohorts, "name", "cohort")
+    if not cohort_rows:
+        raise InputError("a release needs at least one cohort")
+    scoring = named(ScoringCampaign, scoring_campaigns, "name", "scoring campaign")
+    if stage_source != Release.REFERENCE and not scoring:
+        raise InputError(f"stage source {stage_source!r} needs the scoring campaigns it draws on")
+    earlier = [r for r in Release.objects.filter(name=name, state=Release.SUCCEEDED)
+               if version_key(r.version) < version_key(version)]
+    with transaction.atomic():
+        release = Release.objects.create(
+            name=name, version=version, stage_source=stage_source, description=description, license_id=license_id,
+            license_text=license_text, include_images=include_images,
+            previous=max(earlier, key=lambda r: version_key(r.version)) if earlier else None,
+            created_by=user if getattr(user, "is_authenticated", False) else None)
+        release.cohorts.set(cohort_rows)
+        release.scoring_campaigns.set(scoring)
+        release.rating_campaigns.set(named(RatingCampaign, rating_campaigns, "name", "rating campaign"))
+        release.model_versions.set(named(ModelVersion, model_versions, "name", "model version"))
+        if queue:
+            send(Release.task_name, (release.pk,))
+    return release
+
+
+def _delete_files(release) -> None:
+    for row in release.files.all():
+        default_storage.delete(row.storage_name)
+    release.files.all().delete()
+
+
+def _store(release, root: Path, path: Path, archive: bool) -> None:
+    relative = path.name if archive else path.relative_to(root).as_posix()
+    name = f"releases/{release.pk}/{relative}"
+    default_storage.delete(name)
+    with open(path, "rb") as handle:
+        stored = default_storage.save(name, File(handle, name=path.name))
+    ReleaseFile.objects.create(release=release, path=relative, storage_name=stored, size=path.stat().st_size,
+                               sha256=export.sha256_of(path), archive=archive)
+
+
+def write_contents(release, root: Path, tick) -> dict:
+    """Every file of the release's folder under `root`; `tick(done, total)` after each recording."""
+    content = export.ReleaseContent(release)
+    tables = export.Tables(root)
+    current, stage_counts, fine, subjects = {}, Counter(), 0, 0
+    total = len(content.recordings) + 1
+
+    def keep(key, value):
+        nonlocal fine
+        current[key] = value
+        stage_counts[value[0]] += 1
+        fine += bool(value[2])
+
+    try:
+        for done, recording in enumerate(content.recordings, start=1):
+            subjects += bool(content.write_recording(recording, root, tables, keep))
+            tick(done, total)
+    finally:
+        tables.close()
+    changes = export.changelog(export.previous_rows(release), current)
+    agreement = content.agreement()
+    (root / "agreement.json").write_text(export.json_text(agreement), encoding="utf-8")
+    (root / "agreement.md").write_text(export.agreement_markdown(agreement), encoding="utf-8")
+    (root / "rules.md").write_text(export.rules_markdown(), encoding="utf-8")
+    (root / "CHANGELOG.md").write_text(export.changelog_markdown(release, changes), encoding="utf-8")
+    (root / "README.md").write_text(export.dataset_card(release, {"epochs": len(current)}, stage_counts, fine, subjects),
+                                    encoding="utf-8")
+    export.write_manifest(root)
+    tick(total, total)
+    return {"epochs": len(current), "changelog": {k: len(v) for k, v in changes.items()}}
+
+
+def build_release(release_id: int, echo=None) -> Release:
+    """Build one release to its end (claimed by compare-and-set: a redelivered message does nothing)."""
+    release = Release.objects.get(pk=release_id)
+    if not release.claim():
+        return release
+
+    def tick(done, total):
+        if not release.report_progress(done=done, total=total, message=f"{done} of {total} parts written"):
+            raise BuildCancelled
+        if echo:
+            echo(done, total)
+
+    try:
+        _delete_files(release)  # what a killed build stored
+        with tempfile.TemporaryDirectory(prefix="release-") as tmp:
+            root = Path(tmp) / release.folder
+            root.mkdir()
+            summary = write_contents(release, root, tick)
+            packed = Path(tmp) / "packed"
+            packed.mkdir()
+            archives.write_tar_gz(root, release.folder, packed / f"{release.folder}.tar.gz")
+            archives.write_zip(root, release.folder, packed / f"{release.folder}.zip")
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                _store(release, root, path, archive=False)
+            for path in sorted(packed.iterdir()):
+                _store(release, root, path, archive=True)
+            if not release.report_progress(message="files stored"):
+                raise BuildCancelled
+    except BuildCancelled:
+        _delete_files(release)
+    except InputError as exc:
+        _delete_files(release)
+        release.fail(str(exc))
+    except Exception as exc:  # unexpected: nothing half-written stays; log for operators
+        log.exception("release %s failed", release.pk)
+        _delete_files(release)
+        release.fail(f"internal error: {exc}")
+    else:
+        release.succeed(f"{summary['epochs']} epochs", epochs=summary["epochs"], changelog=summary["changelog"])
+    release.refresh_from_db()
+    if release.state == Release.CANCELLED:
+        _delete_files(release)
+    return release
+
+
+def cancel_release(release) -> bool:
+    """Cancel a pending or running build; its worker stops at the next recording and deletes its files."""
+    cancelled = release.cancel()
+    if cancelled and release.state == Release.CANCELLED and not release.started_at:
+        _delete_files(release)
+    return cancelled

@@ -1,0 +1,394 @@
+"""The contents of a release, written to a local folder one recording at a time (memory does not grow
+with the number of recordings).
+
+MASS-EX files (spec/mass-ex.md), unchanged in layout: `annotations/coarse/<subject>.csv` (custom_id,
+Subject, N, Stage, applicable_rules) for every exported epoch and `annotations/fine/<subject>.csv`
+(custom_id, Subject, N, Stage, reasoning_text, applicable_rules) for those with an expert rationale.
+N is the epoch's rank among the recording's exported epochs (those with a stage from the release's stage
+source) in time order: with the reference as source, exactly the MASS-EX N of the import.
+Stage comes from the stage source; applicable_rules from expert rule ids (a rating's correction first,
+then the reference rules, then a scoring campaign's rationale-mode label); reasoning_text from expert
+rationales (the reference rationale, then a rationale-mode label).
+
+Everything the platform adds goes in further files: long tables in CSV and Parquet under `tables/` (and
+Parquet copies of fine and coarse), `agreement.json` and `agreement.md`, `rules.md`, the dataset card
+`README.md`, `CHANGELOG.md` and `MANIFEST.sha256`; optionally `images/<subject>/<N>_<Stage>.png`.
+Raters are pseudonymised as rater-01, rater-02, ... in user-id order, stable within a release.
+Nothing written depends on the time of the build: the same database gives the same bytes.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.core.files.storage import default_storage
+
+from annotation.models import Adjudication, Label
+from annotation.services.consensus import campaign_consensus
+from annotation.services.dashboard import campaign_statistics as scoring_statistics
+from datasets.constants import STAGES
+from datasets.models import Epoch, EpochImage, Recording
+from inference.models import AasmRule, Prediction
+from ratings.models import Rating
+from ratings.services.statistics import campaign_statistics as rating_statistics
+from ratings.services.statistics import render_report
+
+SUBJECT = re.compile(r"\d{2}-\d{2}-\d{4}")
+COARSE = ["custom_id", "Subject", "N", "Stage", "applicable_rules"]
+FINE = ["custom_id", "Subject", "N", "Stage", "reasoning_text", "applicable_rules"]
+S, I, B, F = pa.string(), pa.int64(), pa.bool_(), pa.float64()
+TABLES = {
+    "coarse": [("custom_id", S), ("Subject", S), ("N", I), ("Stage", S), ("applicable_rules", S)],
+    "fine": [("custom_id", S), ("Subject", S), ("N", I), ("Stage", S), ("reasoning_text", S), ("applicable_rules", S)],
+    "stage_labels": [("subject", S), ("N", I), ("epoch_index", I), ("campaign", S), ("rater", S), ("pass", S),
+                     ("stage", S), ("uncertain", B), ("revision", I)],
+    "consensus": [("subject", S), ("N", I), ("epoch_index", I), ("campaign", S), ("stage", S), ("majority", S),
+                  ("agreement", F), ("labels", I), ("tie", B), ("adjudicated", S)],
+    "predictions": [("subject", S), ("N", I), ("epoch_index", I), ("model_version", S), ("version_hash", S),
+                    ("status", S), ("stage", S), ("rule_ids", S), ("rationale", S)],
+    "ratings": [("subject", S), ("N", I), ("epoch_index", I), ("campaign", S), ("item", I), ("origin", S),
+                ("source", S), ("rater", S), ("dimension", S), ("score", I), ("rubric_version", I), ("fast", B)],
+    "notes": [("subject", S), ("N", I), ("epoch_index", I), ("campaign", S), ("item", I), ("rater", S),
+              ("note", S), ("corrected_stage", S), ("corrected_rule_ids", S)],
+}
+EXTRA_TABLES = ("stage_labels", "consensus", "predictions", "ratings", "notes")
+
+
+def subject_of(recording) -> str:
+    """The subject id of a recording: the MASS id in its name (e.g. 01-03-0006), else its name."""
+    found = SUBJECT.search(recording.name)
+    return found.group(0) if found else recording.name
+
+
+def rules_text(rule_ids) -> str:
+    return ", ".join(rule_ids or ())
+
+
+class Tables:
+    """The long tables, each written as CSV and Parquet row group by row group."""
+
+    def __init__(self, root: Path):
+        self.root, self.csv, self.parquet, self.files = root, {}, {}, []
+        for name, fields in TABLES.items():
+            folder = "annotations/parquet" if name in ("fine", "coarse") else "tables"
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            schema = pa.schema(fields)
+            self.parquet[name] = pq.ParquetWriter(root / folder / f"{name}.parquet", schema, compression="zstd")
+            if name in EXTRA_TABLES:
+                handle = open(root / folder / f"{name}.csv", "w", encoding="utf-8", newline="")
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow([f for f, _ in fields])
+                self.csv[name] = (handle, writer)
+
+    def add(self, name: str, rows: list[dict]) -> None:
+        if not rows:
+            return
+        fields = [f for f, _ in TABLES[name]]
+        self.parquet[name].write_table(pa.Table.from_pylist(rows, schema=self.parquet[name].schema))
+        if name in self.csv:
+            self.csv[name][1].writerows([["" if r[f] is None else r[f] for f in fields] for r in rows])
+
+    def close(self) -> None:
+        for writer in self.parquet.values():
+            writer.close()
+        for handle, _ in self.csv.values():
+            handle.close()
+
+
+class ReleaseContent:
+    """What one release holds, read from the database through the release's choices."""
+
+    def __init__(self, release):
+        self.release = release
+        self.cohorts = list(release.cohorts.order_by("pk"))
+        self.scoring = list(release.scoring_campaigns.order_by("pk"))
+        self.rating = list(release.rating_campaigns.order_by("pk"))
+        self.versions = list(release.model_versions.order_by("pk"))
+        self.recordings = sorted(Recording.objects.filter(cohort__in=self.cohorts), key=lambda r: (subject_of(r), r.pk))
+        subjects = Counter(subject_of(r) for r in self.recordings)
+        doubled = sorted(s for s, n in subjects.items() if n > 1)
+        if doubled:
+            from core.exceptions import InputError
+
+            raise InputError(f"several recordings of the release's cohorts share subject id(s) {', '.join(doubled)}: "
+                             "one CSV per subject cannot hold them")
+        users = set(Label.objects.filter(item__campaign__in=self.scoring).values_list("rater_id", flat=True))
+        users |= set(Rating.objects.filter(item__campaign__in=self.rating).values_list("rater_id", flat=True))
+        self.rater = {pk: f"rater-{n:02d}" for n, pk in enumerate(sorted(users), start=1)}
+
+    # --- per recording ---------------------------------------------------------------------------
+
+    def stages(self, recording, epochs) -> dict[int, str]:
+        """epoch id -> its stage from the release's stage source (epochs without one are not exported)."""
+        source = self.release.stage_source
+        if source == self.release.CONSENSUS:
+            out = {}
+            for campaign in self.scoring:
+                for summary in campaign_consensus(campaign).values():
+                    if summary.stage and summary.epoch_id in epochs and summary.epoch_id not in out:
+                        out[summary.epoch_id] = summary.stage
+            return out
+        out = {pk: e.stage for pk, e in epochs.items() if e.stage in STAGES}
+        if source == self.release.ADJUDICATED:
+            adjudications = (Adjudication.objects.filter(item__campaign__in=self.scoring, item__epoch_id__in=epochs)
+                             .order_by("item__epoch_id", "item__campaign_id", "-created_at", "-pk"))
+            seen = set()
+            for epoch_id, stage in adjudications.values_list("item__epoch_id", "stage"):
+                if epoch_id not in seen:
+                    out[epoch_id] = stage
+                    seen.add(epoch_id)
+        return out
+
+    def write_recording(self, recording, root: Path, tables: Tables, keep: Callable[[tuple, tuple], None]) -> int:
+        subject = subject_of(recording)
+        epochs = {e.pk: e for e in Epoch.objects.filter(recording=recording).order_by("index")}
+        stages = self.stages(recording, epochs)
+        number = {pk: n for n, pk in enumerate(pk for pk in epochs if pk in stages)}
+        labels = list(Label.objects.filter(item__campaign__in=self.scoring, item__recording=recording,
+                                           replaced_by__isnull=True)
+                      .order_by("item__epoch__index", "item__campaign_id", "rater_id", "rescore")
+                      .values("item__epoch_id", "item__campaign__name", "rater_id", "rescore", "stage", "uncertain",
+                              "revision", "rule_ids", "rationale"))
+        ratings = list(Rating.objects.filter(item__campaign__in=self.rating, item__recording=recording,
+                                             replaced_by__isnull=True, rescore=False)
+                       .order_by("item__epoch__index", "item__campaign_id", "item__position", "rater_id")
+                       .values("item__epoch_id", "item__campaign__name", "item__position", "item__origin",
+                               "item__model_version__name", "item__source", "rater_id", "scores", "rubric__version",
+                               "fast", "note", "corrected_stage", "corrected_rule_ids", "created_at"))
+        expert_rules, expert_rationale = {}, {}
+        for label in labels:  # rationale-mode labels, first rater first
+            if not label["rescore"] and label["rule_ids"]:
+                expert_rules.setdefault(label["item__epoch_id"], label["rule_ids"])
+            if not label["rescore"] and label["rationale"]:
+                expert_rationale.setdefault(label["item__epoch_id"], label["rationale"])
+        corrections = {}
+        for rating in sorted(ratings, key=lambda r: (r["created_at"], r["rater_id"])):  # the latest correction wins
+            if rating["corrected_rule_ids"]:
+                corrections[rating["item__epoch_id"]] = rating["corrected_rule_ids"]
+
+        coarse, fine = [], []
+        for pk, epoch in epochs.items():
+            if pk not in stages:
+                continue
+            n, stage = number[pk], stages[pk]
+            rules = corrections.get(pk) or epoch.reference_rules or expert_rules.get(pk) or []
+            rationale = epoch.reference_rationale or expert_rationale.get(pk, "")
+            row = {"custom_id": f"{subject}#{n}_{stage}", "Subject": subject, "N": n, "Stage": stage,
+                   "applicable_rules": rules_text(rules)}
+            coarse.append(row)
+            if rationale:
+                fine.append({**row, "reasoning_text": rationale})
+            keep((subject, n), (stage, rules_text(rules), rationale))
+        _write_csv(root / "annotations" / "coarse" / f"{subject}.csv", COARSE, coarse)
+        if fine:
+            _write_csv(root / "annotations" / "fine" / f"{subject}.csv", FINE, fine)
+        tables.add("coarse", coarse)
+        tables.add("fine", fine)
+
+        where = lambda pk: {"subject": subject, "N": number.get(pk), "epoch_index": epochs[pk].index}  # noqa: E731
+        tables.add("stage_labels", [
+            {**where(r["item__epoch_id"]), "campaign": r["item__campaign__name"], "rater": self.rater[r["rater_id"]],
+             "pass": "rescore" if r["rescore"] else "first", "stage": r["stage"], "uncertain": r["uncertain"],
+             "revision": r["revision"]} for r in labels])
+        tables.add("consensus", self._consensus_rows(recording, epochs, where))
+        tables.add("predictions", [
+            {**where(p["epoch_id"]), "model_version": p["model_version__name"], "version_hash": p["version_hash"],
+             "status": p["status"], "stage": p["stage"], "rule_ids": rules_text(p["rule_ids"]), "rationale": p["rationale"]}
+            for p in Prediction.objects.filter(epoch__recording=recording, model_version__in=self.versions)
+            .order_by("epoch__index", "model_version_id")
+            .values("epoch_id", "model_version__name", "version_hash", "status", "stage", "rule_ids", "rationale")])
+        tables.add("ratings", [
+            {**where(r["item__epoch_id"]), "campaign": r["item__campaign__name"], "item": r["item__position"],
+             "origin": r["item__origin"], "source": r["item__model_version__name"] or r["item__source"],
+             "rater": self.rater[r["rater_id"]], "dimension": dimension, "score": score,
+             "rubric_version": r["rubric__version"], "fast": r["fast"]}
+            for r in ratings for dimension, score in r["scores"].items()])
+        tables.add("notes", [
+            {**where(r["item__epoch_id"]), "campaign": r["item__campaign__name"], "item": r["item__position"],
+             "rater": self.rater[r["rater_id"]], "note": r["note"], "corrected_stage": r["corrected_stage"],
+             "corrected_rule_ids": rules_text(r["corrected_rule_ids"])}
+            for r in ratings if r["note"] or r["corrected_stage"] or r["corrected_rule_ids"]])
+        if self.release.include_images:
+            self._images(recording, subject, epochs, stages, number, root)
+        return len(coarse)
+
+    def _consensus_rows(self, recording, epochs, where) -> list[dict]:
+        rows = []
+        for campaign in self.scoring:
+            summaries = [s for s in campaign_consensus(campaign).values() if s.epoch_id in epochs and s.labels]
+            for s in sorted(summaries, key=lambda s: epochs[s.epoch_id].index):
+                rows.append({**where(s.epoch_id), "campaign": campaign.name, "stage": s.stage, "majority": s.majority,
+                             "agreement": s.level, "labels": len(s.labels), "tie": s.tie, "adjudicated": s.adjudicated})
+        return sorted(rows, key=lambda r: (r["epoch_index"], r["campaign"]))
+
+    def _images(self, recording, subject, epochs, stages, number, root: Path) -> None:
+        folder = root / "images" / subject
+        folder.mkdir(parents=True, exist_ok=True)
+        images = EpochImage.objects.filter(epoch__recording=recording, kind=EpochImage.MODEL, variant="")
+        for epoch_id, name in images.values_list("epoch_id", "storage_name"):
+            if epoch_id in stages:
+                with default_storage.open(name, "rb") as source:
+                    (folder / f"{number[epoch_id]}_{stages[epoch_id]}.png").write_bytes(source.read())
+
+    # --- release-wide files ----------------------------------------------------------------------
+
+    def pseudonymise(self, value):
+        """Statistics with every rater's username replaced by their release pseudonym."""
+        from django.contrib.auth import get_user_model
+
+        names = dict(get_user_model().objects.filter(pk__in=self.rater).values_list("username", "pk"))
+        swap = {name: self.rater[pk] for name, pk in names.items()}
+
+        def walk(v):
+            if isinstance(v, dict):
+                return {swap.get(k, k) if isinstance(k, str) else k: walk(x) for k, x in v.items()}
+            if isinstance(v, list | tuple):
+                return [walk(x) for x in v]
+            return swap.get(v, v) if isinstance(v, str) else v
+        return walk(value)
+
+    def agreement(self) -> dict:
+        return self.pseudonymise({
+            "scoring": {c.name: scoring_statistics(c) for c in self.scoring},
+            "rating": {c.name: rating_statistics(c) for c in self.rating},
+        })
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def rules_markdown() -> str:
+    lines = ["# AASM rule catalog", "", "The rule ids that applicable_rules cites (AASM scoring manual v3).", "",
+             "| id | stage | title | text |", "|---|---|---|---|"]
+    for rule in AasmRule.objects.order_by("position", "rule_id"):
+        lines.append(f"| {rule.rule_id} | {rule.stage} | {rule.title} | {rule.text.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def agreement_markdown(agreement: dict) -> str:
+    out = ["# Agreement", ""]
+    for name, stats in agreement["scoring"].items():
+        out += [f"## Scoring campaign {name}", "", f"{stats['labels']} labels of {stats['items']} epochs "
+                f"(overlap {stats['overlap']}).", ""]
+        for key, title in (("fleiss_kappa", "Fleiss' kappa"), ("krippendorff_alpha", "Krippendorff's alpha (nominal)"),
+                           ("percent_agreement", "Pairwise agreement"), ("agreement_with_majority", "Agreement with the majority")):
+            if key in stats:
+                figure = stats[key]
+                interval = f" [{figure['low']}, {figure['high']}]" if "low" in figure else ""
+                out.append(f"- {title}: {figure['value']}{interval}")
+        for pair in stats.get("pairwise", []):
+            out.append(f"- Cohen's kappa {pair['a']} / {pair['b']}: {pair['kappa']} ({pair['n']} epochs)")
+        out.append("")
+    for name, stats in agreement["rating"].items():
+        out += [render_report(stats, "md").replace("# Rating campaign", "## Rating campaign", 1).replace("\n## ", "\n### "), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def dataset_card(release, counts: dict, stage_counts: Counter, fine_epochs: int, subjects: int) -> str:
+    configs = [("coarse", "annotations/parquet/coarse.parquet"), ("fine", "annotations/parquet/fine.parquet")]
+    configs += [(name, f"tables/{name}.parquet") for name in EXTRA_TABLES]
+    front = ["---", f"license: {release.license_id}", f"pretty_name: {release.name} {release.version}",
+             "size_categories:", f"- {size_category(counts['epochs'])}", "configs:"]
+    for name, path in configs:
+        front += [f"- config_name: {name}", "  data_files:", "  - split: train", f"    path: {path}"]
+    front.append("---")
+    body = [f"# {release.name} {release.version}", "", release.description or "", "",
+            "MASS-EX-compatible annotations exported by SleepReview: `annotations/coarse/<subject>.csv` (stage and "
+            "rule ids) and `annotations/fine/<subject>.csv` (with the expert rationale), numbered as MASS-EX numbers "
+            "them (N is the rank among the subject's scored epochs). Further tables, in CSV and Parquet under "
+            "`tables/`, are long format with pseudonymous raters.", "",
+            "## Counts", "", f"- subjects: {subjects}", f"- epochs (coarse): {counts['epochs']}",
+            f"- epochs with an expert rationale (fine): {fine_epochs}", "", "| stage | epochs |", "|---|---|"]
+    body += [f"| {s} | {stage_counts.get(s, 0)} |" for s in STAGES]
+    body += ["", "## How it was made", "",
+             f"- stage source: {release.get_stage_source_display()}",
+             f"- cohorts: {', '.join(c.name for c in release.cohorts.order_by('name'))}",
+             f"- scoring campaigns: {', '.join(c.name for c in release.scoring_campaigns.order_by('name')) or 'none'}",
+             f"- rating campaigns: {', '.join(c.name for c in release.rating_campaigns.order_by('name')) or 'none'}",
+             "- model versions: " + (", ".join(f"{v.name} (settings {v.settings_hash[:12]})"
+                                             for v in release.model_versions.order_by("name")) or "none"),
+             "- applicable_rules: a rating's expert correction, else the reference rules, else a scoring "
+             "campaign's rationale-mode rule ids; reasoning_text: the reference rationale, else a rationale-mode one",
+             "", "## License", "", release.license_text or release.license_id, ""]
+    return "\n".join(front + body)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(root: Path) -> None:
+    """MANIFEST.sha256: `<sha256>  <path>` of every other file, sorted by path."""
+    paths = sorted((p for p in root.rglob("*") if p.is_file() and p != root / "MANIFEST.sha256"),
+                   key=lambda p: p.relative_to(root).as_posix())
+    lines = [f"{sha256_of(p)}  {p.relative_to(root).as_posix()}" for p in paths]
+    (root / "MANIFEST.sha256").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def json_text(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+
+
+def previous_rows(release) -> dict[tuple, tuple]:
+    """(subject, N) -> (stage, rules, rationale) of the previous release, read from its stored CSVs."""
+    rows: dict[tuple, tuple] = {}
+    if release.previous is None:
+        return rows
+    files = {f.path: f.storage_name for f in release.previous.files.filter(archive=False)}
+    for kind in ("coarse", "fine"):  # fine after coarse: it adds the rationale
+        for path, name in sorted(files.items()):
+            if path.startswith(f"annotations/{kind}/") and path.endswith(".csv"):
+                with default_storage.open(name, "rb") as handle:
+                    for row in csv.DictReader(io.StringIO(handle.read().decode("utf-8"), newline="")):
+                        rows[(row["Subject"], int(row["N"]))] = (row["Stage"], row["applicable_rules"],
+                                                                 row.get("reasoning_text", ""))
+    return rows
+
+
+def changelog(previous: dict, current: dict) -> dict:
+    added = sorted(set(current) - set(previous))
+    removed = sorted(set(previous) - set(current))
+    both = sorted(set(current) & set(previous))
+    changed = {
+        "stage": [k for k in both if current[k][0] != previous[k][0]],
+        "rules": [k for k in both if current[k][1] != previous[k][1]],
+        "rationale": [k for k in both if current[k][2] != previous[k][2]],
+    }
+    return {"added": added, "removed": removed, **{f"changed_{k}": v for k, v in changed.items()}}
+
+
+def changelog_markdown(release, changes: dict) -> str:
+    if release.previous is None:
+        return f"# Changelog\n\n## {release.version}\n\nFirst release of {release.name}.\n"
+    lines = ["# Changelog", "", f"## {release.version} (against {release.previous.version})", ""]
+    titles = {"added": "Epochs added", "removed": "Epochs removed", "changed_stage": "Stage changed",
+              "changed_rules": "Rules changed", "changed_rationale": "Rationale changed"}
+    for key, title in titles.items():
+        keys = changes[key]
+        shown = ", ".join(f"{s}#{n}" for s, n in keys[:50]) + (f", and {len(keys) - 50} more" if len(keys) > 50 else "")
+        lines.append(f"- {title}: {len(keys)}" + (f" ({shown})" if keys else ""))
+    return "\n".join(lines) + "\n"

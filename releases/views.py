@@ -1,0 +1,47 @@
+"""Pages of releases: the list, a release with its files and build progress, downloads (permission-checked)."""
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404
+from django.views.generic import DetailView, ListView, View
+
+from core.access import PolicyViewMixin
+from releases.models import Release
+
+
+class ReleaseListView(PolicyViewMixin, ListView):
+    permission_required = "releases.view_release"
+    template_name = "releases/release_list.html"
+    context_object_name = "releases"
+    queryset = Release.objects.prefetch_related("cohorts").order_by("name", "-created_at")
+
+
+class ReleaseDetailView(PolicyViewMixin, DetailView):
+    permission_required = "releases.view_release"
+    template_name = "releases/release_detail.html"
+    context_object_name = "release"
+    queryset = Release.objects.prefetch_related("cohorts", "scoring_campaigns", "rating_campaigns", "model_versions")
+
+    def get_context_data(self, **kwargs):
+        release = self.object
+        from django.urls import reverse
+
+        return super().get_context_data(job_url=reverse("release-detail", args=[release.pk]),
+                                        archives=release.files.filter(archive=True),
+                                        files=release.files.filter(archive=False), **kwargs)
+
+
+class ReleaseFileView(PolicyViewMixin, View):
+    """One file of a built release (or one of its archives), streamed from storage."""
+
+    permission_required = "releases.download_release"
+
+    def get(self, request, pk, path):
+        release = get_object_or_404(Release, pk=pk, state=Release.SUCCEEDED)
+        row = release.files.filter(path=path).first()
+        if row is None:
+            raise Http404(f"release {release} has no file {path!r}")
+        from django.core.files.storage import default_storage
+
+        response = FileResponse(default_storage.open(row.storage_name, "rb"), as_attachment=row.archive,
+                                filename=path.rsplit("/", 1)[-1])
+        response["ETag"] = f'"{row.sha256}"'
+        return response
