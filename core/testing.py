@@ -12,6 +12,7 @@ Every test gets the `access_world` fixture (a small database with one object of 
 """
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -160,7 +161,19 @@ def build_world() -> SimpleNamespace:
     rating_item = rating_campaign.items.get()
     RatingReservation.objects.create(item=rating_item, slot=0, rater=matrix_rater,
                                      expires_at=timezone.now() + timedelta(hours=1))
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from releases.models import Release, ReleaseFile
+
+    release = Release.objects.create(name="world", version="1.0.0", state=Release.SUCCEEDED, epochs=3)
+    release.cohorts.set([cohort])
+    body = b"custom_id,Subject,N,Stage,applicable_rules\n"
+    stored = default_storage.save(f"releases/{release.pk}/annotations/coarse/world.csv", ContentFile(body))
+    ReleaseFile.objects.create(release=release, path="annotations/coarse/world.csv", storage_name=stored,
+                               size=len(body), sha256=hashlib.sha256(body).hexdigest())
     return SimpleNamespace(cohort=cohort, recording=recording, epochs=epochs, epoch=epochs[1], version=version,
                            job=job, prediction=prediction, import_job=import_job,
                            image=EpochImage.objects.get(epoch=epochs[1]), campaign=campaign, items=items,
-                           rater=matrix_rater, rating_campaign=rating_campaign, rating_item=rating_item)
+                           rater=matrix_rater, rating_campaign=rating_campaign, rating_item=rating_item,
+                           release=release)

@@ -227,6 +227,34 @@ class TestRatingApi(RoleAccessTests):
     ]
 
 
+RELEASES = "/api/releases"
+RELEASE_READERS = (CURATOR, RESEARCHER, ADMIN)
+
+
+class TestReleasePages(RoleAccessTests):
+    cases = [
+        Access("releases", "releases:release-list", lambda w: "/releases/", expect(200, RELEASE_READERS)),
+        Access("release", "releases:release-detail", lambda w: f"/releases/{w.release.pk}/", expect(200, RELEASE_READERS)),
+        Access("release file", "releases:file", lambda w: f"/releases/{w.release.pk}/files/annotations/coarse/world.csv",
+               expect(200, RELEASE_READERS)),
+        Access("missing release file", "releases:file", lambda w: f"/releases/{w.release.pk}/files/nope.csv",
+               expect(404, RELEASE_READERS)),
+    ]
+
+
+class TestReleaseApi(RoleAccessTests):
+    cases = [
+        api("releases", "release-list", lambda w: f"{RELEASES}/", api_expect(200, RELEASE_READERS)),
+        api("release", "release-detail", lambda w: f"{RELEASES}/{w.release.pk}/", api_expect(200, RELEASE_READERS)),
+        api("new release", "release-list", lambda w: f"{RELEASES}/", api_expect(201, WRITERS), method="post",
+            data=lambda w: {"name": "world", "version": "1.1.0", "cohorts": [w.cohort.name]}, extra=JSON),
+        api("bad release", "release-list", lambda w: f"{RELEASES}/", api_expect(400, WRITERS), method="post",
+            data=lambda w: {"name": "world", "version": "1.0.0", "cohorts": [w.cohort.name]}, extra=JSON),
+        api("cancel built release", "release-cancel", lambda w: f"{RELEASES}/{w.release.pk}/cancel/",
+            api_expect(409, WRITERS), method="post"),
+    ]
+
+
 def _routes(patterns, namespace=None):
     for pattern in patterns:
         if isinstance(pattern, URLResolver):

@@ -34,6 +34,7 @@ SCORING_CAMPAIGN = "Demo scoring"
 SCORING_RATERS = ("rater", "rater2", "rater3")
 RATING_CAMPAIGN = "Demo rating"
 RATING_RATERS = ("rater", "rater2", "rater3")
+RELEASE_NAME = "demo-release"
 # Simulated raters (rater2, rater3) agree with the reference about as often as human scorers agree
 # with the majority per stage (spec/agreement.md); otherwise they pick a neighbouring stage.
 SIMULATED_AGREEMENT = {"W": 0.85, "N1": 0.6, "N2": 0.85, "N3": 0.7, "R": 0.9}
@@ -60,6 +61,7 @@ class Command(BaseCommand):
         self._baseline(recording)
         self._scoring(recording, opts["seed"])
         self._rating(opts["seed"])
+        self._release()
         if opts["no_serve"]:
             self.stdout.write(self.style.SUCCESS("Demo ready."))
             return
@@ -176,6 +178,26 @@ class Command(BaseCommand):
                               seconds_spent=float(rng.uniform(3, 40)))
         self.stdout.write(f"Rating campaign '{RATING_CAMPAIGN}': {campaign.items.count()} rationales, overlap 2, "
                           f"raters {', '.join(RATING_RATERS)} ({', '.join(RATING_RATERS[1:])} simulated, 20 rated each)")
+
+    def _release(self):
+        """A release built from the demo's campaigns and the baseline, downloadable from its page."""
+        from releases.models import Release
+        from releases.services.build import build_release, create_release
+
+        if Release.objects.filter(name=RELEASE_NAME).exists():
+            self.stdout.write(f"Release '{RELEASE_NAME}' already built")
+            return
+        release = create_release(
+            RELEASE_NAME, "1.0.0", cohorts=[DEMO_COHORT], stage_source=Release.ADJUDICATED,
+            scoring_campaigns=[SCORING_CAMPAIGN], rating_campaigns=[RATING_CAMPAIGN], model_versions=[BASELINE_VERSION],
+            include_images=True, description="The synthetic demo night: reference stages with the scoring campaign's "
+                                             "adjudications, every rater's labels, the baseline's outputs and the ratings.",
+            queue=False)
+        release = build_release(release.pk)
+        if release.state != Release.SUCCEEDED:
+            raise CommandError(f"release build failed: {release.error}")
+        self.stdout.write(f"Release '{release}': {release.epochs} epochs, {release.files.count()} files "
+                          f"(page /releases/{release.pk}/)")
 
     def _serve(self, addr: str):
         """runserver with a Celery worker beside it; Ctrl-C or SIGTERM stops both."""
