@@ -6,7 +6,6 @@ with a changelog against the previous built version of the same name.
 """
 import re
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 

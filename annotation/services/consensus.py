@@ -56,9 +56,10 @@ def _summarise(items) -> dict[int, ItemConsensus]:
     return result
 
 
-def campaign_consensus(campaign) -> dict[int, ItemConsensus]:
-    """item id -> its consensus summary."""
-    return _summarise(CampaignItem.objects.filter(campaign=campaign))
+def campaign_consensus(campaign, recording=None) -> dict[int, ItemConsensus]:
+    """item id -> its consensus summary (of one recording's items, when given)."""
+    items = CampaignItem.objects.filter(campaign=campaign)
+    return _summarise(items if recording is None else items.filter(recording=recording))
 
 
 def for_adjudication(campaign) -> list[ItemConsensus]:

@@ -102,32 +102,31 @@ def write_contents(release, root: Path, tick) -> dict:
     """Every file of the release's folder under `root`; `tick(done, total)` after each recording."""
     content = export.ReleaseContent(release)
     tables = export.Tables(root)
-    current, stage_counts, fine, subjects = {}, Counter(), 0, 0
+    changes = export.Changelog(release)
+    stage_counts, epochs, fine, subjects = Counter(), 0, 0, 0
     total = len(content.recordings) + 1
-
-    def keep(key, value):
-        nonlocal fine
-        current[key] = value
-        stage_counts[value[0]] += 1
-        fine += bool(value[2])
-
     try:
         for done, recording in enumerate(content.recordings, start=1):
-            subjects += bool(content.write_recording(recording, root, tables, keep))
+            subject, exported = content.write_recording(recording, root, tables)
+            changes.compare(subject, exported)
+            stage_counts.update(stage for stage, _, _ in exported.values())
+            epochs += len(exported)
+            fine += sum(1 for _, _, rationale in exported.values() if rationale)
+            subjects += bool(exported)
             tick(done, total)
     finally:
         tables.close()
-    changes = export.changelog(export.previous_rows(release), current)
+    counts = changes.finish()
     agreement = content.agreement()
     (root / "agreement.json").write_text(export.json_text(agreement), encoding="utf-8")
     (root / "agreement.md").write_text(export.agreement_markdown(agreement), encoding="utf-8")
     (root / "rules.md").write_text(export.rules_markdown(), encoding="utf-8")
-    (root / "CHANGELOG.md").write_text(export.changelog_markdown(release, changes), encoding="utf-8")
-    (root / "README.md").write_text(export.dataset_card(release, {"epochs": len(current)}, stage_counts, fine, subjects),
+    (root / "CHANGELOG.md").write_text(changes.markdown(), encoding="utf-8")
+    (root / "README.md").write_text(export.dataset_card(release, {"epochs": epochs}, stage_counts, fine, subjects),
                                     encoding="utf-8")
     export.write_manifest(root)
     tick(total, total)
-    return {"epochs": len(current), "changelog": {k: len(v) for k, v in changes.items()}}
+    return {"epochs": epochs, "changelog": counts}
 
 
 def build_release(release_id: int, echo=None) -> Release:

@@ -23,8 +23,7 @@ import hashlib
 import io
 import json
 import re
-from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -132,7 +131,7 @@ class ReleaseContent:
         if source == self.release.CONSENSUS:
             out = {}
             for campaign in self.scoring:
-                for summary in campaign_consensus(campaign).values():
+                for summary in campaign_consensus(campaign, recording).values():
                     if summary.stage and summary.epoch_id in epochs and summary.epoch_id not in out:
                         out[summary.epoch_id] = summary.stage
             return out
@@ -147,7 +146,8 @@ class ReleaseContent:
                     seen.add(epoch_id)
         return out
 
-    def write_recording(self, recording, root: Path, tables: Tables, keep: Callable[[tuple, tuple], None]) -> int:
+    def write_recording(self, recording, root: Path, tables: Tables) -> tuple[str, dict[int, tuple]]:
+        """Write one recording's rows; returns its subject and N -> (Stage, applicable_rules, reasoning_text)."""
         subject = subject_of(recording)
         epochs = {e.pk: e for e in Epoch.objects.filter(recording=recording).order_by("index")}
         stages = self.stages(recording, epochs)
@@ -174,7 +174,7 @@ class ReleaseContent:
             if rating["corrected_rule_ids"]:
                 corrections[rating["item__epoch_id"]] = rating["corrected_rule_ids"]
 
-        coarse, fine = [], []
+        coarse, fine, exported = [], [], {}
         for pk, epoch in epochs.items():
             if pk not in stages:
                 continue
@@ -186,7 +186,7 @@ class ReleaseContent:
             coarse.append(row)
             if rationale:
                 fine.append({**row, "reasoning_text": rationale})
-            keep((subject, n), (stage, rules_text(rules), rationale))
+            exported[n] = (stage, rules_text(rules), rationale)
         _write_csv(root / "annotations" / "coarse" / f"{subject}.csv", COARSE, coarse)
         if fine:
             _write_csv(root / "annotations" / "fine" / f"{subject}.csv", FINE, fine)
@@ -218,12 +218,12 @@ class ReleaseContent:
             for r in ratings if r["note"] or r["corrected_stage"] or r["corrected_rule_ids"]])
         if self.release.include_images:
             self._images(recording, subject, epochs, stages, number, root)
-        return len(coarse)
+        return subject, exported
 
     def _consensus_rows(self, recording, epochs, where) -> list[dict]:
         rows = []
         for campaign in self.scoring:
-            summaries = [s for s in campaign_consensus(campaign).values() if s.epoch_id in epochs and s.labels]
+            summaries = [s for s in campaign_consensus(campaign, recording).values() if s.labels]
             for s in sorted(summaries, key=lambda s: epochs[s.epoch_id].index):
                 rows.append({**where(s.epoch_id), "campaign": campaign.name, "stage": s.stage, "majority": s.majority,
                              "agreement": s.level, "labels": len(s.labels), "tie": s.tie, "adjudicated": s.adjudicated})
@@ -353,42 +353,67 @@ def json_text(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
 
 
-def previous_rows(release) -> dict[tuple, tuple]:
-    """(subject, N) -> (stage, rules, rationale) of the previous release, read from its stored CSVs."""
-    rows: dict[tuple, tuple] = {}
-    if release.previous is None:
-        return rows
-    files = {f.path: f.storage_name for f in release.previous.files.filter(archive=False)}
-    for kind in ("coarse", "fine"):  # fine after coarse: it adds the rationale
-        for path, name in sorted(files.items()):
-            if path.startswith(f"annotations/{kind}/") and path.endswith(".csv"):
+class Changelog:
+    """Epochs added, removed, and changed in stage, rules or rationale against the previous release,
+    compared subject by subject (the previous CSVs of one subject at a time are read from storage)."""
+
+    KINDS = ("added", "removed", "changed_stage", "changed_rules", "changed_rationale")
+    TITLES = ("Epochs added", "Epochs removed", "Stage changed", "Rules changed", "Rationale changed")
+    SHOWN = 50
+
+    def __init__(self, release):
+        self.release = release
+        files = release.previous.files.filter(archive=False) if release.previous else []
+        self.previous = {f.path: f.storage_name for f in files}
+        self.counts = dict.fromkeys(self.KINDS, 0)
+        self.examples = {kind: [] for kind in self.KINDS}
+        self.seen: set[str] = set()
+
+    def _previous(self, subject) -> dict[int, tuple]:
+        rows: dict[int, tuple] = {}
+        for kind in ("coarse", "fine"):  # fine after coarse: it adds the rationale
+            name = self.previous.get(f"annotations/{kind}/{subject}.csv")
+            if name:
                 with default_storage.open(name, "rb") as handle:
                     for row in csv.DictReader(io.StringIO(handle.read().decode("utf-8"), newline="")):
-                        rows[(row["Subject"], int(row["N"]))] = (row["Stage"], row["applicable_rules"],
-                                                                 row.get("reasoning_text", ""))
-    return rows
+                        rows[int(row["N"])] = (row["Stage"], row["applicable_rules"], row.get("reasoning_text", ""))
+        return rows
 
+    def _note(self, kind, subject, n):
+        self.counts[kind] += 1
+        if len(self.examples[kind]) < self.SHOWN:
+            self.examples[kind].append(f"{subject}#{n}")
 
-def changelog(previous: dict, current: dict) -> dict:
-    added = sorted(set(current) - set(previous))
-    removed = sorted(set(previous) - set(current))
-    both = sorted(set(current) & set(previous))
-    changed = {
-        "stage": [k for k in both if current[k][0] != previous[k][0]],
-        "rules": [k for k in both if current[k][1] != previous[k][1]],
-        "rationale": [k for k in both if current[k][2] != previous[k][2]],
-    }
-    return {"added": added, "removed": removed, **{f"changed_{k}": v for k, v in changed.items()}}
+    def compare(self, subject: str, current: dict[int, tuple]) -> None:
+        if self.release.previous is None:
+            return
+        self.seen.add(subject)
+        previous = self._previous(subject)
+        for n in sorted(set(current) | set(previous)):
+            if n not in previous:
+                self._note("added", subject, n)
+            elif n not in current:
+                self._note("removed", subject, n)
+            else:
+                for kind, now, before in zip(self.KINDS[2:], current[n], previous[n]):
+                    if now != before:
+                        self._note(kind, subject, n)
 
+    def finish(self) -> dict:
+        """The counts, the epochs of subjects this release no longer has counted as removed."""
+        coarse = [p for p in self.previous if p.startswith("annotations/coarse/")]
+        for subject in sorted({p.rsplit("/", 1)[-1].removesuffix(".csv") for p in coarse} - self.seen):
+            for n in sorted(self._previous(subject)):
+                self._note("removed", subject, n)
+        return dict(self.counts)
 
-def changelog_markdown(release, changes: dict) -> str:
-    if release.previous is None:
-        return f"# Changelog\n\n## {release.version}\n\nFirst release of {release.name}.\n"
-    lines = ["# Changelog", "", f"## {release.version} (against {release.previous.version})", ""]
-    titles = {"added": "Epochs added", "removed": "Epochs removed", "changed_stage": "Stage changed",
-              "changed_rules": "Rules changed", "changed_rationale": "Rationale changed"}
-    for key, title in titles.items():
-        keys = changes[key]
-        shown = ", ".join(f"{s}#{n}" for s, n in keys[:50]) + (f", and {len(keys) - 50} more" if len(keys) > 50 else "")
-        lines.append(f"- {title}: {len(keys)}" + (f" ({shown})" if keys else ""))
-    return "\n".join(lines) + "\n"
+    def markdown(self) -> str:
+        release = self.release
+        if release.previous is None:
+            return f"# Changelog\n\n## {release.version}\n\nFirst release of {release.name}.\n"
+        lines = ["# Changelog", "", f"## {release.version} (against {release.previous.version})", ""]
+        for kind, title in zip(self.KINDS, self.TITLES):
+            more = self.counts[kind] - len(self.examples[kind])
+            shown = ", ".join(self.examples[kind]) + (f", and {more} more" if more else "")
+            lines.append(f"- {title}: {self.counts[kind]}" + (f" ({shown})" if self.examples[kind] else ""))
+        return "\n".join(lines) + "\n"
