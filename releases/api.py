@@ -2,7 +2,7 @@
 Curators create and cancel; curators and researchers read and download; raters see nothing."""
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
@@ -10,6 +10,7 @@ from core.exceptions import InputError
 from releases.models import Release
 from releases.serializers import ReleaseCreateSerializer, ReleaseSerializer
 from releases.services.build import cancel_release, create_release
+from releases.services.downloads import file_response
 
 
 class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -28,6 +29,13 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         except InputError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         return Response(ReleaseSerializer(release).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["get"], url_path=r"files/(?P<path>.+)")
+    def file(self, request, pk=None, path=None):
+        """Download one file of a built release, or an archive (`<name>-<version>.tar.gz` / `.zip`)."""
+        if not request.user.has_perm("releases.download_release"):
+            raise PermissionDenied("you may not download release files")
+        return file_response(self.get_object(), path)
 
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):

@@ -15,7 +15,7 @@ class ReleaseFileSerializer(serializers.ModelSerializer):
     def get_url(self, row) -> str:
         from django.urls import reverse
 
-        return reverse("releases:file", args=[row.release_id, row.path])
+        return reverse("release-file", args=[row.release_id, row.path])
 
 
 class ReleaseSerializer(BackgroundJobSerializer):

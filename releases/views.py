@@ -1,10 +1,10 @@
 """Pages of releases: the list, a release with its files and build progress, downloads (permission-checked)."""
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from django.views.generic import DetailView, ListView, View
 
 from core.access import PolicyViewMixin
 from releases.models import Release
+from releases.services.downloads import file_response
 
 
 class ReleaseListView(PolicyViewMixin, ListView):
@@ -35,13 +35,4 @@ class ReleaseFileView(PolicyViewMixin, View):
     permission_required = "releases.download_release"
 
     def get(self, request, pk, path):
-        release = get_object_or_404(Release, pk=pk, state=Release.SUCCEEDED)
-        row = release.files.filter(path=path).first()
-        if row is None:
-            raise Http404(f"release {release} has no file {path!r}")
-        from django.core.files.storage import default_storage
-
-        response = FileResponse(default_storage.open(row.storage_name, "rb"), as_attachment=row.archive,
-                                filename=path.rsplit("/", 1)[-1])
-        response["ETag"] = f'"{row.sha256}"'
-        return response
+        return file_response(get_object_or_404(Release, pk=pk), path)

@@ -250,6 +250,8 @@ class TestReleaseApi(RoleAccessTests):
             data=lambda w: {"name": "world", "version": "1.1.0", "cohorts": [w.cohort.name]}, extra=JSON),
         api("bad release", "release-list", lambda w: f"{RELEASES}/", api_expect(400, WRITERS), method="post",
             data=lambda w: {"name": "world", "version": "1.0.0", "cohorts": [w.cohort.name]}, extra=JSON),
+        api("release file", "release-file", lambda w: f"{RELEASES}/{w.release.pk}/files/annotations/coarse/world.csv/",
+            api_expect(200, RELEASE_READERS)),
         api("cancel built release", "release-cancel", lambda w: f"{RELEASES}/{w.release.pk}/cancel/",
             api_expect(409, WRITERS), method="post"),
     ]

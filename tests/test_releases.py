@@ -1,6 +1,7 @@
 """Releases: MASS-EX layout, numbering and bytes, the round trip through import_massex, reproducible
 builds and archives, the extra tables, changelogs, failed and cancelled builds leaving nothing behind."""
 import csv
+import hashlib
 import io
 import json
 import tarfile
@@ -225,5 +226,9 @@ def test_release_pages_download_and_api(make_user, client, db, media_root):
     made = api.post("/api/releases/", {"name": "mass-ex", "version": "2.0.0", "cohorts": ["Release"]}, format="json")
     assert made.status_code == 201 and made.json()["previous"] == "1.0.0"
     assert api.post(f"/api/releases/{release.pk}/cancel/").status_code == 409  # built: immutable
+    listed = api.get(f"/api/releases/{release.pk}/").json()["files"]
+    coarse = next(f for f in listed if f["path"] == "annotations/coarse/01-03-0006.csv")
+    body = b"".join(api.get(coarse["url"]).streaming_content)
+    assert body == read(release, coarse["path"]) and hashlib.sha256(body).hexdigest() == coarse["sha256"]
     bad = api.post("/api/releases/", {"name": "mass-ex", "version": "2.0.0", "cohorts": ["Release"]}, format="json")
     assert bad.status_code == 400 and "already exists" in bad.json()["detail"]
