@@ -61,11 +61,13 @@ class CampaignItem(models.Model):
     epoch = models.ForeignKey(Epoch, on_delete=models.CASCADE, related_name="campaign_items")
     recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="+")
     position = models.PositiveIntegerField()
+    complete = models.BooleanField(default=False, help_text="all `overlap` slots labelled for good (the queue skips it)")
 
     class Meta:
         ordering = ["campaign", "position"]
         constraints = [models.UniqueConstraint(fields=["campaign", "epoch"], name="one_item_per_epoch")]
-        indexes = [models.Index(fields=["campaign", "position"])]
+        indexes = [models.Index(fields=["campaign", "position"]),
+                   models.Index(fields=["campaign", "complete", "position"], name="open_items_in_order")]
 
 
 class Reservation(QueueReservation):

@@ -83,10 +83,12 @@ class RatingItem(models.Model):
     rationale = models.TextField()
     reference_stage = models.CharField(max_length=8, choices=STAGE_CHOICES)
     correct = models.BooleanField(help_text="stage equals the reference stage")
+    complete = models.BooleanField(default=False, help_text="all `overlap` slots rated for good (the queue skips it)")
 
     class Meta:
         ordering = ["campaign", "position"]
         constraints = [models.UniqueConstraint(fields=["campaign", "position"], name="one_rating_item_per_position")]
+        indexes = [models.Index(fields=["campaign", "complete", "position"], name="open_rating_items_in_order")]
 
 
 class RatingReservation(QueueReservation):

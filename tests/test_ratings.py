@@ -143,6 +143,7 @@ def test_each_rater_gets_their_own_order_and_the_queue_keeps_its_guarantees(make
         first[rater.username] = order
     assert first["rater0"] != first["rater1"] and sorted(first["rater0"]) == sorted(first["rater1"])
     assert RATING.next_item(campaign, c) is None  # every item has its k = 2 ratings
+    assert not campaign.items.filter(complete=False).exists()
     assert max(Counter(Rating.objects.values_list("item_id", flat=True)).values()) == 2
 
 

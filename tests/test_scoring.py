@@ -386,5 +386,6 @@ def test_queue_is_fair_under_concurrency(make_user, transactional_db, unit):
     assert max(per_item.values()) <= 2, "no item has more than k labels"
     assert max(pairs.values()) == 1, "no rater labelled an item twice"
     assert len(per_item) == 30 and set(per_item.values()) == {2}, "every item has exactly k labels"
+    assert not campaign.items.filter(complete=False).exists(), "every item with k labels is marked complete"
     assert set(acknowledged) <= set(Label.objects.values_list("pk", flat=True)) and len(acknowledged) == 60
     print(f"concurrency on {connection.vendor}: {len(acknowledged)} labels")

@@ -1,6 +1,7 @@
 """The fair work queue shared by scoring and rating: reservations of item slots, answers, release, re-scoring.
 
-A queue is made of three models: items (a `campaign` foreign key and a `position`), reservations
+A queue is made of three models: items (a `campaign` foreign key, a `position` and a `complete` flag,
+set once all `overlap` slots are answered, so a long campaign's done items cost the queue nothing), reservations
 (core.models.QueueReservation with `item`) and answers (core.models.RevisedAnswer with `item`). The
 campaign gives `overlap`, `reservation_timeout_s`, `sample_seed` and, optionally, `rescore_share`.
 
@@ -126,7 +127,7 @@ class WorkQueue:
     def open_items(self, campaign, rater):
         """Items with a free slot that the rater holds no slot of (unordered)."""
         mine = self.reservations.objects.filter(item=OuterRef("pk"), rater=rater)
-        return (self.items.objects.filter(campaign=campaign)
+        return (self.items.objects.filter(campaign=campaign, complete=False)
                 .alias(taken=self._slots_taken(), mine=Exists(mine))
                 .filter(taken__lt=campaign.overlap, mine=False))
 
@@ -323,7 +324,10 @@ class WorkQueue:
     def _claim_slot(self, campaign, rater, item):
         """Mark the rater's own reservation answered: its slot is kept for good. No reservation: NotReserved."""
         mine = self.reservations.objects.filter(item=item, rater=rater)
+        list(self.items.objects.select_for_update().filter(pk=item.pk))  # last slots answered one at a time
         if mine.filter(labelled=False).update(labelled=True):
+            if self.reservations.objects.filter(item=item, labelled=True).count() >= campaign.overlap:
+                self.items.objects.filter(pk=item.pk).update(complete=True)  # answered slots are kept for good
             return
         if mine.filter(labelled=True).exists():
             current = self.visible(campaign, rater, item)  # answered meanwhile from another tab
