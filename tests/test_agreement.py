@@ -184,6 +184,10 @@ def test_confusion_matrix_matches_sklearn():
     expected = sk_confusion_matrix(a[keep], b[keep], labels=STAGES)
     np.testing.assert_array_equal(ag.confusion_matrix(triples, "ref", "model", STAGES), expected)
     np.testing.assert_array_equal(ag.confusion_matrix(triples, "model", "ref", STAGES), expected.T)
+    third = [("other", u, "W") for u in range(400)]  # a third rater changes nothing of the pair
+    pair = ag.pair_agreement(triples + third, "ref", "model", STAGES)
+    np.testing.assert_array_equal(pair.confusion, expected)
+    assert pair.n == keep.sum() and pair.kappa == pytest.approx(cohen_kappa_score(a[keep], b[keep], labels=STAGES))
 
 
 # --- Fleiss' kappa ---------------------------------------------------------------------------------

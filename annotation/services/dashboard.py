@@ -36,10 +36,8 @@ def _finite(value):
 
 def _pair_summary(triples, a, b) -> dict:
     """Cohen's kappa, percent agreement and the confusion matrix (rows a, columns b) of two raters."""
-    kappa = agreement.cohen_kappa(triples, a, b, labels=STAGES)
-    confusion = agreement.confusion_matrix(triples, a, b, STAGES)
-    n = int(confusion.sum())
-    return {"kappa": _finite(kappa.value), "n": kappa.n,
+    kappa, n, confusion = agreement.pair_agreement(triples, a, b, STAGES)
+    return {"kappa": _finite(kappa), "n": n,
             "agreement": round(float(confusion.trace() / n), 4) if n else None, "confusion": confusion.tolist()}
 
 
@@ -69,8 +67,11 @@ def campaign_statistics(campaign) -> dict:
                      for r in raters],
         "published": PUBLISHED,
     }
+    by_rater = defaultdict(list)
+    for triple in first:
+        by_rater[triple[0]].append(triple)
     if len(scorers) >= 2:
-        result["pairwise"] = [{"a": names.get(a), "b": names.get(b), **_pair_summary(first, a, b)}
+        result["pairwise"] = [{"a": names.get(a), "b": names.get(b), **_pair_summary(by_rater[a] + by_rater[b], a, b)}
                               for a, b in combinations(scorers, 2)]
         fleiss = agreement.fleiss_kappa(first, STAGES)
         result["fleiss_kappa"] = {"value": _finite(fleiss.value), "n_items": fleiss.n_items,
@@ -84,7 +85,7 @@ def campaign_statistics(campaign) -> dict:
         result["stage_kappa"] = {s: _finite(v) for s, v in agreement.per_label_kappa(first, STAGES).items()}
         result["stage_agreement_with_majority"] = _stage_agreement(first)
     result["against"] = {
-        name: [{"rater": names.get(r), **_pair_summary(first + [(name, e, s) for e, s in truth.items()], r, name)}
+        name: [{"rater": names.get(r), **_pair_summary(by_rater[r] + [(name, e, s) for e, s in truth.items()], r, name)}
                for r in scorers]
         for name, truth in ((REFERENCE, reference), (CONSENSUS, consensus)) if truth
     }

@@ -220,6 +220,23 @@ def pairwise_cohen_kappa(triples: Iterable[Triple], *, weights: str | None = Non
     return out
 
 
+class PairAgreement(NamedTuple):
+    kappa: float
+    n: int  # items both raters rated
+    confusion: np.ndarray  # rows rater_a's labels, columns rater_b's, in `labels` order
+
+
+def pair_agreement(triples: Iterable[Triple], rater_a, rater_b, labels: Sequence, *,
+                   weights: str | None = None) -> PairAgreement:
+    """Cohen's kappa and the confusion matrix of two raters from one pass over their ratings
+    (ratings of other raters are ignored)."""
+    _check_weights(weights)
+    t = _table((r, i, v) for r, i, v in triples if r == rater_a or r == rater_b)
+    a, b, labels = _pair(t, _codes(t), rater_a, rater_b, labels)
+    confusion = _confusion(a, b, len(labels))
+    return PairAgreement(_kappa_from_confusion(confusion, weights), len(a), confusion)
+
+
 def confusion_matrix(triples: Iterable[Triple], rater_a, rater_b, labels: Sequence) -> np.ndarray:
     """Counts on the items both rated: rows are rater_a's labels, columns rater_b's, in `labels` order."""
     t = _table(triples)
