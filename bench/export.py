@@ -11,8 +11,10 @@ the model version, so every table (stage labels, consensus, predictions, ratings
 
 The database is a throw-away one: PostgreSQL when DATABASE_URL points at a server (a database named
 --db on it, dropped at the end unless --keep), else SQLite in a temporary SLEEPREVIEW_VAR (media too).
-The build runs in a child process (`bench/export.py --build-only RELEASE_ID`), so peak_rss_mb is the
-build's own (ru_maxrss of the child) and not the data generation's. Last line: one JSON object.
+The build runs in a child process (`bench/export.py --build-only RELEASE_ID`): peak_rss_mb is the build's
+own peak, the child's VmHWM (/proc/self/status), not the data generation's. (RUSAGE_CHILDREN's ru_maxrss
+would not do: Linux keeps the high-water mark of the image forked from this big parent across exec.)
+Last line: one JSON object.
 
     .venv/bin/python bench/export.py [--recordings 100] [--epochs 1000] [--profile FILE] [--keep]
 """
@@ -21,7 +23,6 @@ import cProfile
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MIX = {"W": 0.15, "N1": 0.07, "N2": 0.45, "N3": 0.15, "R": 0.18}  # share of epochs, roughly
-RULES = {"W": [["W.1"], ["W.1", "W.2"], ["W.3"]], "N1": [["N1.1"], ["N1.2"]], "N2": [["N2.1"], ["N2.2"], ["N2.2", "N2.4"]],
-         "N3": [["N3.1"]], "R": [["R.1"], ["R.2"]]}
+RULES = {"W": [["W.1"], ["W.1", "W.2"], ["W.3"]], "N1": [["N1.1"], ["N1.2"]],
+         "N2": [["N2.1"], ["N2.2"], ["N2.2", "N2.4"]], "N3": [["N3.1"]], "R": [["R.1"], ["R.2"]]}
 PHRASES = {"W": "alpha rhythm over the occipital leads for most of the epoch with blinks on the EOG",
            "N1": "alpha replaced by low-amplitude mixed-frequency activity with slow eye movements",
            "N2": "a K-complex in the first half and spindles on C4-M1, no slow waves above 20%",
@@ -72,10 +73,11 @@ def populate(recordings: int = 100, epochs: int = 1000, seed: int = 0, cohort: s
     from ratings.services.campaigns import create_rating_campaign
 
     rng = np.random.default_rng(seed)
-    stages = [s for s in MIX]
+    stages = list(MIX)
     group = Cohort.objects.create(name=cohort)
     recs = Recording.objects.bulk_create([
-        Recording(cohort=group, name=f"{cohort}-01-03-{i + 1:04d}", sha256=hashlib.sha256(f"{cohort}-{i}".encode()).hexdigest(),
+        Recording(cohort=group, name=f"{cohort}-01-03-{i + 1:04d}",
+                  sha256=hashlib.sha256(f"{cohort}-{i}".encode()).hexdigest(),
                   source_filename=f"{i}.edf", file_format="EDF+", duration_s=30.0 * epochs, mains_hz=50,
                   signal_file="none.npy", epoch_count=epochs, derivations=["C4-M1"]) for i in range(recordings)])
     rows = []
@@ -108,9 +110,9 @@ def populate(recordings: int = 100, epochs: int = 1000, seed: int = 0, cohort: s
     for pk, stage in Epoch.objects.filter(recording__cohort=group).values_list("pk", "stage"):
         guess = other(stage) if stage != "unscored" else stages[rng.integers(len(stages))]
         rules = RULES[guess][pk % len(RULES[guess])]
+        rationale = f"{PHRASES[guess].capitalize()}; {', '.join(rules)} applies, so {guess}."
         predictions.append(Prediction(epoch_id=pk, model_version=version, status=Prediction.OK, stage=guess,
-                                      rule_ids=rules, version_hash=digest, raw_output="",
-                                      rationale=f"{PHRASES[guess].capitalize()}; {', '.join(rules)} applies, so {guess}."))
+                                      rule_ids=rules, version_hash=digest, raw_output="", rationale=rationale))
     Prediction.objects.bulk_create(predictions, batch_size=5000)
 
     rating = create_rating_campaign(f"{cohort.lower()}-rating", cohorts=[cohort], raters=raters[:2], overlap=2,
@@ -140,7 +142,10 @@ def build_only(release_id: int, profile: str | None) -> None:
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
-    print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "state": release.state,
+    seconds = round(time.perf_counter() - started, 2)
+    status = Path("/proc/self/status").read_text()
+    peak_kb = int(status.split("VmHWM:")[1].split()[0])
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": round(peak_kb / 1024, 1), "state": release.state,
                       "error": release.error, "epochs": release.epochs}))
 
 
@@ -195,13 +200,12 @@ def main():
         if args.profile:
             command += ["--profile", args.profile]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB on Linux
         if done.returncode:
             raise SystemExit(done.stdout + done.stderr)
         built = json.loads(done.stdout.strip().splitlines()[-1])
         if built["state"] != "succeeded":
             raise SystemExit(f"the build {built['state']}: {built['error']}")
-        summary = {"seconds": built["seconds"], "peak_rss_mb": round(peak, 1), "epochs": names["epochs"],
+        summary = {"seconds": built["seconds"], "peak_rss_mb": built["peak_rss_mb"], "epochs": names["epochs"],
                    "exported": built["epochs"], "database": "postgresql" if server else "sqlite"}
     finally:
         if server and not args.keep:

@@ -61,6 +61,9 @@ elif os.environ["PAUSE_AT"] == "storing":
     build._store = _store
 
 from config.celery import app
+# Redis: sweep for unacknowledged messages past the visibility timeout every second (default: every ~100 s)
+app.conf.broker_transport_options = {**app.conf.broker_transport_options, "unacked_restore_interval": 1,
+                                     "unacked_restore_throttle": 1}
 app.worker_main(["worker", "-Q", "default", "-P", "solo", "-n", sys.argv[1] + "@%h", "--without-gossip",
                  "--without-mingle", "--without-heartbeat", "-l", "info"])
 """
@@ -96,8 +99,9 @@ def start_worker(transactional_db, tmp_path, media_root):
 
     def start(name: str, pause: str = "") -> subprocess.Popen:
         with open(tmp_path / f"{name}.log", "w") as log:
-            processes.append(subprocess.Popen([sys.executable, "-c", WORKER, name], cwd=ROOT, env={**env, "PAUSE_AT": pause},
-                                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            processes.append(subprocess.Popen([sys.executable, "-c", WORKER, name], cwd=ROOT,
+                                              env={**env, "PAUSE_AT": pause}, stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True))
         return processes[-1]
 
     yield start

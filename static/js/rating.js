@@ -172,6 +172,7 @@
   const isRated = (id) => rated.has(id) || pending.some((p) => p.item === id);
   let refilling = null;
   let afterSaves = null;      // what to do once every queued save has landed
+  let retrying = null;        // a timer asking the queue again while the page has nothing to show
 
   async function refill() {
     if (refilling) return refilling;
@@ -203,6 +204,10 @@
     if (upcoming.length < 2) { const waiting = refill(); if (!upcoming.length) await waiting; }
     upcoming = upcoming.filter((u) => !isRated(u.item));
     if (upcoming.length) await show(upcoming.shift());
+    else if (item && isRated(item.item) && !root.dataset.done && !retrying) {
+      // the queue answered only with items whose saves are still on their way: ask again shortly
+      retrying = setTimeout(() => { retrying = null; advance(); }, 1000);
+    }
   }
 
   function back() {
