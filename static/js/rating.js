@@ -185,7 +185,7 @@
         upcoming = upcoming.concat(batch.filter((u) => !known.has(u.item) && !isRated(u.item)));
         if (!upcoming.length && batch.every((u) => isRated(u.item))) {
           // only answered items came back: done, unless saves still in flight hold the slots of items to come
-          if (pending.length) afterSaves = advance; else finished();
+          if (pending.length) afterSaves = advanceIfAnswered; else finished();
         }
       } catch (e) { setState(`offline: ${pending.length} queued`, "offline"); }
       finally { refilling = null; }
@@ -199,16 +199,26 @@
     byId("work").hidden = true; byId("done").hidden = false; root.dataset.done = "1";
   }
 
-  async function advance() {
+  let advancing = null;       // one move at a time: two could show two items and skip the first
+
+  function advance() {
+    if (!advancing) advancing = moveOn().finally(() => { advancing = null; });
+    return advancing;
+  }
+
+  async function moveOn() {
     upcoming = upcoming.filter((u) => !isRated(u.item) && (!item || u.item !== item.item));
     if (upcoming.length < 2) { const waiting = refill(); if (!upcoming.length) await waiting; }
     upcoming = upcoming.filter((u) => !isRated(u.item));
     if (upcoming.length) await show(upcoming.shift());
     else if (item && isRated(item.item) && !root.dataset.done && !retrying) {
       // the queue answered only with items whose saves are still on their way: ask again shortly
-      retrying = setTimeout(() => { retrying = null; advance(); }, 1000);
+      retrying = setTimeout(() => { retrying = null; advanceIfAnswered(); }, 1000);
     }
   }
+
+  // automatic moves (after saves land, on retry) never leave an item the rater has not answered yet
+  function advanceIfAnswered() { if (!item || isRated(item.item)) advance(); }
 
   function back() {
     const at = item ? history.indexOf(item.item) : -1;

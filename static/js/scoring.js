@@ -180,7 +180,7 @@
         upcoming = upcoming.concat(batch.filter((u) => !known.has(u.item) && !isScored(u.item)));
         if (!upcoming.length && batch.every((u) => isScored(u.item))) {
           // only scored items came back: done, unless saves still in flight hold the slots of items to come
-          if (pending.length) afterSaves = advance; else { byId("done").hidden = false; root.dataset.done = "1"; }
+          if (pending.length) afterSaves = advanceIfAnswered; else { byId("done").hidden = false; root.dataset.done = "1"; }
         }
       } catch (e) { setState(`offline: ${pending.length} queued`, "offline"); }
       finally { refilling = null; }
@@ -197,16 +197,26 @@
     show(served.get(row.item) || { ...base, item: row.item, index: row.index });
   }
 
-  async function advance() {
+  let advancing = null;       // one move at a time: two could show two items and skip the first
+
+  function advance() {
+    if (!advancing) advancing = moveOn().finally(() => { advancing = null; });
+    return advancing;
+  }
+
+  async function moveOn() {
     upcoming = upcoming.filter((u) => !isScored(u.item) && (!item || u.item !== item.item));
     if (upcoming.length < 2) { const waiting = refill(); if (!upcoming.length) await waiting; }
     upcoming = upcoming.filter((u) => !isScored(u.item));
     if (upcoming.length) await show(upcoming.shift());
     else if (item && isScored(item.item) && !root.dataset.done && !retrying) {
       // the queue answered only with items whose saves are still on their way: ask again shortly
-      retrying = setTimeout(() => { retrying = null; advance(); }, 1000);
+      retrying = setTimeout(() => { retrying = null; advanceIfAnswered(); }, 1000);
     }
   }
+
+  // automatic moves (after saves land, on retry) never leave an item the rater has not answered yet
+  function advanceIfAnswered() { if (!item || isScored(item.item)) advance(); }
 
   function score(stage) {
     if (!item) return;
