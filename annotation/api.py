@@ -5,6 +5,7 @@ other raters' labels (unless the campaign shows them), never reference stages (u
 and never whether an item is served again for re-scoring.
 """
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -20,6 +21,7 @@ from annotation.services import consensus, queue
 from annotation.services.campaigns import create_campaign, visible_campaigns
 from annotation.services.dashboard import campaign_statistics
 from core.access import ActionPermission, PolicyPermission, policy_for
+from core.schema import AHEAD_COUNT, PAGE_PARAMETERS, filter_parameters
 from datasets.exceptions import InputError
 from inference.models import ModelVersion, Prediction
 
@@ -122,6 +124,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             raise PermissionDenied("campaign statistics compare raters with the reference: not for raters")
         return Response(campaign_statistics(campaign))
 
+    @extend_schema(parameters=[AHEAD_COUNT])
     @action(detail=True, methods=["post"])
     def ahead(self, request, pk=None):
         """The next item and up to ?count= (at most 5) further reserved ones, so the page can score on offline."""
@@ -163,6 +166,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         item = self._item(campaign, request.data.get("item"))
         return Response({"item": item.pk, "released": queue.release(campaign, request.user, item)})
 
+    @extend_schema(methods=["GET"], parameters=[*filter_parameters(LabelFilter), *PAGE_PARAMETERS])
     @action(detail=True, methods=["get", "post"])
     def labels(self, request, pk=None):
         """GET: the requester's current labels (curators, researchers: everyone's). POST: save a label."""
@@ -194,6 +198,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 "revision": label.revision, "created_at": label.created_at}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
+    @extend_schema(parameters=filter_parameters(LabelFilter))
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
         """The append-only history (?item=): every version, who saved it, when, and the value it replaced."""
@@ -220,6 +225,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             out.append(row)
         return Response(out)
 
+    @extend_schema(parameters=[OpenApiParameter("recording", int, required=True, description="recording id")])
     @action(detail=True, methods=["get"])
     def hypnogram(self, request, pk=None):
         """The requester's own labels of one recording (?recording=), for the scoring page's mini hypnogram."""

@@ -6,6 +6,7 @@ from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
+from django.views.decorators.http import require_safe
 
 from config.celery import app as celery_app
 
@@ -56,6 +57,7 @@ def _is_staff(request) -> bool:
         return False
 
 
+@require_safe
 def healthz(request):
     """{"status": "ok"} or {"status": "degraded"} (503), no login needed; staff also see each component.
 

@@ -21,8 +21,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.shortcuts import resolve_url
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -56,6 +58,12 @@ class Access:
     data: Callable[[SimpleNamespace], dict] | None = None
     api: bool = False
     extra: dict = field(default_factory=dict)  # passed to the client call (e.g. format="json")
+    # Where a redirect must lead, per role: how its Location starts. Pages that send anonymous users
+    # away must send them to the login page, unless the anonymous entry here says otherwise.
+    location: dict[str, str] = field(default_factory=dict)
+    # Further checks after the status: after(world, client, response, role), e.g. that a form came back
+    # with errors or that the session now belongs to someone.
+    after: Callable[[SimpleNamespace, object, object, str], None] | None = None
 
 
 class RoleAccessTests:
@@ -79,8 +87,15 @@ class RoleAccessTests:
             assert response.status_code == expected, (
                 f"{case.method.upper()} {url} as {role}: {response.status_code}, expected {expected}"
             )
-            if role == ANONYMOUS and expected == LOGIN_REDIRECT and not case.api:
-                assert "/login/" in response["Location"]
+            location = case.location.get(role)
+            if location is None and role == ANONYMOUS and expected == LOGIN_REDIRECT and not case.api:
+                location = resolve_url(settings.LOGIN_URL)
+            if location is not None and 300 <= expected < 400:
+                assert response["Location"].startswith(location), (
+                    f"{case.method.upper()} {url} as {role}: redirected to {response['Location']}, expected {location}"
+                )
+            if case.after is not None:
+                case.after(access_world, client, response, role)
 
         cls.test_access = test_access
 
@@ -106,10 +121,11 @@ def client_for(role: str, *, api: bool = False):
 
 
 def build_world() -> SimpleNamespace:
-    """One object of every kind, small enough to build for each test: a 3-epoch recording with
-    images, a model version with predictions, a finished inference job, a failed import, and a scoring
-    campaign over the 3 epochs whose rater is the matrix rater ("matrix-rater", who holds a reservation
-    of the first item and so reaches the recording) and whose second item has two disagreeing labels."""
+    """One object of every kind, small enough to build for each test: a cohort with a 3-epoch recording
+    with images, an empty cohort, a model version with predictions (so frozen), a finished inference job,
+    a failed import, and a scoring campaign over the 3 epochs whose rater is the matrix rater
+    ("matrix-rater", who holds a reservation of the first item and so reaches the recording) and whose
+    second item has two disagreeing labels. Every user's password is "pw-for-tests-123"."""
     from datasets.constants import DERIVATIONS, EPOCH_SAMPLES
     from datasets.models import Cohort, Epoch, EpochImage, ImportJob, Recording
     from datasets.services import storage
@@ -120,6 +136,7 @@ def build_world() -> SimpleNamespace:
     signals = (rng.standard_normal((len(DERIVATIONS), 3 * EPOCH_SAMPLES)) * 20).astype(np.float32)
     signal_name, _, _ = storage.save_array(signals)
     cohort = Cohort.objects.create(name="World")
+    empty_cohort = Cohort.objects.create(name="Empty")  # no recordings: it may be deleted
     recording = Recording.objects.create(
         cohort=cohort, name="SC4001E0", sha256="ab" * 32, source_filename="SC4001E0-PSG.edf", file_format="EDF+",
         duration_s=90, mains_hz=50, derivations=list(DERIVATIONS), signal_file=signal_name, epoch_count=3,
@@ -172,8 +189,8 @@ def build_world() -> SimpleNamespace:
     stored = default_storage.save(f"releases/{release.pk}/annotations/coarse/world.csv", ContentFile(body))
     ReleaseFile.objects.create(release=release, path="annotations/coarse/world.csv", storage_name=stored,
                                size=len(body), sha256=hashlib.sha256(body).hexdigest())
-    return SimpleNamespace(cohort=cohort, recording=recording, epochs=epochs, epoch=epochs[1], version=version,
-                           job=job, prediction=prediction, import_job=import_job,
+    return SimpleNamespace(cohort=cohort, empty_cohort=empty_cohort, recording=recording, epochs=epochs,
+                           epoch=epochs[1], version=version, job=job, prediction=prediction, import_job=import_job,
                            image=EpochImage.objects.get(epoch=epochs[1]), campaign=campaign, items=items,
                            rater=matrix_rater, rating_campaign=rating_campaign, rating_item=rating_item,
                            release=release)

@@ -36,7 +36,9 @@ class JobListView(PolicyViewMixin, TemplateView):
         kwargs.setdefault("form", self.form())
         rows = InferenceJob.objects.select_related("model_version", "cohort", "recording__cohort")[:50]
         return super().get_context_data(jobs=[(job, jobs.progress(job)) for job in rows],
-                                        versions=ModelVersion.objects.all(), **kwargs)
+                                        versions=ModelVersion.objects.all(),
+                                        can_evaluate=self.policy.can_evaluate,  # what the evaluation page requires
+                                        **kwargs)
 
 
 class JobDetailView(PolicyViewMixin, DetailView):

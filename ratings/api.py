@@ -4,6 +4,7 @@ Raters reach only the campaigns they rate in, see only their own ratings and ass
 item's origin: not the model name or version, not whether a rationale came from a model or an expert,
 not the reference stage.
 """
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -12,6 +13,7 @@ from rest_framework.routers import SimpleRouter
 
 from core.access import ActionPermission, PolicyPermission, policy_for
 from core.exceptions import InputError
+from core.schema import AHEAD_COUNT, PAGE_PARAMETERS, filter_parameters
 from inference.models import AasmRule
 from ratings.filters import RatingFilter
 from ratings.models import Rating, RatingCampaign, RatingItem
@@ -32,6 +34,9 @@ ACTION_PERMISSIONS = {
     "items": {"GET": "ratings.view_ratingcampaign"},
     "statistics": {"GET": "ratings.view_ratingcampaign"},
 }
+
+
+RATING_FILTER_PARAMETERS = filter_parameters(RatingFilter)
 
 
 def sees_everything(user) -> bool:
@@ -126,6 +131,7 @@ class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(self._served(campaign, *item))
 
+    @extend_schema(parameters=[AHEAD_COUNT])
     @action(detail=True, methods=["post"])
     def ahead(self, request, pk=None):
         """The next item and up to ?count= (at most 5) further reserved ones."""
@@ -143,6 +149,7 @@ class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
         item = self._item(campaign, request.data.get("item"))
         return Response({"item": item.pk, "released": RATING.release(campaign, request.user, item)})
 
+    @extend_schema(methods=["GET"], parameters=[*RATING_FILTER_PARAMETERS, *PAGE_PARAMETERS])
     @action(detail=True, methods=["get", "post"])
     def ratings(self, request, pk=None):
         """GET: the requester's current ratings (curators, researchers: everyone's). POST: save a rating."""
@@ -172,6 +179,7 @@ class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
             raise ValidationError({"detail": str(exc)}) from None
         return Response(OwnRatingSerializer(rating).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
+    @extend_schema(parameters=RATING_FILTER_PARAMETERS)
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
         """The append-only history (?item=): every version, when, and the scores it replaced."""

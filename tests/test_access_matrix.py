@@ -1,13 +1,87 @@
-"""Every page and endpoint, with the outcome each role gets (generated tests, core.testing)."""
+"""Every page and endpoint, with the outcome each role gets (generated tests, core.testing).
+
+Every method a route accepts for writes (POST, PUT, PATCH, DELETE) has a declaration of its own:
+`test_every_write_method_of_a_route_has_its_role_matrix` reads them off the URL patterns."""
+import functools
+import tempfile
+from pathlib import Path
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from core.roles import ADMIN, CURATOR, RATER, RESEARCHER
-from core.testing import API_ANONYMOUS, Access, RoleAccessTests, everyone, expect
+from core.testing import ANONYMOUS, API_ANONYMOUS, EVERY_ROLE, Access, RoleAccessTests, everyone, expect
 
 STAFF = (CURATOR, RESEARCHER, ADMIN)  # roles that see reference stages and model outputs
 WRITERS = (CURATOR, ADMIN)
 JSON = {"format": "json"}
+PASSWORD = "pw-for-tests-123"  # every user of the world (core.testing.make_role_user)
+WRITE_METHODS = ("post", "put", "patch", "delete")
+
+
+@functools.lru_cache(maxsize=1)
+def _small_edf() -> bytes:
+    """A real EDF+ night of 3 minutes (synthetic, 6 channels at 128 Hz), built once per test session."""
+    from datasets.services.synthetic import write_synthetic_edf
+
+    with tempfile.TemporaryDirectory(prefix="matrix-edf-") as folder:
+        path = Path(folder) / "small.edf"
+        write_synthetic_edf(path, hours=0.05, seed=3, sfreq=128.0)
+        return path.read_bytes()
+
+
+def _edf_upload(w):
+    return SimpleUploadedFile("small-night.edf", _small_edf(), content_type="application/octet-stream")
+
+
+def _form_errors(w, client, response, role):
+    """A 200 answer to a form post is the form again, with its errors."""
+    if response.status_code == 200:
+        assert response.context["form"].errors, f"{role}: a 200 without form errors"
+
+
+def _signed_in_as(username, then):
+    def check(w, client, response, role):
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.get(username=username)
+        assert client.session.get("_auth_user_id") == str(user.pk), f"{role}: not signed in as {username}"
+        assert response["Location"] == then, f"{role}: sent to {response['Location']}, expected {then}"
+    return check
+
+
+def _not_signed_in_as(username):
+    def check(w, client, response, role):
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.get(username=username)
+        assert client.session.get("_auth_user_id") != str(user.pk), f"{role}: signed in as {username}"
+    return check
+
+
+def _form_again_not_signed_in(username):
+    not_signed_in = _not_signed_in_as(username)
+
+    def check(w, client, response, role):
+        _form_errors(w, client, response, role)
+        not_signed_in(w, client, response, role)
+    return check
+
+
+def _says(text):
+    """Writers' answers (2xx or 4xx past the permission check) carry `text`."""
+    def check(w, client, response, role):
+        if role in WRITERS:
+            assert text in response.content.decode(), f"{role}: {text!r} not in {response.content[:300]!r}"
+    return check
+
+
+def _content_type(kind):
+    def check(w, client, response, role):
+        if response.status_code == 200:
+            assert response["Content-Type"].startswith(kind), f"{role}: {response['Content-Type']}"
+    return check
 
 
 def api(name, route, url, expected, **kwargs):
@@ -30,16 +104,50 @@ class TestPages(RoleAccessTests):
                everyone()),
         Access("image", "datasets:image", lambda w: f"/images/{w.image.sha256}.png", everyone()),
         Access("import form", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS)),
+        Access("import upload without file", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS),
+               method="post", data=lambda w: {"cohort": "Uploads", "mains_hz": 50}, after=_form_errors),
+        Access("import upload", "datasets:import-new", lambda w: "/imports/new/", expect(302, WRITERS), method="post",
+               data=lambda w: {"file": _edf_upload(w), "cohort": "Uploads", "mains_hz": 50},
+               location=dict.fromkeys(WRITERS, "/imports/")),
+        # Django's form views take PUT as POST; a PUT body is not form data, so the form comes back
+        Access("import upload by PUT", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS),
+               method="put", after=_form_errors),
         Access("import", "datasets:import", lambda w: f"/imports/{w.import_job.pk}/", expect(200, STAFF)),
         Access("runs", "inference:job-list", lambda w: "/inference/", expect(200, STAFF)),
+        Access("start run", "inference:job-list", lambda w: "/inference/", expect(302, WRITERS), method="post",
+               data=lambda w: {"model_version": w.version.pk, "recording": w.recording.pk},
+               location=dict.fromkeys(WRITERS, "/inference/jobs/")),
+        Access("start run without target", "inference:job-list", lambda w: "/inference/", expect(200, WRITERS),
+               method="post", data=lambda w: {"model_version": w.version.pk}, after=_form_errors),
         Access("run", "inference:job", lambda w: f"/inference/jobs/{w.job.pk}/", expect(200, STAFF)),
         Access("cancel run", "inference:job-cancel", lambda w: f"/inference/jobs/{w.job.pk}/cancel/",
                expect(302, WRITERS), method="post"),
         Access("evaluation", "inference:evaluation", lambda w: "/inference/evaluation/", expect(200, STAFF)),
         Access("admin", "admin:index", lambda w: "/admin/", expect(200, [ADMIN], denied=302)),
         Access("login", "login", lambda w: "/accounts/login/", everyone(200, anonymous=200)),
+        # one failed sign-in per test (the throttle allows 10; the cache is cleared between tests)
+        Access("wrong password", "login", lambda w: "/accounts/login/", everyone(200, anonymous=200), method="post",
+               data=lambda w: {"username": "world-rater-1", "password": "wrong"},
+               after=_form_again_not_signed_in("world-rater-1")),
+        Access("sign in", "login", lambda w: "/accounts/login/", everyone(302, anonymous=302), method="post",
+               data=lambda w: {"username": "world-rater-1", "password": PASSWORD},
+               location=dict.fromkeys(EVERY_ROLE, "/"), after=_signed_in_as("world-rater-1", then="/")),
+        Access("sign in by PUT", "login", lambda w: "/accounts/login/", everyone(200, anonymous=200), method="put",
+               data=lambda w: {"username": "world-rater-1", "password": PASSWORD},
+               after=_form_again_not_signed_in("world-rater-1")),
+        # the admin's own sign-in page would take passwords past the throttle: every method is sent to ours
+        *[Access(f"admin login {method.upper()}", "admin/login/", lambda w: "/admin/login/?next=/admin/",
+                 everyone(302, anonymous=302), method=method,
+                 data=(lambda w: {"username": "world-rater-1", "password": PASSWORD}) if method == "post" else None,
+                 location={**dict.fromkeys(EVERY_ROLE, "/accounts/login/?next=/admin/"),
+                           ANONYMOUS: "/accounts/login/?next=/admin/login/"},  # the login-everywhere middleware first
+                 after=_not_signed_in_as("world-rater-1"))
+          for method in ("get", *WRITE_METHODS)],
         Access("logout", "logout", lambda w: "/accounts/logout/", everyone(302, anonymous=302), method="post"),
         Access("health", "healthz", lambda w: "/healthz", everyone(200, anonymous=200)),
+        # a function view could take every method; the health check answers GET and HEAD only
+        *[Access(f"health {method.upper()}", "healthz", lambda w: "/healthz", everyone(405, anonymous=405),
+                 method=method) for method in WRITE_METHODS],
         Access("api docs", "api-docs", lambda w: "/api/docs/", everyone(200, anonymous=API_ANONYMOUS)),
         Access("api schema", "schema", lambda w: "/api/schema/", everyone(200, anonymous=API_ANONYMOUS)),
     ]
@@ -53,8 +161,12 @@ class TestDatasetsApi(RoleAccessTests):
         api("cohort", "cohort-detail", lambda w: f"/api/cohorts/{w.cohort.pk}/", api_expect(200, [RATER, *STAFF])),
         api("rename cohort", "cohort-detail", lambda w: f"/api/cohorts/{w.cohort.pk}/", api_expect(200, WRITERS),
             method="patch", data=lambda w: {"description": "renamed"}, extra=JSON),
+        api("replace cohort", "cohort-detail", lambda w: f"/api/cohorts/{w.cohort.pk}/", api_expect(200, WRITERS),
+            method="put", data=lambda w: {"name": "World", "description": "replaced"}, extra=JSON),
         api("delete cohort in use", "cohort-detail", lambda w: f"/api/cohorts/{w.cohort.pk}/",
             api_expect(409, WRITERS), method="delete"),
+        api("delete empty cohort", "cohort-detail", lambda w: f"/api/cohorts/{w.empty_cohort.pk}/",
+            api_expect(204, WRITERS), method="delete"),
         api("recordings", "recording-list", lambda w: "/api/recordings/", api_expect(200, [RATER, *STAFF])),
         api("recording", "recording-detail", lambda w: f"/api/recordings/{w.recording.pk}/", api_expect(200, [RATER, *STAFF])),
         api("delete recording", "recording-detail", lambda w: f"/api/recordings/{w.recording.pk}/",
@@ -65,6 +177,8 @@ class TestDatasetsApi(RoleAccessTests):
         api("imports", "importjob-list", lambda w: "/api/imports/", api_expect(200, STAFF)),
         api("upload without file", "importjob-list", lambda w: "/api/imports/", api_expect(400, WRITERS),
             method="post", data=lambda w: {"cohort": "x"}),
+        api("upload", "importjob-list", lambda w: "/api/imports/", api_expect(201, WRITERS), method="post",
+            data=lambda w: {"file": _edf_upload(w), "cohort": "Uploads"}, extra={"format": "multipart"}),
         api("import", "importjob-detail", lambda w: f"/api/imports/{w.import_job.pk}/", api_expect(200, STAFF)),
         api("retry import without upload", "importjob-retry", lambda w: f"/api/imports/{w.import_job.pk}/retry/",
             api_expect(400, WRITERS), method="post"),
@@ -79,12 +193,26 @@ class TestInferenceApi(RoleAccessTests):
         api("rule", "aasmrule-detail", lambda w: "/api/rules/N2.1/", api_expect(200, STAFF)),
         api("edit rule", "aasmrule-detail", lambda w: "/api/rules/N2.1/", api_expect(200, WRITERS), method="patch",
             data=lambda w: {"text": "edited"}, extra=JSON),
+        api("replace rule", "aasmrule-detail", lambda w: "/api/rules/N2.1/", api_expect(200, WRITERS), method="put",
+            data=lambda w: {"title": "Stage N2", "text": "replaced"}, extra=JSON),
         api("model versions", "modelversion-list", lambda w: "/api/model-versions/", api_expect(200, STAFF)),
         api("new model version", "modelversion-list", lambda w: "/api/model-versions/", api_expect(201, WRITERS),
             method="post", data=lambda w: {"name": "baseline-2", "backend": "baseline"}, extra=JSON),
         api("copy model version", "modelversion-new-version", lambda w: f"/api/model-versions/{w.version.pk}/new-version/",
             api_expect(201, WRITERS), method="post", data=lambda w: {"name": "secret-model-v8"}, extra=JSON),
         api("model version", "modelversion-detail", lambda w: f"/api/model-versions/{w.version.pk}/", api_expect(200, STAFF)),
+        # the world's version has predictions, so it is frozen: description and name may change, settings not
+        api("describe model version", "modelversion-detail", lambda w: f"/api/model-versions/{w.version.pk}/",
+            api_expect(200, WRITERS), method="patch", data=lambda w: {"description": "notes"}, extra=JSON),
+        api("change frozen settings", "modelversion-detail", lambda w: f"/api/model-versions/{w.version.pk}/",
+            api_expect(400, WRITERS), method="patch", data=lambda w: {"settings": {"seed": 1}}, extra=JSON,
+            after=_says("is frozen")),
+        api("replace model version", "modelversion-detail", lambda w: f"/api/model-versions/{w.version.pk}/",
+            api_expect(200, WRITERS), method="put",
+            data=lambda w: {"name": "secret-model-v7", "backend": "baseline", "description": "replaced"}, extra=JSON),
+        api("replace frozen backend", "modelversion-detail", lambda w: f"/api/model-versions/{w.version.pk}/",
+            api_expect(400, WRITERS), method="put",
+            data=lambda w: {"name": "secret-model-v7", "backend": "openai"}, extra=JSON, after=_says("is frozen")),
         api("runs", "inferencejob-list", lambda w: "/api/inference-jobs/", api_expect(200, STAFF)),
         api("bad run filter", "inferencejob-list", lambda w: "/api/inference-jobs/?recording=abc", api_expect(400, STAFF)),
         api("start run", "inferencejob-list", lambda w: "/api/inference-jobs/", api_expect(201, WRITERS), method="post",
@@ -99,6 +227,9 @@ class TestInferenceApi(RoleAccessTests):
         api("prediction", "prediction-detail", lambda w: f"/api/predictions/{w.prediction.pk}/", api_expect(200, STAFF)),
         api("evaluation", "evaluation", lambda w: f"/api/evaluation/?cohort={w.cohort.name}&model={w.version.name}",
             api_expect(200, STAFF)),
+        api("evaluation csv", "evaluation",
+            lambda w: f"/api/evaluation/?cohort={w.cohort.name}&model={w.version.name}&output=csv",
+            api_expect(200, STAFF), after=_content_type("text/csv")),
         api("token", "api-token", lambda w: "/api/auth/token/", everyone(400, anonymous=400), method="post",
             data=lambda w: {"username": "nobody", "password": "wrong"}),
     ]
@@ -112,10 +243,22 @@ def _label(w):
     return {"item": w.items[0].pk, "stage": "N2", "client_id": "6f1c1f0e-8a4e-4a53-9a43-3f2b8b1f0c11"}
 
 
+def _campaign_form(w):
+    return {"name": "Fresh page campaign", "recordings": [w.recording.pk], "raters": ["matrix-rater"], "overlap": 1,
+            "sample": "all", "seed": 0, "unit": "epoch", "reservation_timeout_s": 900, "rescore_share": 0}
+
+
 class TestScoringPages(RoleAccessTests):
     cases = [
         Access("campaigns", "annotation:campaign-list", lambda w: "/scoring/", everyone()),
         Access("new campaign", "annotation:campaign-new", lambda w: "/scoring/new/", expect(200, WRITERS)),
+        Access("create campaign", "annotation:campaign-new", lambda w: "/scoring/new/", expect(302, WRITERS),
+               method="post", data=_campaign_form, location=dict.fromkeys(WRITERS, "/scoring/")),
+        Access("create campaign without raters", "annotation:campaign-new", lambda w: "/scoring/new/",
+               expect(200, WRITERS), method="post", data=lambda w: {**_campaign_form(w), "raters": []},
+               after=_form_errors),
+        Access("create campaign by PUT", "annotation:campaign-new", lambda w: "/scoring/new/", expect(200, WRITERS),
+               method="put", after=_form_errors),
         # the campaign's raters only: an admin holds the permission but is not one of them (404)
         Access("score", "annotation:score", lambda w: f"/scoring/{w.campaign.pk}/score/",
                {**expect(200, [RATER]), ADMIN: 404}),
@@ -185,7 +328,11 @@ class TestRatingPages(RoleAccessTests):
         Access("rating dashboard", "ratings:dashboard", lambda w: f"/rating/{w.rating_campaign.pk}/dashboard/",
                expect(200, STAFF)),
         Access("rating report", "ratings:report", lambda w: f"/rating/{w.rating_campaign.pk}/report/?format=md",
-               expect(200, STAFF)),
+               expect(200, STAFF), after=_content_type("text/markdown")),
+        Access("rating report csv", "ratings:report", lambda w: f"/rating/{w.rating_campaign.pk}/report/?format=csv",
+               expect(200, STAFF), after=_content_type("text/csv")),
+        Access("rating report json", "ratings:report", lambda w: f"/rating/{w.rating_campaign.pk}/report/?format=json",
+               expect(200, STAFF), after=_content_type("application/json")),
     ]
 
 
@@ -257,18 +404,74 @@ class TestReleaseApi(RoleAccessTests):
     ]
 
 
-def _routes(patterns, namespace=None):
+def _routes(patterns, namespace=None, prefix=""):
+    """(route, URL pattern) for every pattern: its name (namespace:name), or its path where it has none.
+    The admin stands as one route, admin:index: Django's admin checks staff status on each of its views
+    itself (only the admin role is staff), and the unnamed admin/login/ before it sends every method to
+    the throttled login page (declared above)."""
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
             if pattern.namespace == "admin":
-                yield "admin:index"
+                yield "admin:index", None
                 continue
-            yield from _routes(pattern.url_patterns, pattern.namespace or namespace)
-        elif isinstance(pattern, URLPattern) and pattern.name:
-            yield f"{namespace}:{pattern.name}" if namespace else pattern.name
+            yield from _routes(pattern.url_patterns, pattern.namespace or namespace, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            if pattern.name:
+                yield (f"{namespace}:{pattern.name}" if namespace else pattern.name), pattern
+            else:
+                yield prefix + str(pattern.pattern), pattern
 
 
-@pytest.mark.parametrize("route", sorted(set(_routes(get_resolver().url_patterns))))
+def _write_methods(pattern) -> set[str]:
+    """The write methods a URL pattern's view answers: for a DRF viewset the ones its router bound, for a
+    class-based view (Django's or DRF's APIView) those with a handler, for a function view all of them."""
+    if pattern is None:
+        return set()
+    callback = pattern.callback
+    actions = getattr(callback, "actions", None)
+    if actions is not None:
+        return {method for method in actions if method in WRITE_METHODS}
+    view = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+    if view is not None:
+        return {method for method in WRITE_METHODS if method in view.http_method_names and hasattr(view, method)}
+    return set(WRITE_METHODS)  # nothing says which methods a plain function takes: each must be declared
+
+
+ROUTES: dict[str, set[str]] = {}
+for _route, _pattern in _routes(get_resolver().url_patterns):
+    ROUTES.setdefault(_route, set()).update(_write_methods(_pattern))
+
+
+def _declarations():
+    return [case for cls in RoleAccessTests.__subclasses__() for case in cls.cases]
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
 def test_every_route_has_its_role_matrix(route):
-    covered = {case.route for cls in RoleAccessTests.__subclasses__() for case in cls.cases}
+    covered = {case.route for case in _declarations()}
     assert route in covered, f"route {route!r} has no role × outcome declaration in tests/test_access_matrix.py"
+
+
+@pytest.mark.parametrize("route", sorted(route for route, methods in ROUTES.items() if methods))
+def test_every_write_method_of_a_route_has_its_role_matrix(route):
+    declared = {case.method.lower() for case in _declarations() if case.route == route}
+    missing = sorted(ROUTES[route] - declared)
+    assert not missing, (
+        f"route {route!r} accepts {', '.join(m.upper() for m in missing)} but tests/test_access_matrix.py "
+        f"declares no role × outcome for {'it' if len(missing) == 1 else 'them'}"
+    )
+
+
+def test_every_declaration_names_a_route():
+    unknown = sorted({case.route for case in _declarations()} - ROUTES.keys())
+    assert not unknown, f"declarations name routes that do not exist: {', '.join(unknown)}"
+
+
+def test_the_write_method_check_sees_what_each_kind_of_view_accepts():
+    """The check itself: a ModelViewSet detail route, a form page, a POST-only page and a read-only list."""
+    assert ROUTES["cohort-detail"] == {"put", "patch", "delete"}
+    assert ROUTES["modelversion-detail"] == {"put", "patch"}
+    assert ROUTES["datasets:import-new"] == {"post", "put"}
+    assert ROUTES["inference:job-cancel"] == {"post"}
+    assert ROUTES["recording-list"] == set() and ROUTES["ratingcampaign-rubric"] == {"put"}
+    assert ROUTES["healthz"] == set(WRITE_METHODS)

@@ -1,5 +1,7 @@
 """The core app: job engine transitions, role sync, layering, and the review holes it closed."""
 import ast
+import hashlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ from tests.factories import assign_rater
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("core", "datasets", "inference", "annotation", "ratings", "demo", "config")
+APPS = ("core", "datasets", "inference", "annotation", "ratings", "releases", "demo", "config")
 
 
 # --- job engine -------------------------------------------------------------------------------
@@ -42,6 +44,40 @@ def test_claim_is_a_compare_and_set(night_edf):
     assert other.state == ImportJob.RUNNING
     assert job.succeed("done") and not job.fail("late failure")
     assert job.state == ImportJob.SUCCEEDED and job.error == ""
+
+
+@pytest.mark.parametrize("kind", ["import", "inference"])
+def test_a_late_success_never_overwrites_a_cancel(kind, night_edf):
+    if kind == "import":
+        job = _import_job(night_edf)
+    else:
+        job = InferenceJob.objects.create(model_version=ModelVersion.objects.create(name="late", backend="baseline"))
+    assert job.claim()
+    worker = type(job).objects.get(pk=job.pk)  # the worker's copy, still RUNNING in memory
+    assert type(job).objects.get(pk=job.pk).cancel()  # a user cancels meanwhile
+    assert worker.state == job.RUNNING
+    assert worker.succeed("finished late", done=120) is False
+    assert not worker.fail("failed late") and not worker.report_progress(add=5)
+    row = type(job).objects.get(pk=job.pk)
+    assert (row.state, row.message, row.done, row.error) == (job.CANCELLED, "cancelled", 0, "")
+    assert worker.state == job.CANCELLED  # the worker's copy now says so too
+
+
+def test_an_inference_job_cancelled_during_its_last_chunk_stays_cancelled(imported, baseline, monkeypatch):
+    job = InferenceJob.objects.create(model_version=baseline, recording=imported)
+    [ids] = jobs.enqueue_missing(job, chunk_size=500, queue=False)
+    backend = jobs.backend_for(baseline)
+    real = type(backend).predict
+
+    def cancel_then_predict(self, queries):
+        assert InferenceJob.objects.get(pk=job.pk).cancel()
+        return real(self, queries)
+
+    monkeypatch.setattr(type(backend), "predict", cancel_then_predict)
+    jobs.run_chunk(job.pk, ids)  # writes its predictions, then finds the target complete and tries succeed()
+    job.refresh_from_db()
+    assert Prediction.objects.filter(model_version=baseline).count() == 120
+    assert job.state == InferenceJob.CANCELLED and job.message == "cancelled"
 
 
 def test_a_redelivered_import_message_never_runs_twice(night_edf, monkeypatch, settings):
@@ -100,38 +136,144 @@ def test_roles_merge_every_apps_declaration():
     assert {"add_importjob", "add_inferencejob", "change_aasmrule", "view_recording_provenance"} <= curator
 
 
-def _imports(path: Path) -> set[str]:
+def _module_name(path: Path) -> tuple[str, bool]:
+    """The dotted name of a module file under ROOT, and whether it is a package's __init__."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return (".".join(parts[:-1]), True) if parts[-1] == "__init__" else (".".join(parts), False)
+
+
+def _literal(node) -> str | None:
+    """A constant string, or an f-string with its placeholders as '*' (f"{app}.tasks" -> "*.tasks")."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "*" for v in node.values)
+    return None
+
+
+def imported_names(source: str, module: str, *, is_package: bool = False) -> set[str]:
+    """Every module name `source` (the text of module `module`) imports: `import x`, `from x import y`
+    (as x and x.y), relative imports resolved against the module's package, and string arguments of
+    importlib.import_module / __import__ (import_module("x", package) resolved when relative)."""
+    package = module if is_package else module.rpartition(".")[0]
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+
+    def resolve(name: str, level: int, base: str = package) -> str:
+        if not level:
+            return name
+        parts = base.split(".") if base else []
+        parts = parts[: len(parts) - (level - 1)] if level > 1 else parts
+        return ".".join([*parts, name] if name else parts)
+
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = resolve(node.module or "", node.level)
+            if base:
+                names.add(base)
+            names.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if called not in ("import_module", "__import__") or (name := _literal(node.args[0])) is None:
+                continue
+            if called == "import_module" and name.startswith("."):
+                anchor = _literal(node.args[1]) if len(node.args) > 1 else package
+                stripped = name.lstrip(".")
+                name = resolve(stripped, len(name) - len(stripped), anchor or package)
+            names.add(name)
     return names
 
 
-def test_no_service_module_imports_a_tasks_module():
-    offenders = [
-        f"{path.relative_to(ROOT)} imports {name}"
-        for app in APPS for path in (ROOT / app).glob("services/**/*.py")
-        for name in _imports(path) if name.split(".")[-1] == "tasks" or ".tasks." in name
+def _imports(path: Path) -> set[str]:
+    module, is_package = _module_name(path)
+    return imported_names(path.read_text(), module, is_package=is_package)
+
+
+def _is_tasks_module(name: str) -> bool:
+    return "tasks" in name.split(".")
+
+
+def _layering_offenders(app: str, forbidden: tuple[str, ...], files=None) -> list[str]:
+    files = files if files is not None else [
+        (f"{path.relative_to(ROOT)}", _imports(path)) for path in (ROOT / app).rglob("*.py")
+        if path.name != "testing.py" and "migrations" not in path.parts
     ]
-    assert offenders == []
+    return [f"{where} imports {name}" for where, names in files for name in sorted(names)
+            if name.split(".")[0] in forbidden]
 
 
-@pytest.mark.parametrize("app, forbidden", [
-    ("core", ("datasets", "inference", "annotation", "ratings", "demo")),
-    ("datasets", ("inference", "annotation", "ratings", "demo")),
-    ("inference", ("annotation", "ratings", "demo")),
+@pytest.mark.parametrize("source, module, expected", [
+    ("import datasets.tasks", "datasets.services.x", {"datasets.tasks"}),
+    ("from datasets import tasks", "datasets.services.x", {"datasets", "datasets.tasks"}),
+    ("from . import tasks", "datasets.services.x", {"datasets.services", "datasets.services.tasks"}),
+    ("from .. import tasks", "datasets.services.x", {"datasets", "datasets.tasks"}),
+    ("from ..tasks import run", "datasets.services.x", {"datasets.tasks", "datasets.tasks.run"}),
+    ("from .tasks import run", "inference.services.jobs", {"inference.services.tasks", "inference.services.tasks.run"}),
+    ("import importlib\nimportlib.import_module('inference.tasks')", "datasets.services.x",
+     {"importlib", "inference.tasks"}),
+    ("from importlib import import_module\nimport_module('..tasks', 'datasets.services')", "ratings.services.x",
+     {"importlib", "importlib.import_module", "datasets.tasks"}),
+    ("from importlib import import_module\nimport_module(f'{app}.tasks')", "core.services.x",
+     {"importlib", "importlib.import_module", "*.tasks"}),
+    ("__import__('releases.tasks')", "core.services.x", {"releases.tasks"}),
 ])
-def test_apps_depend_one_way(app, forbidden):
-    offenders = [
-        f"{path.relative_to(ROOT)} imports {name}"
-        for path in (ROOT / app).rglob("*.py") if path.name != "testing.py" and "migrations" not in path.parts
-        for name in _imports(path) if name.split(".")[0] in forbidden
+def test_the_import_checker_sees_relative_and_dynamic_imports(source, module, expected):
+    assert imported_names(source, module) == expected
+
+
+def test_the_import_checker_resolves_relative_imports_of_a_package_init():
+    assert imported_names("from . import tasks", "datasets.services", is_package=True) == {
+        "datasets.services", "datasets.services.tasks"}
+    assert imported_names("from .tasks import x", "datasets", is_package=True) == {"datasets.tasks", "datasets.tasks.x"}
+
+
+def test_the_layering_checks_fail_on_a_violation():
+    dynamic = "import importlib\nimportlib.import_module('datasets.tasks')"
+    for source in ("from .. import tasks", "from ..tasks import x", dynamic):
+        assert any(_is_tasks_module(n) for n in imported_names(source, "datasets.services.ingest")), source
+    clean = imported_names("from core.services import queue", "datasets.services.x")
+    assert clean == {"core.services", "core.services.queue"} and not any(map(_is_tasks_module, clean))
+    upward = [
+        ("datasets/services/x.py", imported_names("from annotation.models import Label", "datasets.services.x")),
+        ("datasets/y.py", imported_names("import importlib\nimportlib.import_module('releases.api')", "datasets.y")),
     ]
+    assert _layering_offenders("datasets", LAYERS["datasets"], upward) == [
+        "datasets/services/x.py imports annotation.models", "datasets/services/x.py imports annotation.models.Label",
+        "datasets/y.py imports releases.api"]
+
+
+def test_no_service_module_imports_a_tasks_module():
+    scanned = [path for app in APPS for path in (ROOT / app).glob("services/**/*.py")]
+    assert {path.relative_to(ROOT).parts[0] for path in scanned} == set(LAYERS)  # every app has services
+    offenders = [f"{path.relative_to(ROOT)} imports {name}"
+                 for path in scanned for name in sorted(_imports(path)) if _is_tasks_module(name)]
     assert offenders == []
+
+
+# What each app may not import: core <- datasets <- inference <- annotation, ratings (neither imports the
+# other) <- releases; demo may import every app, and no app imports demo.
+LAYERS = {
+    "core": ("datasets", "inference", "annotation", "ratings", "releases", "demo"),
+    "datasets": ("inference", "annotation", "ratings", "releases", "demo"),
+    "inference": ("annotation", "ratings", "releases", "demo"),
+    "annotation": ("ratings", "releases", "demo"),
+    "ratings": ("annotation", "releases", "demo"),
+    "releases": ("demo",),
+}
+
+
+def test_every_app_has_a_layer():
+    from django.apps import apps
+
+    local = {config.name for config in apps.get_app_configs() if Path(config.path).parent == ROOT}
+    assert local == set(LAYERS) | {"demo"} and set(APPS) == local | {"config"}
+
+
+@pytest.mark.parametrize("app", list(LAYERS))
+def test_apps_depend_one_way(app):
+    assert _layering_offenders(app, LAYERS[app]) == []
 
 
 # --- hole 2: content-addressed files are never deleted under a live recording -------------------
@@ -187,6 +329,83 @@ def test_the_storage_sweep_spares_young_and_referenced_files(media_root, importe
     assert sweep_storage(grace_s=3600) == []
     assert sweep_storage(grace_s=0) == [f"epochs/ff/{'f' * 64}.png"]
     assert not orphan.exists() and Recording.objects.get().epoch_count == 120
+
+
+def test_import_psg_holds_the_lock_named_after_the_files_sha256(night_edf, monkeypatch):
+    from contextlib import contextmanager
+
+    real_lock, real_locked = ingest.named_lock, ingest._import_locked
+    held, events = [], []
+
+    @contextmanager
+    def recording_lock(name):
+        with real_lock(name):
+            held.append(name)
+            events.append(f"lock {name}")
+            try:
+                yield
+            finally:
+                held.remove(name)
+                events.append(f"unlock {name}")
+
+    def import_while_checking(request, sha, *args):
+        events.append(f"import under {list(held)}")  # the existence check, the import and the save
+        return real_locked(request, sha, *args)
+
+    monkeypatch.setattr(ingest, "named_lock", recording_lock)
+    monkeypatch.setattr(ingest, "_import_locked", import_while_checking)
+    name = "import:" + hashlib.sha256(night_edf.read_bytes()).hexdigest()
+    assert import_psg(ImportRequest(path=night_edf, cohort="c"))[1] is True
+    assert import_psg(ImportRequest(path=night_edf, cohort="c"))[1] is False  # the second one finds the first
+    assert events == [f"lock {name}", f"import under {[name]}", f"unlock {name}"] * 2
+
+
+def _stored(media_root, name: str, *, age_s: float) -> Path:
+    path = media_root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"orphan")
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path
+
+
+@pytest.fixture
+def sweep_world(media_root, imported, settings):
+    """An imported recording whose files are all old, beside an old and a young unreferenced file."""
+    settings.STORAGE_SWEEP_GRACE_SECONDS = 3600
+    referenced = [media_root / imported.signal_file,
+                  *(media_root / n for n in EpochImage.objects.values_list("storage_name", flat=True))]
+    for path in referenced:
+        os.utime(path, (time.time() - 7200, time.time() - 7200))  # old: spared only because a row holds it
+    old = _stored(media_root, f"epochs/ee/{'e' * 64}.png", age_s=7200)
+    young = _stored(media_root, f"epochs/dd/{'d' * 64}.png", age_s=60)
+    return referenced, old, young
+
+
+def test_the_sweep_command_removes_old_orphans_only(sweep_world, media_root):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    referenced, old, young = sweep_world
+    out = StringIO()
+    call_command("sweep", "--dry-run", stdout=out)
+    assert f"would remove: epochs/ee/{'e' * 64}.png" in out.getvalue() and old.exists()
+    out = StringIO()
+    call_command("sweep", stdout=out)
+    assert f"removed: epochs/ee/{'e' * 64}.png" in out.getvalue() and "1 unreferenced file(s)" in out.getvalue()
+    assert not old.exists() and young.exists() and all(path.is_file() for path in referenced)
+
+
+def test_the_periodic_sweep_task_removes_old_orphans_only(sweep_world, settings):
+    from config.celery import app
+
+    referenced, old, young = sweep_world
+    assert settings.CELERY_BEAT_SCHEDULE["sweep"]["task"] == "core.sweep"
+    app.loader.import_default_modules()  # what a worker does on start: autodiscovers every app's tasks
+    result = app.tasks["core.sweep"].apply().get()  # by the name beat sends, run here
+    assert result == {"requeued": 0, "files_removed": 1}
+    assert not old.exists() and young.exists() and all(path.is_file() for path in referenced)
 
 
 # --- hole 3: overlapping jobs finish, counters never lose counts, progress costs no query ------------
@@ -371,6 +590,24 @@ def test_evaluation_needs_both_reference_and_model_outputs(access_world, make_us
     assert client.get("/api/predictions/").status_code == 200  # outputs alone stay readable
 
 
+@pytest.mark.parametrize("codenames, sees_link", [
+    (["view_inferencejob", "view_prediction"], False),  # model outputs without the reference
+    (["view_inferencejob", "view_reference_stage"], False),  # the reference without model outputs
+    (["view_inferencejob", "view_prediction", "view_reference_stage"], True),
+])
+def test_the_job_list_links_evaluation_only_where_the_page_opens(access_world, make_user, client, codenames, sees_link):
+    user = make_user(RATER, "custom")
+    user.groups.clear()
+    group = Group.objects.create(name="custom")
+    group.permissions.set(Permission.objects.filter(codename__in=codenames))
+    user.groups.add(group)
+    client.force_login(user)
+    page = client.get(reverse("inference:job-list"))
+    assert page.status_code == 200
+    assert (f'href="{reverse("inference:evaluation")}"' in page.content.decode()) is sees_link
+    assert client.get(reverse("inference:evaluation")).status_code == (200 if sees_link else 403)
+
+
 # --- hole 10: deleting a cohort in use ---------------------------------------------------------
 
 def test_deleting_a_cohort_with_recordings_says_why(access_world, make_user):
@@ -389,6 +626,48 @@ def test_api_filters_are_in_the_schema_and_malformed_values_name_the_parameter(a
     assert {"model_version", "status", "recording"} <= {p["name"] for p in schema["paths"]["/api/predictions/"]["get"]["parameters"]}
     response = client.get("/api/epochs/?recording=abc")
     assert response.status_code == 400 and "recording" in response.json()
+
+
+# The campaign actions that read their query parameters by hand: (path, method) -> the parameters
+HAND_FILTERED = {
+    ("/api/scoring/campaigns/{id}/labels/", "get"): {"recording", "rater", "item", "limit", "offset"},
+    ("/api/scoring/campaigns/{id}/history/", "get"): {"recording", "rater", "item"},
+    ("/api/scoring/campaigns/{id}/hypnogram/", "get"): {"recording"},
+    ("/api/scoring/campaigns/{id}/ahead/", "post"): {"count"},
+    ("/api/ratings/campaigns/{id}/ratings/", "get"): {"rater", "item", "limit", "offset"},
+    ("/api/ratings/campaigns/{id}/history/", "get"): {"rater", "item"},
+    ("/api/ratings/campaigns/{id}/ahead/", "post"): {"count"},
+}
+
+
+def test_campaign_action_parameters_are_in_the_schema_and_malformed_values_name_them(access_world, role_client):
+    client = role_client(RESEARCHER)
+    paths = client.get("/api/schema/?format=json").json()["paths"]
+    for (path, method), expected in HAND_FILTERED.items():
+        parameters = {p["name"]: p for p in paths[path][method]["parameters"] if p["in"] == "query"}
+        assert set(parameters) == expected, path
+        assert all(p["schema"]["type"] == "integer" for p in parameters.values()), path
+    hypnogram = paths["/api/scoring/campaigns/{id}/hypnogram/"]["get"]["parameters"]
+    assert [p.get("required") for p in hypnogram if p["name"] == "recording"] == [True]
+    assert not [p for p in paths["/api/scoring/campaigns/{id}/labels/"]["post"]["parameters"] if p["in"] == "query"]
+
+    scoring = f"/api/scoring/campaigns/{access_world.campaign.pk}"
+    rating = f"/api/ratings/campaigns/{access_world.rating_campaign.pk}"
+    for url, parameter in ((f"{scoring}/labels/?item=abc", "item"), (f"{scoring}/labels/?recording=x1", "recording"),
+                           (f"{scoring}/history/?rater=abc", "rater"), (f"{scoring}/hypnogram/", "recording"),
+                           (f"{scoring}/hypnogram/?recording=abc", "recording"),
+                           (f"{rating}/ratings/?rater=abc", "rater"), (f"{rating}/history/?item=abc", "item")):
+        response = client.get(url)
+        assert response.status_code == 400 and parameter in response.json(), url
+    item = access_world.items[1].pk
+    assert len(client.get(f"{scoring}/labels/?item={item}").json()["results"]) == 2  # a well-formed value filters
+    assert client.get(f"{scoring}/history/?item={item}&rater=0").json() == []
+    rater = APIClient()
+    rater.force_authenticate(access_world.rater)
+    for url in (f"{scoring}/ahead/?count=abc", f"{rating}/ahead/?count=-1"):
+        response = rater.post(url)
+        assert response.status_code == 400 and "count" in response.json(), url
+    assert rater.get(f"{scoring}/labels/?rater=abc").json().keys() == {"rater"}
 
 
 def test_job_and_evaluation_pages_show_the_settings_hash(access_world, role_client):
@@ -426,3 +705,25 @@ def test_mains_frequency_outside_the_range_is_refused(make_user, night_edf):
                                           "cohort": "c", "mains_hz": 500}, format="multipart")
     assert response.status_code == 400 and "500 Hz is outside 40–70 Hz" in response.json()["detail"]
     assert ImportJob.objects.count() == 0
+
+
+@pytest.mark.parametrize("mains_hz", [500, 30])
+def test_the_import_page_refuses_a_mains_frequency_outside_the_range(make_user, night_edf, client, media_root,
+                                                                     mains_hz):
+    client.force_login(make_user(CURATOR))
+    response = client.post(reverse("datasets:import-new"), {
+        "file": SimpleUploadedFile("night.edf", night_edf.read_bytes()), "cohort": "c", "mains_hz": mains_hz,
+        "hypnogram_format": ""})
+    assert response.status_code == 200  # the form again, with the message
+    assert f"mains frequency {mains_hz} Hz is outside 40–70 Hz" in response.content.decode()
+    assert ImportJob.objects.count() == 0 and stored_files(media_root) == []
+
+
+def test_the_import_command_refuses_a_mains_frequency_outside_the_range(night_edf):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="mains frequency 500 Hz is outside 40–70 Hz"):
+        call_command("import_psg", str(night_edf), "--cohort", "c", "--mains-hz", "500", verbosity=0)
+    assert ImportJob.objects.count() == 0 and Recording.objects.count() == 0
+    call_command("import_psg", str(night_edf), "--cohort", "c", "--mains-hz", "60", verbosity=0)  # in range: imports
+    assert Recording.objects.get().mains_hz == 60

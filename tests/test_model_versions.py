@@ -164,6 +164,33 @@ def test_settings_edited_in_the_database_fail_the_job_before_any_request(fake, c
     assert not fake.requests and not Prediction.objects.exists()
 
 
+@pytest.mark.parametrize("where", ["outside", "symlink"])
+def test_a_checkpoint_dir_edited_in_the_database_fails_the_job_before_any_load(settings, tmp_path, monkeypatch, where):
+    from inference.services.backends import transformers_backend
+
+    allowed = tmp_path / "checkpoints"
+    (allowed / "sleepvlm-3b").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "config.json").write_text("{}")  # looks like a checkpoint: only the allowlist stops the load
+    (allowed / "linked").symlink_to(outside)
+    settings.INFERENCE_CHECKPOINT_DIRS = [allowed]
+    loads = []
+    monkeypatch.setattr(transformers_backend, "load", lambda *args: loads.append(args) or (_ for _ in ()).throw(
+        AssertionError("the checkpoint was loaded")))
+    version = ModelVersion.objects.create(name="edited", backend="transformers",
+                                          settings={"checkpoint_dir": str(allowed / "sleepvlm-3b")})
+    recording = make_recording("Edited", "night", ["W", "N2", "N2", "N2", "W"])
+    edited = str(outside) if where == "outside" else str(allowed / "linked")
+    ModelVersion.objects.filter(pk=version.pk).update(settings={"checkpoint_dir": edited})
+    version.refresh_from_db()
+    job = jobs.start_job(version, recording=recording, inline=True)
+    assert job.state == InferenceJob.FAILED
+    assert "model version edited: checkpoint_dir" in job.error and "is not allowed" in job.error
+    assert "INFERENCE_CHECKPOINT_DIRS" in job.error and str(outside) in job.error  # the resolved path is named
+    assert loads == [] and not Prediction.objects.exists()
+
+
 def test_allowed_settings_reach_the_server_with_key_and_prompt(imported, fake, prompt_dir, monkeypatch):
     monkeypatch.setenv("VLLM_API_KEY", "sk-allowed")
     version = ModelVersion.objects.create(name="allowed", backend="openai", settings={
@@ -295,3 +322,40 @@ def test_evaluation_csv_quotes_formula_cells_and_keeps_numbers():
     for row in rows:
         assert row["kappa"].startswith("-") and float(row["kappa"]) < 0  # a number, not quoted
         assert float(row["accuracy"]) == pytest.approx(0.2)
+
+
+def test_rating_report_csv_quotes_formula_group_names(make_user, client):
+    """The rating dashboard's CSV download: model and rater names are text cells a spreadsheet must not run."""
+    import uuid
+
+    from core.roles import RATER
+    from ratings.services.campaigns import create_rating_campaign
+    from ratings.services.queue import RATING
+    from ratings.services.statistics import campaign_statistics, render_report
+
+    name = '=HYPERLINK("http://evil.example","open")'
+    version = ModelVersion.objects.create(name=name, backend="baseline")
+    recording = make_recording("Rated", "night", ["W", "N2", "N2", "N3", "R", "N2", "W", "N1"])
+    for epoch in recording.epochs.all():
+        Prediction.objects.create(epoch=epoch, model_version=version, status=Prediction.OK, stage="N2",
+                                  rule_ids=["N2.1"], rationale=f"Spindle in epoch {epoch.index}.", version_hash="h")
+    raters = [make_user(RATER, "@first"), make_user(RATER, "+second")]
+    campaign = create_rating_campaign("formulas", cohorts=["Rated"], model_versions=[name], raters=raters, overlap=2)
+    keys = campaign.rubric.keys
+    for position, item in enumerate(campaign.items.order_by("position")):
+        for slot, rater in enumerate(raters):
+            RATING.reservations.objects.create(item=item, slot=slot, rater=rater, expires_at="2100-01-01T00:00Z")
+            scores = {key: 1 + (position + slot + k) % 5 for k, key in enumerate(keys)}
+            RATING.submit(campaign, rater, item, scores=scores, client_id=uuid.uuid4(), seconds_spent=10)
+    text = render_report(campaign_statistics(campaign), "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    groups = {row["group"] for row in rows}
+    assert "'" + name in groups and name not in groups
+    assert {"'@first / +second", "'+second / @first"} & groups  # the rater pair, whichever comes first
+    for row in rows:
+        for column in ("dimension", "breakdown", "group", "statistic"):
+            assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), row
+    values = [row["value"] for row in rows if row["value"]]
+    assert values and [float(value) for value in values]  # numbers stay numbers, unquoted (float() would fail on "'")
+    client.force_login(make_user(RESEARCHER, "res"))
+    assert client.get(f"/rating/{campaign.pk}/report/?format=csv").content.decode() == text

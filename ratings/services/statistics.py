@@ -20,6 +20,7 @@ from statistics import mean, median, stdev
 
 from core.services import agreement
 from datasets.constants import STAGES
+from inference.services.evaluation import spreadsheet_safe
 from ratings.services.queue import RATING
 from ratings.services.rubric import SCALE
 
@@ -224,7 +225,8 @@ def figure_rows(stats) -> list[dict]:
 
 
 def render_report(stats, fmt: str) -> str:
-    """The campaign's figures as 'json', 'csv' (figure_rows) or 'md' (the paper's table and agreement)."""
+    """The campaign's figures as 'json', 'csv' (figure_rows, text cells formula-safe) or 'md' (the paper's
+    table and agreement)."""
     if fmt == "json":
         return json.dumps(stats, indent=2, sort_keys=True) + "\n"
     if fmt == "csv":
@@ -232,7 +234,8 @@ def render_report(stats, fmt: str) -> str:
         writer = csv.DictWriter(buffer, ["dimension", "breakdown", "group", "statistic", "value", "n", "items"],
                                 lineterminator="\n")
         writer.writeheader()
-        writer.writerows(figure_rows(stats))
+        # group names come from model, cohort, source and rater names: text a spreadsheet must not run
+        writer.writerows({key: spreadsheet_safe(value) for key, value in row.items()} for row in figure_rows(stats))
         return buffer.getvalue()
     if fmt != "md":
         raise ValueError(f"unknown format {fmt!r}; expected json, csv or md")
