@@ -145,6 +145,9 @@ class Prediction(models.Model):
     raw_output = models.TextField(blank=True, help_text="the model's text, always kept")
     detail = models.TextField(blank=True, help_text="parse error, repair applied, or why the epoch was skipped")
     version_hash = models.CharField(max_length=64)
+    preparation_profile = models.CharField(
+        max_length=32, blank=True, help_text="the recording's preparation profile (signals and images) the output was made from"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -153,3 +156,8 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_version} · {self.epoch}: {self.stage or self.status}"
+
+    @property
+    def predates_preparation(self) -> bool:
+        """Made from signals and images the recording has since been prepared again from (reprepare)."""
+        return self.preparation_profile != self.epoch.recording.preparation_profile

@@ -68,5 +68,5 @@ class PredictionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = ["id", "epoch", "model_version", "job", "status", "stage", "rule_ids", "rationale", "probability",
-                  "raw_output", "detail", "version_hash", "created_at"]
+                  "raw_output", "detail", "version_hash", "preparation_profile", "created_at"]
         read_only_fields = fields

@@ -57,8 +57,8 @@ def test_request_shape_and_api_key(fake, pngs, monkeypatch):
 def test_messages_sent_are_the_published_chat(fake, pngs, tmp_path):
     """The JSON body on the wire: system = the prompt file's text; user = the released six parts, nothing else."""
     prompt = tmp_path / "fine.md"
-    prompt.write_text("You are SleepVLM (fine prompt) — stage the target epoch.\n\n  Trailing spaces kept.  \n",
-                      encoding="utf-8")
+    text = "You are SleepVLM (fine prompt) — stage the target epoch.\r\n\r\n  Trailing spaces kept.  \n"
+    prompt.write_bytes(text.encode("utf-8"))  # CRLF lines stay CRLF: the prompt goes out unchanged
     query = queries(pngs, 1)[0]
     backend(fake, system_prompt_file=str(prompt)).predict([query])
 
@@ -66,7 +66,7 @@ def test_messages_sent_are_the_published_chat(fake, pngs, tmp_path):
         return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}}
 
     published = [
-        {"role": "system", "content": prompt.read_text(encoding="utf-8")},
+        {"role": "system", "content": text},
         {"role": "user", "content": [
             {"type": "text", "text": "Preceding epoch N\u20111: "}, image(pngs[0]),
             {"type": "text", "text": "**Target epoch N**: "}, image(pngs[1]),

@@ -1,4 +1,5 @@
 """Inference jobs with the OpenAI-compatible backend against a fake vLLM: chunks, idempotency, parsing."""
+import base64
 import json
 
 import pytest
@@ -49,6 +50,37 @@ def test_job_predicts_every_epoch_exactly_once_and_skips_the_edges(imported, ver
     again = jobs.start_job(version, recording=imported, inline=True)
     assert again.total == 0 and again.state == InferenceJob.SUCCEEDED
     assert Prediction.objects.filter(model_version=version).count() == 120 and len(fake.requests) == 118
+
+
+def test_context_follows_the_scored_sequence_across_unscored_gaps(imported, version, fake):
+    """A scored epoch's context is the scored epochs before and after it (MASS-EX rows N-1 and N+1)."""
+    from tests.fake_vllm import short_hash
+
+    unscored = {0, 1, 50, 51}
+    imported.epochs.filter(index__in=unscored).update(stage="unscored", massex_n=None)
+    for n, epoch in enumerate(imported.epochs.exclude(index__in=unscored).order_by("index")):
+        epoch.massex_n = n
+        epoch.save(update_fields=["massex_n"])
+    jobs.start_job(version, recording=imported, chunk_size=40, inline=True)
+
+    sent = {}
+    for _, _, body in fake.requests:
+        urls = [part["image_url"]["url"] for part in body["messages"][1]["content"] if part["type"] == "image_url"]
+        hashes = [short_hash(base64.b64decode(url.split(",", 1)[1])) for url in urls]
+        sent[hashes[1]] = (hashes[0], hashes[2])
+
+    def context(index):
+        return sent[target_hash(imported, index)]
+
+    assert context(52) == (target_hash(imported, 49), target_hash(imported, 53))  # across the gap
+    assert context(49) == (target_hash(imported, 48), target_hash(imported, 52))
+    assert context(50) == (target_hash(imported, 49), target_hash(imported, 51))  # unscored: neighbours in time
+    assert context(1) == (target_hash(imported, 0), target_hash(imported, 2))
+    skipped = dict(Prediction.objects.filter(model_version=version, status=Prediction.SKIPPED)
+                   .values_list("epoch__index", "detail"))
+    assert sorted(skipped) == [0, 2, 119]  # the first scored epoch (rank 0) has no preceding scored epoch
+    assert "no preceding epoch" in skipped[2] and "no subsequent epoch" in skipped[119]
+    assert len(fake.requests) == 117
 
 
 def test_malformed_outputs_are_kept_and_counted_never_guessed(imported, version, fake):

@@ -86,3 +86,26 @@ def test_reprepare_renders_a_recording_again_under_the_current_profile(night_edf
     with pytest.raises(CommandError, match="not the file recording"):
         call_command("reprepare", str(recording.pk), str(copy), "--profile", LEGACY_PROFILE, verbosity=0)
     assert Recording.objects.get().preparation_profile == CURRENT_PROFILE
+
+
+def test_reprepare_shows_a_progress_bar_and_flags_outputs_made_from_the_old_signals(night_edf, role_client, capsys):
+    """Outputs keep the profile they were made from; after re-preparing, pages and API say they predate it."""
+    from inference.models import ModelVersion, Prediction
+    from inference.services.jobs import start_job
+
+    recording, _ = import_psg(ImportRequest(path=night_edf, cohort="c", profile=LEGACY_PROFILE))
+    start_job(ModelVersion.objects.create(name="baseline", backend="baseline"), recording=recording, inline=True)
+    assert set(Prediction.objects.values_list("preparation_profile", flat=True)) == {LEGACY_PROFILE}
+    client = role_client("researcher")
+    page = f"/recordings/{recording.pk}/epochs/5/"
+    assert "predates" not in client.get(page).content.decode()
+
+    call_command("reprepare", str(recording.pk), str(night_edf))
+    captured = capsys.readouterr()
+    assert "100%" in captured.err and f"prepared under {CURRENT_PROFILE}" in captured.out
+
+    html = client.get(page).content.decode()
+    assert f"Made from {LEGACY_PROFILE} signals" in html and f"now prepared under {CURRENT_PROFILE}" in html
+    body = client.get(f"/api/predictions/?recording={recording.pk}", HTTP_ACCEPT="application/json").json()
+    rows = body["results"] if isinstance(body, dict) else body
+    assert rows and {row["preparation_profile"] for row in rows} == {LEGACY_PROFILE}

@@ -160,6 +160,29 @@ def test_grid_is_drawn_over_the_traces():
     assert crossing[:, 0].min() < 255 and (crossing[:, 2] > 0).any()  # yellow mixed with the grey line on top
 
 
+def test_traces_match_the_authors_matplotlib_drawing_on_dense_signals():
+    """Trace width, coverage and antialiasing against the authors' drawing (bench/render.py's restatement)."""
+    from skimage.metrics import structural_similarity
+
+    from bench.render import authors_draw, raw_night
+    from datasets.services.signals import prepare
+
+    raw = raw_night(8, seed=5)
+    prepared = np.stack([prepare(raw[i], 256.0, d, 50.0)[0] for i, d in enumerate(DERIVATIONS)])
+    whole, bands = [], {d: [] for d in DERIVATIONS}
+    for e in range(8):
+        epoch = prepared[:, e * EPOCH_SAMPLES: (e + 1) * EPOCH_SAMPLES]
+        ours = np.asarray(Image.open(io.BytesIO(render_model_image(epoch, DERIVATIONS))).convert("RGB"))
+        theirs = np.asarray(Image.open(io.BytesIO(authors_draw(epoch, DERIVATIONS))).convert("RGB"))
+        assert ours.shape == theirs.shape == (H, W, 3)
+        whole.append(structural_similarity(ours, theirs, channel_axis=-1, data_range=255))
+        for i, d in enumerate(DERIVATIONS):
+            rows = slice(round(i * H / 6), round((i + 1) * H / 6))
+            bands[d].append(structural_similarity(ours[rows], theirs[rows], channel_axis=-1, data_range=255))
+    assert np.mean(whole) >= 0.97 and min(whole) >= 0.95
+    assert {d: round(float(np.mean(v)), 3) for d, v in bands.items() if np.mean(v) < 0.95} == {}
+
+
 @pytest.mark.parametrize("band, derivation", list(enumerate(DERIVATIONS)))
 def test_full_scale_sine_spans_exactly_one_band(band, derivation):
     peak_to_peak = 80 if derivation == "Chin EMG" else 100

@@ -26,8 +26,8 @@ from inference.services.backends import EpochQuery, get_backend
 from inference.services.parsing import parse_output
 
 CHUNK_SIZE = {"gpu": 64, "cpu": 120}
-NO_PRECEDING = "skipped: first epoch of the recording, no preceding epoch for the three-image context"
-NO_SUBSEQUENT = "skipped: last epoch of the recording, no subsequent epoch for the three-image context"
+NO_PRECEDING = "skipped: first epoch of its sequence, no preceding epoch for the three-image context"
+NO_SUBSEQUENT = "skipped: last epoch of its sequence, no subsequent epoch for the three-image context"
 
 
 class JobError(Exception):
@@ -134,25 +134,50 @@ def run_chunk(job_id: int, epoch_ids: list[int]) -> str:
         .order_by("recording_id", "index")
     )
     epochs = list(todo)
-    context = [e for e in epochs if 0 < e.index < e.recording.epoch_count - 1]
-    _write(job, [_skipped(job, e, digest) for e in epochs if e not in context])
+    neighbours = context_neighbours({e.recording_id for e in epochs})
+    context = [e for e in epochs if None not in neighbours[e.recording_id, e.index]]
+    _write(job, [_skipped(job, e, digest, neighbours[e.recording_id, e.index]) for e in epochs if e not in context])
     batch_size = backend.batch_size if backend.needs_images else len(context) or 1  # the baseline reads whole nights
     rules = frozenset(AasmRule.objects.values_list("rule_id", flat=True))
     for start in range(0, len(context), batch_size):
         if InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.CANCELLED).exists():
             return InferenceJob.CANCELLED
         batch = context[start : start + batch_size]
-        outputs = backend.predict(_queries(batch, backend.needs_images))
+        outputs = backend.predict(_queries(batch, neighbours, backend.needs_images))
         _write(job, [_prediction(job, e, out, digest, rules) for e, out in zip(batch, outputs)])
     InferenceJob.objects.filter(pk=job.pk).update(chunks_done=F("chunks_done") + 1)
     return finish_if_complete(job)
 
 
-def _queries(epochs: list[Epoch], needs_images: bool) -> list[EpochQuery]:
+def context_neighbours(recording_ids) -> dict[tuple[int, int], tuple[int | None, int | None]]:
+    """(recording, index) → the indices of the preceding and subsequent epochs of its three-image context.
+
+    As in the authors' aligned sequence (mass-ex.md), a scored epoch's neighbours are the scored epochs
+    before and after it (rows N-1 and N+1, across any unscored gap); an unscored epoch, or any epoch of
+    a recording without a hypnogram, has its neighbours in time. None where the sequence ends.
+    """
+    timelines: dict[int, list[tuple[int, bool]]] = {}
+    rows = Epoch.objects.filter(recording_id__in=recording_ids).order_by("recording_id", "index")
+    for recording_id, index, n in rows.values_list("recording_id", "index", "massex_n"):
+        timelines.setdefault(recording_id, []).append((index, n is not None))
+    neighbours = {}
+    for recording_id, timeline in timelines.items():
+        last = timeline[-1][0]
+        for index, _ in timeline:
+            neighbours[recording_id, index] = (index - 1 if index else None, index + 1 if index < last else None)
+        scored = [index for index, is_scored in timeline if is_scored]
+        for k, index in enumerate(scored):
+            neighbours[recording_id, index] = (scored[k - 1] if k else None, scored[k + 1] if k + 1 < len(scored) else None)
+    return neighbours
+
+
+def _queries(epochs: list[Epoch], neighbours, needs_images: bool) -> list[EpochQuery]:
     """One query per epoch; each model image of the batch is looked up and read once."""
     images = {}
+    around = {e.pk: (neighbours[e.recording_id, e.index][0], e.index, neighbours[e.recording_id, e.index][1])
+              for e in epochs}
     if needs_images:
-        wanted = {(e.recording_id, e.index + offset) for e in epochs for offset in (-1, 0, 1)}
+        wanted = {(e.recording_id, i) for e in epochs for i in around[e.pk]}
         names = EpochImage.objects.filter(
             kind=EpochImage.MODEL, epoch__recording_id__in={r for r, _ in wanted},
             epoch__index__in={i for _, i in wanted},
@@ -161,7 +186,7 @@ def _queries(epochs: list[Epoch], needs_images: bool) -> list[EpochQuery]:
     return [
         EpochQuery(
             epoch_id=e.pk, recording_id=e.recording_id, index=e.index,
-            images=tuple(images[(e.recording_id, e.index + o)] for o in (-1, 0, 1)) if needs_images else None,
+            images=tuple(images[(e.recording_id, i)] for i in around[e.pk]) if needs_images else None,
             signal_file=e.recording.signal_file, derivations=tuple(e.recording.derivations),
             epoch_starts=_epoch_starts(e.recording_id),
         )
@@ -180,15 +205,16 @@ def _read(name: str) -> bytes:
         return fh.read()
 
 
-def _skipped(job, epoch, digest) -> Prediction:
-    reason = NO_PRECEDING if epoch.index == 0 else NO_SUBSEQUENT
+def _skipped(job, epoch, digest, around: tuple[int | None, int | None]) -> Prediction:
+    reason = NO_PRECEDING if around[0] is None else NO_SUBSEQUENT
     return Prediction(epoch=epoch, model_version=job.model_version, job=job, status=Prediction.SKIPPED,
-                      detail=reason, version_hash=digest)
+                      detail=reason, version_hash=digest, preparation_profile=epoch.recording.preparation_profile)
 
 
 def _prediction(job, epoch, output, digest, rules) -> Prediction:
     base = dict(epoch=epoch, model_version=job.model_version, job=job, raw_output=output.text,
-                probability=output.probability, version_hash=digest)
+                probability=output.probability, version_hash=digest,
+                preparation_profile=epoch.recording.preparation_profile)
     if output.error:
         return Prediction(status=Prediction.FAILED, detail=f"request failed: {output.error}", **base)
     parsed = parse_output(output.text, rules)

@@ -12,7 +12,7 @@ def epoch_predictions(context, epoch):
     policy = policy_for(context["request"].user)
     if not policy.can_see_model_outputs:
         return {"allowed": False}
-    predictions = list(Prediction.objects.filter(epoch=epoch).select_related("model_version").order_by("model_version__name"))
+    predictions = list(Prediction.objects.filter(epoch=epoch).select_related("model_version", "epoch__recording").order_by("model_version__name"))
     rules = {r.rule_id: r for r in AasmRule.objects.all()}
     return {
         "allowed": True,

@@ -75,9 +75,11 @@ class Backend:
         chosen = self.settings.get("system_prompt_file")
         path = allowed_path("system_prompt_file", chosen) if chosen else DEFAULT_SYSTEM_PROMPT
         try:
-            return path.read_text(encoding="utf-8")
+            return path.read_bytes().decode("utf-8")  # unchanged: no newline translation
         except OSError as exc:
             raise ValueError(f"system prompt file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"system prompt file {path}: not UTF-8 text (byte {exc.start})") from None
 
     def decoding(self) -> dict:
         return {key: self.settings.get(key, value) for key, value in DEFAULT_DECODING.items()}
