@@ -5,6 +5,7 @@ from functools import cached_property
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import F, Q
 
 from core.models import BackgroundJob
 from datasets.constants import STAGE_CHOICES
@@ -128,6 +129,12 @@ class InferenceJob(BackgroundJob):
         return f"{self.model_version} on {target} ({self.state})"
 
 
+class PredictionQuerySet(models.QuerySet):
+    def made_from_current_signals(self):
+        """Outputs made from the signals their recording holds now (not before a reprepare)."""
+        return self.filter(Q(preparation_profile="") | Q(preparation_profile=F("epoch__recording__preparation_profile")))
+
+
 class Prediction(models.Model):
     """One model output for one epoch: at most one per (epoch, model version)."""
 
@@ -140,6 +147,9 @@ class Prediction(models.Model):
     status = models.CharField(max_length=10, choices=STATUS_CHOICES)
     stage = models.CharField(max_length=8, choices=STAGE_CHOICES, blank=True, help_text="empty unless parsed")
     rule_ids = models.JSONField(default=list, blank=True)
+    unknown_rule_ids = models.JSONField(
+        default=list, blank=True, help_text="ids the output cited that the rule catalog does not know (count in rule IoU)"
+    )
     rationale = models.TextField(blank=True)
     probability = models.FloatField(null=True, blank=True)
     raw_output = models.TextField(blank=True, help_text="the model's text, always kept")
@@ -150,6 +160,8 @@ class Prediction(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = PredictionQuerySet.as_manager()
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["epoch", "model_version"], name="one_prediction_per_epoch_and_version")]
         indexes = [models.Index(fields=["model_version", "status"])]
@@ -159,5 +171,6 @@ class Prediction(models.Model):
 
     @property
     def predates_preparation(self) -> bool:
-        """Made from signals and images the recording has since been prepared again from (reprepare)."""
-        return self.preparation_profile != self.epoch.recording.preparation_profile
+        """Made from signals and images the recording has since been prepared again from (reprepare); an
+        output written without a profile (made outside the jobs) counts as current."""
+        return bool(self.preparation_profile) and self.preparation_profile != self.epoch.recording.preparation_profile

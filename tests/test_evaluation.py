@@ -10,7 +10,7 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import cohens_kappa
 
 from datasets.constants import STAGES
-from inference.models import ModelVersion, Prediction
+from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 from inference.services.evaluation import EvaluationError, compare, evaluate, rule_iou, stage_metrics, table_rows, to_csv
 from core.roles import CURATOR
 from tests.factories import make_recording
@@ -131,3 +131,26 @@ def test_rule_iou_conventions_in_report_csv_page_and_command(role_client, capsys
     cells = dict(zip(columns.split(), values.split()))
     assert (cells["rule_iou_all_epochs"], cells["rule_iou_annotated_epochs"]) == ("0.625", "0.750")
     assert "the authors' rule-set IoU (paper table)" in legend
+
+
+@pytest.mark.django_db
+def test_cited_rule_ids_outside_the_catalog_count_in_rule_iou():
+    """The authors' Jaccard takes every id an output cites: {N2.1, N2.9}/{N2.1} is 1/2, not 1; the catalog's ids
+    alone are shown and exported, the unknown one is kept apart and noted."""
+    from inference.services.backends import RawOutput
+    from inference.services.jobs import _prediction
+
+    rec = make_recording("Unknown", "s1", ["N2", "N2"], rules=[["N2.1"], []])
+    version = ModelVersion.objects.create(name="cites", backend="baseline")
+    job = InferenceJob.objects.create(model_version=version, recording=rec)
+    texts = ['{"reasoning_text": "x", "applicable_rules": ["N2.1", "N2.9"], "sleep_stage": "N2"}',
+             '{"reasoning_text": "x", "applicable_rules": "N9.9", "sleep_stage": "N2"}']
+    for epoch, text in zip(rec.epochs.order_by("index"), texts):
+        output = RawOutput(epoch_id=epoch.pk, text=text)
+        _prediction(job, epoch, output, "h", frozenset(AasmRule.objects.values_list("rule_id", flat=True))).save()
+    first, second = Prediction.objects.order_by("epoch__index")
+    assert (first.rule_ids, first.unknown_rule_ids, first.status) == (["N2.1"], ["N2.9"], "repaired")
+    assert (second.rule_ids, second.unknown_rule_ids) == ([], ["N9.9"]) and "N9.9" in second.detail
+    # epoch 0: 1/2; epoch 1: {N9.9} against an empty reference is 0, not the 1.0 of two empty sets
+    assert evaluate(version, rec.cohort)["rule_iou"] == {"all_epochs": {"n": 2, "mean": 0.25},
+                                                         "annotated_epochs": {"n": 1, "mean": 0.5}}

@@ -89,6 +89,18 @@ def test_sampling_is_seeded_stratified_and_takes_experts_and_item_lists(make_use
     assert not RatingItem.objects.filter(campaign__name="bad").exists()
 
 
+def test_outputs_made_before_a_reprepare_are_not_offered_for_rating(make_user, db):
+    """A rationale is rated against the signals it was made from: outputs that predate them are left out."""
+    recording, version = world(12)
+    stale = list(recording.epochs.filter(index__in=[1, 2]).values_list("pk", flat=True))
+    Prediction.objects.filter(epoch_id__in=stale).update(preparation_profile="platform-v0")
+    Prediction.objects.exclude(epoch_id__in=stale).update(preparation_profile=recording.preparation_profile)
+    campaign = create_rating_campaign("fresh", cohorts=["Rate"], model_versions=[SECRET], raters=raters(make_user, 2))
+    rated = set(campaign.items.values_list("epoch_id", flat=True))
+    scored = set(recording.epochs.exclude(stage="unscored").values_list("pk", flat=True))
+    assert rated == scored - set(stale) and rated
+
+
 # --- blinding -----------------------------------------------------------------------------------
 
 def test_raters_never_learn_the_source(make_user, client, db):

@@ -95,7 +95,8 @@ def evaluate(model_version: ModelVersion, cohort, *, reference: str = "hypnogram
     predictions = Prediction.objects.filter(model_version=model_version, epoch__recording__cohort=cohort)
     if epoch_ids is not None:
         predictions = predictions.filter(epoch_id__in=epoch_ids)
-    rows = list(predictions.values_list("epoch_id", "epoch__recording__name", "status", "stage", "rule_ids"))
+    rows = list(predictions.values_list("epoch_id", "epoch__recording__name", "status", "stage", "rule_ids",
+                                        "unknown_rule_ids"))
     attempted = [r for r in rows if r[2] != Prediction.SKIPPED]
     failures = sum(1 for r in attempted if r[2] == Prediction.FAILED)
     scored = [r for r in attempted if r[2] in PARSED and r[0] in references]
@@ -116,7 +117,7 @@ def evaluate(model_version: ModelVersion, cohort, *, reference: str = "hypnogram
         "parse_failure_rate": failures / len(attempted) if attempted else None,
         "pooled": stage_metrics(y_true, y_pred),
         "per_subject": [{"subject": subject, **_subject(*pair)} for subject, pair in sorted(by_subject.items())],
-        "rule_iou": rule_iou([(r[4], references[r[0]][2]) for r in scored]),
+        "rule_iou": rule_iou([(r[4] + r[5], references[r[0]][2]) for r in scored]),  # every id the output cited
     }
 
 

@@ -219,7 +219,7 @@ def _prediction(job, epoch, output, digest, rules) -> Prediction:
         return Prediction(status=Prediction.FAILED, detail=f"request failed: {output.error}", **base)
     parsed = parse_output(output.text, rules)
     return Prediction(status=parsed.status, stage=parsed.stage, rule_ids=parsed.rule_ids,
-                      rationale=parsed.rationale, detail=parsed.detail, **base)
+                      unknown_rule_ids=parsed.unknown_rule_ids, rationale=parsed.rationale, detail=parsed.detail, **base)
 
 
 def _write(job: InferenceJob, predictions: list[Prediction]) -> None:

@@ -2,7 +2,8 @@
 
 The stage and rule ids are validated against the catalog. As in the authors' evaluation, only an output
 without a valid stage is a parse failure (kept, counted, never guessed). A missing rule list or rationale
-is noted in `detail`; a malformed one, or unknown rule ids, is dropped and noted (status repaired).
+is noted in `detail`; a malformed one, or unknown rule ids, is dropped and noted (status repaired). Unknown
+ids are kept apart, since the authors' rule IoU counts every id an output cites.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class ParsedOutput:
     rule_ids: list[str] = field(default_factory=list)
     rationale: str = ""
     detail: str = ""
+    unknown_rule_ids: list[str] = field(default_factory=list)  # cited but not in the catalog: they count in rule IoU
 
 
 def parse_output(text: str, rule_ids: tuple[str, ...] | frozenset[str] = RULE_IDS) -> ParsedOutput:
@@ -38,10 +40,10 @@ def parse_output(text: str, rule_ids: tuple[str, ...] | frozenset[str] = RULE_ID
     if stage is None:
         return ParsedOutput(FAILED, detail=f"invalid sleep_stage {obj.get('sleep_stage')!r}")
     missing = [f"{key} missing" for key in ("applicable_rules", "reasoning_text") if obj.get(key) is None]
-    rules, dropped_rules = _rules(obj.get("applicable_rules", []), rule_ids)
+    rules, unknown, dropped_rules = _rules(obj.get("applicable_rules", []), rule_ids)
     rationale, dropped_rationale = _rationale(obj.get("reasoning_text", ""))
     repairs += dropped_rules + dropped_rationale
-    return ParsedOutput(REPAIRED if repairs else OK, stage, rules, rationale, "; ".join(repairs + missing))
+    return ParsedOutput(REPAIRED if repairs else OK, stage, rules, rationale, "; ".join(repairs + missing), unknown)
 
 
 def _find_object(text: str) -> tuple[dict | None, list[str]]:
@@ -123,14 +125,15 @@ def _stage(value) -> str | None:
     return token if token in STAGES else None
 
 
-def _rules(value, rule_ids) -> tuple[list[str], list[str]]:
-    """The catalog's ids in `value` (a JSON list or one comma-separated string), once each; what was dropped."""
+def _rules(value, rule_ids) -> tuple[list[str], list[str], list[str]]:
+    """The catalog's ids in `value` (a JSON list or one comma-separated string) and the others, once each;
+    what was dropped."""
     if value is None:
-        return [], []
+        return [], [], []
     if isinstance(value, str):
         value = [v for v in re.split(r"[,;]\s*", value) if v.strip()]
     if not isinstance(value, list):
-        return [], [f"applicable_rules is not a list of rule ids, dropped: {_short(value)}"]
+        return [], [], [f"applicable_rules is not a list of rule ids, dropped: {_short(value)}"]
     known, unknown = [], []
     for item in value:
         rule = item.strip() if isinstance(item, str) else None
@@ -138,7 +141,8 @@ def _rules(value, rule_ids) -> tuple[list[str], list[str]]:
             known.append(rule)
         else:
             unknown.append(rule or _short(item))
-    return list(dict.fromkeys(known)), [f"unknown rule ids dropped: {', '.join(unknown)}"] if unknown else []
+    unknown = list(dict.fromkeys(unknown))
+    return list(dict.fromkeys(known)), unknown, [f"unknown rule ids dropped: {', '.join(unknown)}"] if unknown else []
 
 
 def _rationale(value) -> tuple[str, list[str]]:

@@ -70,8 +70,8 @@ def candidates(cohorts, model_versions, expert_sources) -> list[Candidate]:
              epochs.values_list("pk", "recording_id", "index", "stage")}
     out = []
     for version in sorted(model_versions, key=lambda v: v.pk):
-        predictions = (Prediction.objects.filter(model_version=version, epoch__in=epochs,
-                                                 status__in=(Prediction.OK, Prediction.REPAIRED))
+        predictions = (Prediction.objects.made_from_current_signals()  # rated against the signals the model saw
+                       .filter(model_version=version, epoch__in=epochs, status__in=(Prediction.OK, Prediction.REPAIRED))
                        .exclude(rationale="").exclude(stage="").order_by("epoch__recording_id", "epoch__index"))
         for pk, epoch_id, stage, rules, rationale, digest in predictions.values_list(
                 "pk", "epoch_id", "stage", "rule_ids", "rationale", "version_hash"):

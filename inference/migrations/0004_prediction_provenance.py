@@ -26,4 +26,12 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunPython(from_recordings, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name="prediction",
+            name="unknown_rule_ids",
+            field=models.JSONField(
+                blank=True, default=list,
+                help_text="ids the output cited that the rule catalog does not know (count in rule IoU)",
+            ),
+        ),
     ]
