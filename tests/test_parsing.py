@@ -44,7 +44,11 @@ def test_repairs(text, repair):
 
 @pytest.mark.parametrize("stage, expected", [("rem", "R"), ("Wake", "W"), (" n3 ", "N3"), ("N4", "N3")])
 def test_stage_spellings(stage, expected):
-    assert parse_output(f'{{"sleep_stage": "{stage}", "applicable_rules": []}}').stage == expected
+    """Another spelling of a stage is read, and shown as a repair: the output did not use the contract's code."""
+    out = parse_output(f'{{"sleep_stage": "{stage}", "applicable_rules": [], "reasoning_text": "x"}}')
+    assert (out.stage, out.status) == (expected, "repaired") and f"sleep_stage {stage!r} read as {expected}" in out.detail
+    exact = parse_output(f'{{"sleep_stage": "{expected}", "applicable_rules": [], "reasoning_text": "x"}}')
+    assert (exact.stage, exact.status, exact.detail) == (expected, "ok", "")
 
 
 @pytest.mark.parametrize("text, reason", [

@@ -39,6 +39,8 @@ def parse_output(text: str, rule_ids: tuple[str, ...] | frozenset[str] = RULE_ID
     stage = _stage(obj.get("sleep_stage"))
     if stage is None:
         return ParsedOutput(FAILED, detail=f"invalid sleep_stage {obj.get('sleep_stage')!r}")
+    if stage != obj["sleep_stage"]:
+        repairs = repairs + [f"sleep_stage {obj['sleep_stage']!r} read as {stage}"]
     missing = [f"{key} missing" for key in ("applicable_rules", "reasoning_text") if obj.get(key) is None]
     rules, unknown, dropped_rules = _rules(obj.get("applicable_rules", []), rule_ids)
     rationale, dropped_rationale = _rationale(obj.get("reasoning_text", ""))
