@@ -374,6 +374,8 @@ def bootstrap_alpha(triples: Iterable[Triple], level: str, *, n_boot: int = 1000
     point = _alpha_from_coincidences((weight @ o).reshape(1, v, v), level, points)[0]
     draws = np.random.default_rng(seed).multinomial(len(counts), weight / len(counts), size=n_boot)
     boot = _alpha_from_coincidences((draws @ o).reshape(n_boot, v, v), level, points)
+    if np.isnan(boot).all():  # no resample has variation: the interval is as undefined as the point
+        return BootstrapAlpha(float(point), float("nan"), float("nan"), len(counts))
     low, high = np.nanquantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
     return BootstrapAlpha(float(point), float(low), float(high), len(counts))
 
@@ -441,5 +443,9 @@ def icc(triples: Iterable[Triple], kind: str = "ICC2k") -> float:
     ms_cols = n * ((y.mean(0) - grand) ** 2).sum() / (k - 1)
     ms_error = (((y - grand) ** 2).sum() - (n - 1) * ms_rows - (k - 1) * ms_cols) / ((n - 1) * (k - 1))
     if kind == "ICC2":
-        return float((ms_rows - ms_error) / (ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n))
-    return float((ms_rows - ms_error) / (ms_rows + (ms_cols - ms_error) / n))
+        denominator = ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n
+    else:
+        denominator = ms_rows + (ms_cols - ms_error) / n
+    if np.isclose(denominator, 0.0):  # no variance at all (every rating the same): undefined
+        return float("nan")
+    return float((ms_rows - ms_error) / denominator)
