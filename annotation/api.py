@@ -6,7 +6,7 @@ and never whether an item is served again for re-scoring.
 """
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -20,8 +20,9 @@ from annotation.serializers import (AdjudicationInputSerializer, AdjudicationSer
 from annotation.services import consensus, queue
 from annotation.services.campaigns import create_campaign, visible_campaigns
 from annotation.services.dashboard import campaign_statistics
-from core.access import ActionPermission, PolicyPermission, policy_for
-from core.schema import AHEAD_COUNT, PAGE_PARAMETERS, filter_parameters
+from core.access import policy_for
+from core.api import CampaignQueueViewSet, sees_everything
+from core.schema import PAGE_PARAMETERS, filter_parameters
 from datasets.exceptions import InputError
 from inference.models import ModelVersion, Prediction
 
@@ -47,74 +48,13 @@ def _model_outputs(epoch_id: int, policy) -> list[dict]:
              "rule_ids": p.rule_ids, "rationale": p.rationale} for p in predictions]
 
 
-def sees_everything(user) -> bool:
-    """Curators, researchers and admins (they see reference stages) see every campaign and every label."""
-    return policy_for(user).can_see_reference
-
-
-class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class CampaignViewSet(CampaignQueueViewSet):
     filterset_class = CampaignFilter
-
     action_permissions = ACTION_PERMISSIONS
-
-    def get_permissions(self):
-        return [ActionPermission() if self.action in ACTION_PERMISSIONS else PolicyPermission()]
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
-            return ScoringCampaign.objects.all()
-        return visible_campaigns(self.request.user)
-
-    def get_serializer_class(self):
-        if self.action == "create":
-            return CampaignCreateSerializer
-        return CampaignSerializer if sees_everything(self.request.user) else RaterCampaignSerializer
-
-    def create(self, request, *args, **kwargs):
-        serializer = CampaignCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        try:
-            campaign = create_campaign(data.pop("name"), user=request.user, **data)
-        except InputError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
-        return Response(CampaignSerializer(campaign, context={"request": request}).data, status=status.HTTP_201_CREATED)
-
-    # --- helpers ---------------------------------------------------------------------------
-
-    def _rater_campaign(self) -> ScoringCampaign:
-        campaign = self.get_object()
-        if not campaign.raters.filter(pk=self.request.user.pk).exists():
-            raise PermissionDenied("you are not a rater of this campaign")
-        return campaign
-
-    def _item(self, campaign, value) -> CampaignItem:
-        try:
-            return CampaignItem.objects.select_related("epoch", "recording").get(campaign=campaign, pk=int(value))
-        except (TypeError, ValueError, CampaignItem.DoesNotExist):
-            raise ValidationError({"item": f"no item {value!r} in this campaign"}) from None
-
-    def _filtered(self, queryset):
-        filterset = LabelFilter(self.request.query_params, queryset=queryset, request=self.request)
-        if not filterset.is_valid():
-            raise ValidationError(filterset.errors)
-        return filterset.qs
-
-    def _page(self, queryset, serializer_class):
-        page = self.paginate_queryset(queryset)
-        rows = serializer_class(page if page is not None else queryset, many=True).data
-        return self.get_paginated_response(rows) if page is not None else Response(rows)
-
-    # --- the rater's queue -------------------------------------------------------------------
-
-    @action(detail=True, methods=["post"])
-    def next(self, request, pk=None):
-        """Reserve and return the next item for the rater (204 when nothing is left for them)."""
-        campaign = self._rater_campaign()
-        served = queue.next_item(campaign, request.user)
-        if served is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(self._served(campaign, *served))
+    work_queue = queue.SCORING
+    campaign_model, item_model, answer_filterset = ScoringCampaign, CampaignItem, LabelFilter
+    create_serializer, staff_serializer, rater_serializer = CampaignCreateSerializer, CampaignSerializer, RaterCampaignSerializer
+    create_campaign, visible_campaigns = staticmethod(create_campaign), staticmethod(visible_campaigns)
 
     @action(detail=True, methods=["get"])
     def statistics(self, request, pk=None):
@@ -124,18 +64,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             raise PermissionDenied("campaign statistics compare raters with the reference: not for raters")
         return Response(campaign_statistics(campaign))
 
-    @extend_schema(parameters=[AHEAD_COUNT])
-    @action(detail=True, methods=["post"])
-    def ahead(self, request, pk=None):
-        """The next item and up to ?count= (at most 5) further reserved ones, so the page can score on offline."""
-        campaign = self._rater_campaign()
-        count = request.query_params.get("count", "3")
-        if not count.isdigit():
-            raise ValidationError({"count": "give ?count=N, a whole number"})
-        return Response([self._served(campaign, item, rescore)
-                         for item, rescore in queue.reserve_ahead(campaign, request.user, int(count))])
-
-    def _served(self, campaign, item, rescore) -> dict:
+    def served(self, campaign, item, rescore) -> dict:
         """What a rater learns of an item served to them (never whether it is a re-score); the queue serves
         it with its epoch and recording."""
         user = self.request.user
@@ -159,13 +88,6 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             body["model_outputs"] = _model_outputs(item.epoch_id, policy_for(user))
         return body
 
-    @action(detail=True, methods=["post"])
-    def release(self, request, pk=None):
-        """Give back an item the rater abandons."""
-        campaign = self._rater_campaign()
-        item = self._item(campaign, request.data.get("item"))
-        return Response({"item": item.pk, "released": queue.release(campaign, request.user, item)})
-
     @extend_schema(methods=["GET"], parameters=[*filter_parameters(LabelFilter), *PAGE_PARAMETERS])
     @action(detail=True, methods=["get", "post"])
     def labels(self, request, pk=None):
@@ -175,28 +97,14 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         campaign = self.get_object()
         if sees_everything(request.user):
             rows = queue.current_labels(campaign).select_related("item").order_by("item__position", "rater_id", "rescore")
-            return self._page(self._filtered(rows), LabelSerializer)
-        return self._page(self._filtered(queue.own_visible_labels(campaign, self.request.user)).order_by("item__position"),
+            return self.page(self.filtered(rows), LabelSerializer)
+        return self.page(self.filtered(queue.own_visible_labels(campaign, self.request.user)).order_by("item__position"),
                           OwnLabelSerializer)
 
     def _save_label(self, request):
-        campaign = self._rater_campaign()
-        data = LabelInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        item = self._item(campaign, fields.pop("item"))
-        try:
-            label, created = queue.submit_label(campaign, request.user, item, **fields)
-        except queue.StaleLabel as exc:
-            return Response({"detail": str(exc), "current_revision": exc.current_revision},
-                            status=status.HTTP_412_PRECONDITION_FAILED)
-        except queue.NotReserved as exc:
-            raise PermissionDenied(str(exc)) from None
-        except InputError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
-        body = {"id": label.pk, "item": label.item_id, "stage": label.stage, "uncertain": label.uncertain,
-                "revision": label.revision, "created_at": label.created_at}
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return self.save_answer(request, LabelInputSerializer, lambda label: {
+            "id": label.pk, "item": label.item_id, "stage": label.stage, "uncertain": label.uncertain,
+            "revision": label.revision, "created_at": label.created_at})
 
     @extend_schema(parameters=filter_parameters(LabelFilter))
     @action(detail=True, methods=["get"])
@@ -208,10 +116,10 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if not everything:
             visible = queue.own_visible_labels(campaign, self.request.user).values_list("item_id", "rescore")
             passes = {item: rescore for item, rescore in visible}
-            rows = [r for r in self._filtered(rows.filter(rater=request.user, item_id__in=passes.keys()))
+            rows = [r for r in self.filtered(rows.filter(rater=request.user, item_id__in=passes.keys()))
                     .order_by("item__position", "revision") if r.rescore == passes[r.item_id]]
         else:
-            rows = self._filtered(rows).order_by("item__position", "rater_id", "rescore", "revision")
+            rows = self.filtered(rows).order_by("item__position", "rater_id", "rescore", "revision")
         out = []
         for label in rows:
             previous = label.replaces
@@ -259,7 +167,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             raise PermissionDenied("only curators and the campaign's adjudicators may adjudicate")
         data = AdjudicationInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        item = self._item(campaign, data.validated_data["item"])
+        item = self.item(campaign, data.validated_data["item"])
         try:
             adjudication = consensus.adjudicate(item, data.validated_data["stage"], data.validated_data["reason"],
                                                 request.user)

@@ -1,11 +1,12 @@
 """Pages of the annotation app: the rater's campaigns, the scoring page, the campaign dashboard."""
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
-from django.views.generic import FormView, ListView, TemplateView, View
+from django.views.generic import FormView, TemplateView, View
 
 from annotation.forms import CampaignForm
 from annotation.models import ScoringCampaign
 from annotation.services.campaigns import create_campaign, visible_campaigns
+from core import views as campaign_pages
 from core.access import PolicyViewMixin
 from datasets.exceptions import InputError
 from inference.models import AasmRule
@@ -13,13 +14,10 @@ from inference.models import AasmRule
 STAGE_KEYS = [("W", "W"), ("N1", "1"), ("N2", "2"), ("N3", "3"), ("R", "R")]
 
 
-class CampaignListView(PolicyViewMixin, ListView):
+class CampaignListView(campaign_pages.CampaignListView):
     permission_required = "annotation.view_scoringcampaign"
     template_name = "annotation/campaign_list.html"
-    context_object_name = "campaigns"
-
-    def get_queryset(self):
-        return visible_campaigns(self.request.user).order_by("-created_at").prefetch_related("raters")
+    visible_campaigns = staticmethod(visible_campaigns)
 
 
 class CampaignNewView(PolicyViewMixin, FormView):

@@ -5,15 +5,15 @@ item's origin: not the model name or version, not whether a rationale came from 
 not the reference stage.
 """
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from core.access import ActionPermission, PolicyPermission, policy_for
+from core.api import CampaignQueueViewSet, sees_everything
 from core.exceptions import InputError
-from core.schema import AHEAD_COUNT, PAGE_PARAMETERS, filter_parameters
+from core.schema import PAGE_PARAMETERS, filter_parameters
 from inference.models import AasmRule
 from ratings.filters import RatingFilter
 from ratings.models import Rating, RatingCampaign, RatingItem
@@ -22,7 +22,7 @@ from ratings.serializers import (OwnRatingSerializer, RaterRatingCampaignSeriali
                                  RatingSerializer)
 from ratings.services import rubric as rubrics
 from ratings.services.campaigns import create_rating_campaign, visible_campaigns
-from ratings.services.queue import RATING, NotReserved, StaleAnswer
+from ratings.services.queue import RATING
 
 ACTION_PERMISSIONS = {
     "next": {"POST": "ratings.rate_rationales"},
@@ -37,11 +37,6 @@ ACTION_PERMISSIONS = {
 
 
 RATING_FILTER_PARAMETERS = filter_parameters(RatingFilter)
-
-
-def sees_everything(user) -> bool:
-    """Curators, researchers and admins (they see reference stages) see every campaign, item and rating."""
-    return policy_for(user).can_see_reference
 
 
 def served(campaign, item, rater, rescore: bool) -> dict:
@@ -60,94 +55,23 @@ def served(campaign, item, rater, rescore: bool) -> dict:
     }
 
 
-class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class RatingCampaignViewSet(CampaignQueueViewSet):
     action_permissions = ACTION_PERMISSIONS
+    work_queue = RATING
+    campaign_model, item_model, answer_filterset = RatingCampaign, RatingItem, RatingFilter
+    create_serializer, staff_serializer = RatingCampaignCreateSerializer, RatingCampaignSerializer
+    rater_serializer = RaterRatingCampaignSerializer
+    create_campaign = staticmethod(create_rating_campaign)
+    visible_campaigns = staticmethod(visible_campaigns)
 
-    def get_permissions(self):
-        return [ActionPermission() if self.action in ACTION_PERMISSIONS else PolicyPermission()]
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
-            return RatingCampaign.objects.all()
-        return visible_campaigns(self.request.user)
-
-    def get_serializer_class(self):
-        if self.action == "create":
-            return RatingCampaignCreateSerializer
-        return RatingCampaignSerializer if sees_everything(self.request.user) else RaterRatingCampaignSerializer
-
-    def create(self, request, *args, **kwargs):
-        data = RatingCampaignCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        try:
-            campaign = create_rating_campaign(fields.pop("name"), user=request.user, **fields)
-        except InputError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
-        return Response(RatingCampaignSerializer(campaign, context={"request": request}).data, status=status.HTTP_201_CREATED)
-
-    # --- helpers ---------------------------------------------------------------------------
-
-    def _rater_campaign(self) -> RatingCampaign:
-        campaign = self.get_object()
-        if not campaign.raters.filter(pk=self.request.user.pk).exists():
-            raise PermissionDenied("you are not a rater of this campaign")
-        return campaign
+    def served(self, campaign, item, rescore):
+        return served(campaign, item, self.request.user, rescore)
 
     def _staff_campaign(self) -> RatingCampaign:
         campaign = self.get_object()
         if not sees_everything(self.request.user):
             raise PermissionDenied("item origins and statistics are not shown to raters")
         return campaign
-
-    def _item(self, campaign, value) -> RatingItem:
-        try:
-            return RatingItem.objects.select_related("epoch", "recording").get(campaign=campaign, pk=int(value))
-        except (TypeError, ValueError, RatingItem.DoesNotExist):
-            raise ValidationError({"item": f"no item {value!r} in this campaign"}) from None
-
-    def _filtered(self, queryset):
-        filterset = RatingFilter(self.request.query_params, queryset=queryset, request=self.request)
-        if not filterset.is_valid():
-            raise ValidationError(filterset.errors)
-        return filterset.qs
-
-    def _page(self, queryset, serializer_class):
-        page = self.paginate_queryset(queryset)
-        rows = serializer_class(page if page is not None else queryset, many=True).data
-        return self.get_paginated_response(rows) if page is not None else Response(rows)
-
-    def _served(self, campaign, item, rescore):
-        return served(campaign, item, self.request.user, rescore)
-
-    # --- the rater's queue -------------------------------------------------------------------
-
-    @action(detail=True, methods=["post"])
-    def next(self, request, pk=None):
-        """Reserve and return the next item for the rater, in their own order (204 when nothing is left)."""
-        campaign = self._rater_campaign()
-        item = RATING.next_item(campaign, request.user)
-        if item is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(self._served(campaign, *item))
-
-    @extend_schema(parameters=[AHEAD_COUNT])
-    @action(detail=True, methods=["post"])
-    def ahead(self, request, pk=None):
-        """The next item and up to ?count= (at most 5) further reserved ones."""
-        campaign = self._rater_campaign()
-        count = request.query_params.get("count", "3")
-        if not count.isdigit():
-            raise ValidationError({"count": "give ?count=N, a whole number"})
-        return Response([self._served(campaign, item, rescore)
-                         for item, rescore in RATING.reserve_ahead(campaign, request.user, int(count))])
-
-    @action(detail=True, methods=["post"])
-    def release(self, request, pk=None):
-        """Give back an item the rater abandons."""
-        campaign = self._rater_campaign()
-        item = self._item(campaign, request.data.get("item"))
-        return Response({"item": item.pk, "released": RATING.release(campaign, request.user, item)})
 
     @extend_schema(methods=["GET"], parameters=[*RATING_FILTER_PARAMETERS, *PAGE_PARAMETERS])
     @action(detail=True, methods=["get", "post"])
@@ -158,26 +82,12 @@ class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
         campaign = self.get_object()
         if sees_everything(request.user):
             rows = RATING.current(campaign).select_related("item__model_version", "rater", "rubric")
-            return self._page(self._filtered(rows).order_by("item__position", "rater_id", "rescore"), RatingSerializer)
+            return self.page(self.filtered(rows).order_by("item__position", "rater_id", "rescore"), RatingSerializer)
         rows = RATING.own_visible(campaign, request.user).select_related("rubric")
-        return self._page(self._filtered(rows).order_by("created_at", "pk"), OwnRatingSerializer)
+        return self.page(self.filtered(rows).order_by("created_at", "pk"), OwnRatingSerializer)
 
     def _save(self, request):
-        campaign = self._rater_campaign()
-        data = RatingInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        item = self._item(campaign, fields.pop("item"))
-        try:
-            rating, created = RATING.submit(campaign, request.user, item, **fields)
-        except StaleAnswer as exc:
-            return Response({"detail": str(exc), "current_revision": exc.current_revision},
-                            status=status.HTTP_412_PRECONDITION_FAILED)
-        except NotReserved as exc:
-            raise PermissionDenied(str(exc)) from None
-        except InputError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
-        return Response(OwnRatingSerializer(rating).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return self.save_answer(request, RatingInputSerializer, lambda rating: OwnRatingSerializer(rating).data)
 
     @extend_schema(parameters=RATING_FILTER_PARAMETERS)
     @action(detail=True, methods=["get"])
@@ -188,10 +98,10 @@ class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
         everything = sees_everything(request.user)
         if not everything:
             passes = dict(RATING.own_visible(campaign, request.user).values_list("item_id", "rescore"))
-            rows = [r for r in self._filtered(rows.filter(rater=request.user, item_id__in=passes.keys()))
+            rows = [r for r in self.filtered(rows.filter(rater=request.user, item_id__in=passes.keys()))
                     .order_by("created_at", "revision") if r.rescore == passes[r.item_id]]
         else:
-            rows = self._filtered(rows).order_by("item__position", "rater_id", "rescore", "revision")
+            rows = self.filtered(rows).order_by("item__position", "rater_id", "rescore", "revision")
         out = []
         for rating in rows:
             row = {**OwnRatingSerializer(rating).data,
@@ -225,7 +135,7 @@ class RatingCampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
     def items(self, request, pk=None):
         """Every item with its origin (model version or expert source) and the reference stage."""
         campaign = self._staff_campaign()
-        return self._page(campaign.items.select_related("model_version").order_by("position"), RatingItemSerializer)
+        return self.page(campaign.items.select_related("model_version").order_by("position"), RatingItemSerializer)
 
     @action(detail=True, methods=["get"])
     def statistics(self, request, pk=None):

@@ -1,8 +1,9 @@
 """Pages of the ratings app: the rater's campaigns, the rating page, the campaign dashboard and downloads."""
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.views.generic import ListView, TemplateView, View
+from django.views.generic import TemplateView, View
 
+from core import views as campaign_pages
 from core.access import PolicyViewMixin
 from datasets.constants import STAGES
 from inference.models import AasmRule
@@ -10,13 +11,10 @@ from ratings.models import RatingCampaign
 from ratings.services.campaigns import visible_campaigns
 
 
-class CampaignListView(PolicyViewMixin, ListView):
+class CampaignListView(campaign_pages.CampaignListView):
     permission_required = "ratings.view_ratingcampaign"
     template_name = "ratings/campaign_list.html"
-    context_object_name = "campaigns"
-
-    def get_queryset(self):
-        return visible_campaigns(self.request.user).order_by("-created_at").prefetch_related("raters")
+    visible_campaigns = staticmethod(visible_campaigns)
 
 
 class RateView(PolicyViewMixin, TemplateView):

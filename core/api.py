@@ -1,0 +1,130 @@
+"""One REST viewset for every campaign on the core work queue (scoring, rating).
+
+It lists, shows and creates campaigns, and serves the rater's queue: next, ahead, release, and the save
+of an answer with its outcomes (412 on a stale revision, 403 without a reservation, 400 on bad input).
+"""
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.response import Response
+
+from core.access import ActionPermission, PolicyPermission, policy_for
+from core.exceptions import InputError
+from core.schema import AHEAD_COUNT
+from core.services.work_queue import NotReserved, StaleAnswer
+
+
+def sees_everything(user) -> bool:
+    """Curators, researchers and admins (they see reference stages) see every campaign, item and answer."""
+    return policy_for(user).can_see_reference
+
+
+class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Subclasses name their work queue, models, serializers, FilterSet of answers, the services that create
+    a campaign and list those a user reaches, and what a rater learns of a served item (`served`)."""
+
+    work_queue = None  # a core.services.work_queue.WorkQueue
+    campaign_model = item_model = None
+    answer_filterset = None
+    create_serializer = staff_serializer = rater_serializer = None
+    create_campaign = visible_campaigns = None  # staticmethod(service)
+    action_permissions: dict = {}
+
+    def served(self, campaign, item, rescore: bool) -> dict:
+        raise NotImplementedError
+
+    def get_permissions(self):
+        return [ActionPermission() if self.action in self.action_permissions else PolicyPermission()]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return self.campaign_model.objects.all()
+        return self.visible_campaigns(self.request.user)
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return self.create_serializer
+        return self.staff_serializer if sees_everything(self.request.user) else self.rater_serializer
+
+    def create(self, request, *args, **kwargs):
+        data = self.create_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        try:
+            campaign = self.create_campaign(fields.pop("name"), user=request.user, **fields)
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(self.staff_serializer(campaign, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def rater_campaign(self):
+        campaign = self.get_object()
+        if not campaign.raters.filter(pk=self.request.user.pk).exists():
+            raise PermissionDenied("you are not a rater of this campaign")
+        return campaign
+
+    def item(self, campaign, value):
+        try:
+            return self.item_model.objects.select_related("epoch", "recording").get(campaign=campaign, pk=int(value))
+        except (TypeError, ValueError, self.item_model.DoesNotExist):
+            raise ValidationError({"item": f"no item {value!r} in this campaign"}) from None
+
+    def filtered(self, queryset):
+        filterset = self.answer_filterset(self.request.query_params, queryset=queryset, request=self.request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        return filterset.qs
+
+    def page(self, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        rows = serializer_class(page if page is not None else queryset, many=True).data
+        return self.get_paginated_response(rows) if page is not None else Response(rows)
+
+    def save_answer(self, request, input_serializer, respond):
+        """Validate and submit one answer of the rater; `respond(answer)` is the body sent back."""
+        campaign = self.rater_campaign()
+        data = input_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        item = self.item(campaign, fields.pop("item"))
+        try:
+            answer, created = self.work_queue.submit(campaign, request.user, item, **fields)
+        except StaleAnswer as exc:
+            return Response({"detail": str(exc), "current_revision": exc.current_revision},
+                            status=status.HTTP_412_PRECONDITION_FAILED)
+        except NotReserved as exc:
+            raise PermissionDenied(str(exc)) from None
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(respond(answer), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    # --- the rater's queue -------------------------------------------------------------------
+
+    @action(detail=True, methods=["post"])
+    def next(self, request, pk=None):
+        """Reserve and return the rater's next item, in the campaign's order for them (204 when none is left)."""
+        campaign = self.rater_campaign()
+        served = self.work_queue.next_item(campaign, request.user)
+        if served is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(self.served(campaign, *served))
+
+    @extend_schema(parameters=[AHEAD_COUNT])
+    @action(detail=True, methods=["post"])
+    def ahead(self, request, pk=None):
+        """The next item and up to ?count= (at most 5) further reserved ones, so the page can go on offline."""
+        campaign = self.rater_campaign()
+        count = request.query_params.get("count", "3")
+        if not count.isdigit():
+            raise ValidationError({"count": "give ?count=N, a whole number"})
+        return Response([self.served(campaign, item, rescore)
+                         for item, rescore in self.work_queue.reserve_ahead(campaign, request.user, int(count))])
+
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        """Give back an item the rater abandons."""
+        campaign = self.rater_campaign()
+        item = self.item(campaign, request.data.get("item"))
+        return Response({"item": item.pk, "released": self.work_queue.release(campaign, request.user, item)})
