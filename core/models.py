@@ -2,7 +2,10 @@
 
 Every transition is a conditional UPDATE (compare-and-set on the state), so two workers holding the
 same job (a redelivered message, a second delivery of an upload) can never both run it, and a
-cancel cannot be overwritten by a late success. Progress has one shape for every kind of job.
+cancel cannot be overwritten by a late success. A worker holds a job under the number of its claim
+(the lease): once another worker takes a silent job over, the first one's progress, success and
+failure are refused, so a stalled worker that wakes up never writes over its successor. Progress has
+one shape for every kind of job.
 """
 from __future__ import annotations
 
@@ -37,46 +40,64 @@ class BackgroundJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life of the worker running it")
+    lease = models.PositiveIntegerField(default=0, help_text="claims so far; the worker holding the job has the last")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True
         ordering = ["-created_at"]
 
+    held_lease: int | None = None  # the lease this instance's worker claimed the job under
+
     @property
     def is_finished(self) -> bool:
         return self.state in self.FINISHED
 
+    def lease_lost(self) -> bool:
+        """True when this worker claimed the job and another worker has since taken it over."""
+        return self.held_lease is not None and not type(self).objects.filter(pk=self.pk, lease=self.held_lease).exists()
+
+    def _held(self, queryset):
+        """`queryset` narrowed to the lease this worker holds (as is, for a caller that never claimed)."""
+        return queryset if self.held_lease is None else queryset.filter(lease=self.held_lease)
+
     # --- transitions ---------------------------------------------------------------------------
 
-    def _transition(self, from_states, **fields) -> bool:
-        """Set `fields` if the row's state is still one of `from_states`; refresh this instance."""
-        updated = type(self).objects.filter(pk=self.pk, state__in=from_states).update(**fields)
+    def _transition(self, from_states, held: bool = False, **fields) -> bool:
+        """Set `fields` if the row's state is still one of `from_states` (and, when `held`, the worker still
+        holds its lease); refresh this instance."""
+        rows = type(self).objects.filter(pk=self.pk, state__in=from_states)
+        updated = (self._held(rows) if held else rows).update(**fields)
         self.refresh_from_db()
         return bool(updated)
 
     def claim(self) -> bool:
         """PENDING -> RUNNING, or take over a RUNNING job whose worker has been silent past the lease.
 
-        False when another worker holds the job or it has finished: the caller must not run it.
+        False when another worker holds the job or it has finished: the caller must not run it. On
+        success this instance holds the new lease.
         """
         now = timezone.now()
         stale = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
+        lease = type(self).objects.filter(pk=self.pk).values_list("lease", flat=True).first()
         updated = (
-            type(self).objects.filter(pk=self.pk)
+            type(self).objects.filter(pk=self.pk, lease=lease)
             .filter(models.Q(state=self.PENDING) | models.Q(state=self.RUNNING, heartbeat_at__lt=stale)
                     | models.Q(state=self.RUNNING, heartbeat_at__isnull=True))
             .update(state=self.RUNNING, started_at=Coalesce("started_at", models.Value(now)),
-                    heartbeat_at=now, error="")
+                    heartbeat_at=now, error="", lease=(lease or 0) + 1)
         )
         self.refresh_from_db()
+        if updated:
+            self.held_lease = (lease or 0) + 1
         return bool(updated)
 
     def report_progress(self, *, done: int | None = None, total: int | None = None, add: int = 0,
                         fraction: float | None = None, message: str | None = None, **counters: int) -> bool:
         """Record progress while RUNNING: absolute `done`/`total`, or `add` (and named counters) by F().
 
-        False when the job is no longer running (cancelled, failed elsewhere): the worker should stop.
+        False when the job is no longer running (cancelled, failed elsewhere) or another worker has taken it
+        over: the worker should stop (`lease_lost` tells which).
         """
         fields: dict = {"heartbeat_at": timezone.now()}
         if done is not None:
@@ -90,14 +111,14 @@ class BackgroundJob(models.Model):
         if message is not None:
             fields["message"] = message[:255]
         fields.update({name: models.F(name) + value for name, value in counters.items() if value})
-        return bool(type(self).objects.filter(pk=self.pk, state=self.RUNNING).update(**fields))
+        return bool(self._held(type(self).objects.filter(pk=self.pk, state=self.RUNNING)).update(**fields))
 
     def succeed(self, message: str = "done", **fields) -> bool:
-        return self._transition((self.PENDING, self.RUNNING), state=self.SUCCEEDED, message=message[:255],
+        return self._transition((self.PENDING, self.RUNNING), held=True, state=self.SUCCEEDED, message=message[:255],
                                 finished_at=timezone.now(), error="", **fields)
 
     def fail(self, error: str, message: str = "failed") -> bool:
-        return self._transition((self.PENDING, self.RUNNING), state=self.FAILED, error=error,
+        return self._transition((self.PENDING, self.RUNNING), held=True, state=self.FAILED, error=error,
                                 message=message[:255], finished_at=timezone.now())
 
     def cancel(self) -> bool:

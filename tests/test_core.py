@@ -4,6 +4,7 @@ import hashlib
 import os
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.locks import named_lock
@@ -61,6 +63,30 @@ def test_a_late_success_never_overwrites_a_cancel(kind, night_edf):
     row = type(job).objects.get(pk=job.pk)
     assert (row.state, row.message, row.done, row.error) == (job.CANCELLED, "cancelled", 0, "")
     assert worker.state == job.CANCELLED  # the worker's copy now says so too
+
+
+@pytest.mark.parametrize("kind", ["import", "inference"])
+def test_a_stalled_worker_taken_over_can_no_longer_write(kind, night_edf, settings):
+    """The successor holds the job under a new lease; the stalled worker's progress and outcome are refused."""
+    if kind == "import":
+        job = _import_job(night_edf)
+    else:
+        job = InferenceJob.objects.create(model_version=ModelVersion.objects.create(name="stall", backend="baseline"))
+    stalled = type(job).objects.get(pk=job.pk)
+    assert stalled.claim() and stalled.held_lease == 1 and not stalled.lease_lost()
+    assert stalled.report_progress(done=3, total=10)
+    type(job).objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    successor = type(job).objects.get(pk=job.pk)
+    assert successor.claim() and successor.held_lease == 2
+    assert stalled.lease_lost() and not successor.lease_lost()
+    assert not stalled.report_progress(done=9, message="woke up") and not stalled.succeed("stale success")
+    assert not stalled.fail("stale failure")
+    row = type(job).objects.get(pk=job.pk)
+    assert (row.state, row.done, row.message, row.lease) == (job.RUNNING, 3, "", 2)
+    assert successor.report_progress(done=10) and successor.succeed("done")
+    assert type(job).objects.get(pk=job.pk).state == job.SUCCEEDED
+    other = type(job).objects.get(pk=job.pk)
+    assert other.held_lease is None and not other.lease_lost()  # a page or API copy never claimed
 
 
 def test_an_inference_job_cancelled_during_its_last_chunk_stays_cancelled(imported, baseline, monkeypatch):
@@ -507,6 +533,26 @@ def test_a_transient_error_keeps_the_upload_for_a_retry(night_edf, media_root, m
     imports.retry(job)
     job = imports.run_job(job.pk)
     assert job.state == ImportJob.SUCCEEDED and job.recording.epoch_count == 120
+    assert not (media_root / job.source_path).exists()
+
+
+def test_an_import_taken_over_from_a_stalled_worker_keeps_the_upload_for_its_successor(night_edf, media_root,
+                                                                                       monkeypatch):
+    job = imports.submit_upload(upload=SimpleUploadedFile("night.edf", night_edf.read_bytes()), cohort="c")
+
+    def stall_then_report(request, user=None, progress=None):
+        ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+        assert ImportJob.objects.get(pk=job.pk).claim()  # a second worker takes the silent job over
+        progress(0.5, 60, 120, "rendering")  # the first wakes up: its report is refused, it stops
+        raise AssertionError("a worker whose report was refused went on")
+    monkeypatch.setattr(imports, "import_psg", stall_then_report)
+    stale = imports.run_job(job.pk)
+    assert (stale.state, stale.lease, stale.error) == (ImportJob.RUNNING, 2, "")
+    assert (media_root / job.source_path).is_file()  # the successor still reads it
+    monkeypatch.undo()
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    done = imports.run_job(job.pk)
+    assert done.state == ImportJob.SUCCEEDED and done.recording.epoch_count == 120
     assert not (media_root / job.source_path).exists()
 
 

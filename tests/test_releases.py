@@ -7,11 +7,13 @@ import json
 import tarfile
 import uuid
 import zipfile
+from datetime import timedelta
 
 import pyarrow.parquet as pq
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import call_command
+from django.utils import timezone
 
 from annotation.models import Label, Reservation
 from annotation.services.campaigns import create_campaign
@@ -204,6 +206,31 @@ def test_failed_and_cancelled_builds_leave_nothing(db, media_root, monkeypatch):
     monkeypatch.setattr(export.ReleaseContent, "write_recording", cancel_midway)
     cancelled = builds.build_release(cancelled.pk)
     assert cancelled.state == Release.CANCELLED and not cancelled.files.exists() and not _stored(cancelled.pk)
+
+
+def test_a_stalled_build_taken_over_leaves_its_successors_files_alone(db, media_root, monkeypatch, settings):
+    """A worker silent past the lease is taken over; when it wakes it stops, deleting and writing nothing."""
+    night()
+    reference = hashes(built(version="0.9.0"))
+    release = builds.create_release("mass-ex", "1.0.0", cohorts=["Release"], queue=False)
+    real_write = export.ReleaseContent.write_recording
+    taken_over = []
+
+    def stall_then_wake(self, *args):
+        if not taken_over:  # this worker stalls here; another one takes the build over and finishes it
+            taken_over.append(True)
+            Release.objects.filter(pk=release.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+            successor = builds.build_release(release.pk)
+            assert successor.state == Release.SUCCEEDED and successor.lease == 2
+        return real_write(self, *args)
+    monkeypatch.setattr(export.ReleaseContent, "write_recording", stall_then_wake)
+    settings.JOB_LEASE_SECONDS = 60
+    stale = builds.build_release(release.pk)  # the first worker goes on after the successor finished
+    assert taken_over and stale.state == Release.SUCCEEDED and stale.error == ""
+    stored = {path: digest for path, digest in hashes(stale).items() if path.endswith(".csv")}
+    assert stored and stored == {path: digest for path, digest in reference.items() if path.endswith(".csv")}
+    for row in stale.files.all():
+        assert default_storage.exists(row.storage_name), row.path
 
 
 def test_release_pages_download_and_api(make_user, client, db, media_root):

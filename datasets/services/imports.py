@@ -158,6 +158,9 @@ def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
     else:
         message = "imported" if created else f"already imported as recording #{recording.pk}: nothing new created"
         finish = partial(job.succeed, message, recording=recording)
+    if job.lease_lost():  # another worker took the import over: the upload is its to read and delete
+        log.warning("import job %s: taken over by another worker, this run stops", job.pk)
+        return ImportJob.objects.get(pk=job.pk)
     if job.source_in_storage and not keep_upload:
         for name in filter(None, (job.source_path, job.hypnogram_path, job.massex_path)):
             default_storage.delete(name)

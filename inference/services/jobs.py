@@ -246,8 +246,9 @@ def _write(job: InferenceJob, predictions: list[Prediction]) -> None:
 
 
 def finish_if_complete(job: InferenceJob) -> str:
-    """Succeed once every target epoch has a prediction of the job's model version."""
-    job.refresh_from_db()
+    """Succeed once every target epoch has a prediction of the job's model version, whichever chunk or
+    worker wrote the last one (completion is a fact of the predictions, not of who holds the job)."""
+    job = InferenceJob.objects.get(pk=job.pk)
     if not job.is_finished and not missing_epochs(job).exists():
         job.succeed(f"{job.done} predictions written by this run")
     return job.state

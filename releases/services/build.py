@@ -157,15 +157,16 @@ def build_release(release_id: int, echo=None) -> Release:
                 _store(release, root, path, archive=True)
             if not release.report_progress(message="files stored"):
                 raise BuildCancelled
-    except BuildCancelled:
+    except Exception as exc:
+        if release.lease_lost():  # another worker took the build over: its files are not ours to delete
+            log.warning("release %s: taken over by another worker, this build stops", release.pk)
+            return Release.objects.get(pk=release.pk)
         _delete_files(release)
-    except InputError as exc:
-        _delete_files(release)
-        release.fail(str(exc))
-    except Exception as exc:  # unexpected: nothing half-written stays; log for operators
-        log.exception("release %s failed", release.pk)
-        _delete_files(release)
-        release.fail(f"internal error: {exc}")
+        if isinstance(exc, InputError):
+            release.fail(str(exc))
+        elif not isinstance(exc, BuildCancelled):  # unexpected: nothing half-written stays; log for operators
+            log.exception("release %s failed", release.pk)
+            release.fail(f"internal error: {exc}")
     else:
         release.succeed(f"{summary['epochs']} epochs", epochs=summary["epochs"], changelog=summary["changelog"])
     release.refresh_from_db()
