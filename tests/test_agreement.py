@@ -267,3 +267,30 @@ def test_icc_needs_a_fully_crossed_numeric_design():
         ag.icc(STAGED)
     with pytest.raises(ValueError, match="kind"):
         ag.icc(triples, "ICC3")
+
+
+def test_a_table_parsed_once_gives_what_the_triples_give():
+    """Every figure from a Table equals the one from its triples, domains recoded, other raters ignored."""
+    rng = np.random.default_rng(11)
+    stages = ["W", "N1", "N2", "N3", "R"]
+    triples = [(r, i, stages[rng.integers(1, 5)] if rng.uniform() < 0.8 else "N2")
+               for r in ("a", "b", "c") for i in range(200) if rng.uniform() < 0.9]
+    truth = [("reference", i, stages[rng.integers(0, 5)]) for i in range(200)]
+    ratings, pairs = ag.table(triples), ag.table(triples + truth)
+    assert ag.fleiss_kappa(ratings, stages) == ag.fleiss_kappa(triples, stages)
+    assert ag.per_label_kappa(ratings, stages) == pytest.approx(ag.per_label_kappa(triples, stages), nan_ok=True)
+    assert ag.bootstrap_alpha(ratings, "nominal", n_boot=200, seed=1) == ag.bootstrap_alpha(triples, "nominal", n_boot=200, seed=1)
+    assert ag.percent_agreement(ratings) == ag.percent_agreement(triples)
+    assert ag.agreement_with_majority(ratings) == ag.agreement_with_majority(triples)
+    assert ag.majority(ratings) == ag.majority(triples)
+    for a, b in (("a", "b"), ("c", "reference")):
+        from_table = ag.pair_agreement(pairs, a, b, stages)
+        from_triples = ag.pair_agreement(triples + truth, a, b, stages)
+        assert (from_table.kappa, from_table.n) == (from_triples.kappa, from_triples.n)
+        assert (from_table.confusion == from_triples.confusion).all()
+    assert from_table.n == sum(1 for r, _, _ in triples if r == "c")
+    assert from_table.kappa == pytest.approx(cohen_kappa_score(
+        [v for r, i, v in sorted(triples) if r == "c"],
+        [dict((i, v) for _, i, v in truth)[i] for r, i, _ in sorted(triples) if r == "c"], labels=stages))
+    with pytest.raises(ValueError, match="outside the domain"):
+        ag.fleiss_kappa(ratings, ["W", "N1"])

@@ -67,35 +67,32 @@ def campaign_statistics(campaign) -> dict:
                      for r in raters],
         "published": PUBLISHED,
     }
-    by_rater = defaultdict(list)
-    for triple in first:
-        by_rater[triple[0]].append(triple)
+    # parsed once each: the raters' first labels, and those with the reference and consensus as pseudo-raters
+    ratings = agreement.table(first)
+    truths = {name: truth for name, truth in ((REFERENCE, reference), (CONSENSUS, consensus)) if truth}
+    pairs = agreement.table(first + [(name, e, s) for name, truth in truths.items() for e, s in truth.items()])
     if len(scorers) >= 2:
-        result["pairwise"] = [{"a": names.get(a), "b": names.get(b), **_pair_summary(by_rater[a] + by_rater[b], a, b)}
+        result["pairwise"] = [{"a": names.get(a), "b": names.get(b), **_pair_summary(pairs, a, b)}
                               for a, b in combinations(scorers, 2)]
-        fleiss = agreement.fleiss_kappa(first, STAGES)
+        fleiss = agreement.fleiss_kappa(ratings, STAGES)
         result["fleiss_kappa"] = {"value": _finite(fleiss.value), "n_items": fleiss.n_items,
                                   "ratings_per_item": fleiss.ratings_per_item}
-        alpha = agreement.bootstrap_alpha(first, "nominal", n_boot=1000, seed=campaign.sample_seed)
+        alpha = agreement.bootstrap_alpha(ratings, "nominal", n_boot=1000, seed=campaign.sample_seed)
         result["krippendorff_alpha"] = {"value": _finite(alpha.alpha), "low": _finite(alpha.low),
                                         "high": _finite(alpha.high), "n_items": alpha.n_items,
                                         "method": "nominal; 95% percentile interval of 1,000 seeded resamples of items"}
-        result["percent_agreement"] = agreement.percent_agreement(first)._asdict()
-        result["agreement_with_majority"] = agreement.agreement_with_majority(first)._asdict()
-        result["stage_kappa"] = {s: _finite(v) for s, v in agreement.per_label_kappa(first, STAGES).items()}
-        result["stage_agreement_with_majority"] = _stage_agreement(first)
-    result["against"] = {
-        name: [{"rater": names.get(r), **_pair_summary(by_rater[r] + [(name, e, s) for e, s in truth.items()], r, name)}
-               for r in scorers]
-        for name, truth in ((REFERENCE, reference), (CONSENSUS, consensus)) if truth
-    }
+        result["percent_agreement"] = agreement.percent_agreement(ratings)._asdict()
+        result["agreement_with_majority"] = agreement.agreement_with_majority(ratings)._asdict()
+        result["stage_kappa"] = {s: _finite(v) for s, v in agreement.per_label_kappa(ratings, STAGES).items()}
+        result["stage_agreement_with_majority"] = _stage_agreement(first, agreement.majority(ratings))
+    result["against"] = {name: [{"rater": names.get(r), **_pair_summary(pairs, r, name)} for r in scorers]
+                         for name in truths}
     result["intra_rater"] = _intra_rater(labels, names)
     return result
 
 
-def _stage_agreement(triples) -> dict:
+def _stage_agreement(triples, majorities) -> dict:
     """Per stage: share of ratings equal to the item's majority, over items whose majority is that stage."""
-    majorities = agreement.majority(triples)
     hits, totals = defaultdict(int), defaultdict(int)
     for _, item, stage in triples:
         summary = majorities[item]

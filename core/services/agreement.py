@@ -3,7 +3,9 @@
 Every function takes an iterable of (rater, item, value) triples: rater and item are any hashable,
 value is a label or a number, and None or NaN means "not rated". A (rater, item) pair given twice
 is a ValueError, never averaged. Raters, items and values are put in sorted order (by type name
-and repr where the keys do not compare), so every matrix and every result is deterministic.
+and repr where the keys do not compare), so every matrix and every result is deterministic. Where
+many figures come from the same ratings, parse them once with `table(triples)` and pass the Table
+in place of the triples.
 """
 from __future__ import annotations
 
@@ -60,13 +62,18 @@ class Majority(NamedTuple):
     modes: tuple  # the modal labels, sorted; more than one on a tie
 
 
-class _Table(NamedTuple):
+class Table(NamedTuple):
+    """Triples parsed once (`table`); every function here takes one in place of triples."""
+
     raters: list
     items: list
     values: list  # the value domain: codes index into it
     rater: np.ndarray  # per rating: index into raters
     item: np.ndarray  # per rating: index into items
     code: np.ndarray  # per rating: index into values
+
+
+Ratings = Iterable[Triple] | Table  # what every function below takes
 
 
 def _ordered(keys) -> list:
@@ -85,49 +92,62 @@ def _numeric(values) -> bool:
     return all(isinstance(v, numbers.Real) for v in values)
 
 
-def _table(triples: Iterable[Triple], domain: Sequence | None = None) -> _Table:
+def table(triples: Iterable[Triple], domain: Sequence | None = None) -> Table:
     """Parse triples once; `domain` (an ordered list of allowed values) replaces the sorted values seen."""
-    seen: set = set()
-    rated = []
-    for rater, item, value in triples:
-        if (rater, item) in seen:
-            raise ValueError(f"duplicate rating for (rater, item) = {(rater, item)!r}")
-        seen.add((rater, item))
-        if not _missing(value):
-            rated.append((rater, item, value))
-    raters = _ordered(r for r, _ in seen)
-    items = _ordered(i for _, i in seen)
-    present = _ordered(v for _, _, v in rated)
+    return _table(triples, domain)
+
+
+def _table(triples: Ratings, domain: Sequence | None = None) -> Table:
+    if isinstance(triples, Table):
+        return triples if domain is None or list(domain) == triples.values else _recoded(triples, list(domain))
+    rows = triples if isinstance(triples, list) else list(triples)
+    raters = _ordered({r for r, _, _ in rows})
+    items = _ordered({i for _, i, _ in rows})
+    r_index = {r: k for k, r in enumerate(raters)}
+    i_index = {i: k for k, i in enumerate(items)}
+    n = len(rows)
+    rater = np.fromiter((r_index[r] for r, _, _ in rows), np.intp, n)
+    item = np.fromiter((i_index[i] for _, i, _ in rows), np.intp, n)
+    _, first = np.unique(rater * max(len(items), 1) + item, return_index=True)
+    if len(first) < n:  # the first rating that repeats a (rater, item) pair
+        repeat = int(np.flatnonzero(np.isin(np.arange(n), first, invert=True))[0])
+        raise ValueError(f"duplicate rating for (rater, item) = {(rows[repeat][0], rows[repeat][1])!r}")
+    rated = np.fromiter((not _missing(v) for _, _, v in rows), bool, n)
+    present = _ordered({v for (_, _, v), keep in zip(rows, rated) if keep})
     values = present if domain is None else list(domain)
     index = {v: k for k, v in enumerate(values)}
     outside = [v for v in present if v not in index]
     if outside:
         raise ValueError(f"values outside the domain {values!r}: {outside!r}")
-    r_index = {r: k for k, r in enumerate(raters)}
-    i_index = {i: k for k, i in enumerate(items)}
-    n = len(rated)
-    return _Table(
-        raters, items, values,
-        np.fromiter((r_index[r] for r, _, _ in rated), np.intp, n),
-        np.fromiter((i_index[i] for _, i, _ in rated), np.intp, n),
-        np.fromiter((index[v] for _, _, v in rated), np.intp, n),
-    )
+    code = np.fromiter((index[v] if keep else -1 for (_, _, v), keep in zip(rows, rated)), np.intp, n)
+    return Table(raters, items, values, rater[rated], item[rated], code[rated])
 
 
-def _counts(t: _Table) -> np.ndarray:
+def _recoded(t: Table, domain: list) -> Table:
+    """A parsed table with its values coded in `domain` instead."""
+    index = {v: k for k, v in enumerate(domain)}
+    position = np.array([index.get(v, -1) for v in t.values], np.intp)
+    used = np.unique(t.code)
+    outside = [t.values[k] for k in used[position[used] < 0]]
+    if outside:
+        raise ValueError(f"values outside the domain {domain!r}: {outside!r}")
+    return t._replace(values=domain, code=position[t.code] if len(t.code) else t.code)
+
+
+def _counts(t: Table) -> np.ndarray:
     """items x values: how many raters gave each value to each item."""
     v = len(t.values)
     return np.bincount(t.item * v + t.code, minlength=len(t.items) * v).reshape(len(t.items), v)
 
 
-def _codes(t: _Table) -> np.ndarray:
+def _codes(t: Table) -> np.ndarray:
     """raters x items value codes, -1 where not rated."""
     codes = np.full((len(t.raters), len(t.items)), -1, np.intp)
     codes[t.rater, t.item] = t.code
     return codes
 
 
-def reliability_matrix(triples: Iterable[Triple], *, items: Sequence | None = None,
+def reliability_matrix(triples: Ratings, *, items: Sequence | None = None,
                        raters: Sequence | None = None) -> Matrix:
     """Raters x items matrix with NaN where not rated, and its rater and item order.
 
@@ -161,7 +181,7 @@ def _kappa_from_confusion(confusion: np.ndarray, weights: str | None) -> float:
     return float(1 - (w * confusion).sum() / denominator) if denominator else math.nan
 
 
-def _pair(t: _Table, codes: np.ndarray, rater_a, rater_b, labels: Sequence | None):
+def _pair(t: Table, codes: np.ndarray, rater_a, rater_b, labels: Sequence | None):
     """Label positions of the items both raters rated, and the labels they index."""
     rows = {r: k for k, r in enumerate(t.raters)}
     for r in (rater_a, rater_b):
@@ -194,7 +214,7 @@ def _check_weights(weights):
         raise ValueError(f"weights must be one of {WEIGHTS!r}, not {weights!r}")
 
 
-def cohen_kappa(triples: Iterable[Triple], rater_a, rater_b, *, weights: str | None = None,
+def cohen_kappa(triples: Ratings, rater_a, rater_b, *, weights: str | None = None,
                 labels: Sequence | None = None) -> Kappa:
     """Cohen's kappa of two raters on the items both rated (NaN when undefined).
 
@@ -207,7 +227,7 @@ def cohen_kappa(triples: Iterable[Triple], rater_a, rater_b, *, weights: str | N
     return Kappa(_kappa_from_confusion(_confusion(a, b, len(labels)), weights), len(a))
 
 
-def pairwise_cohen_kappa(triples: Iterable[Triple], *, weights: str | None = None,
+def pairwise_cohen_kappa(triples: Ratings, *, weights: str | None = None,
                          labels: Sequence | None = None) -> dict[tuple, Kappa]:
     """Cohen's kappa for every pair of raters, keyed (rater_a, rater_b) in rater order."""
     _check_weights(weights)
@@ -226,18 +246,20 @@ class PairAgreement(NamedTuple):
     confusion: np.ndarray  # rows rater_a's labels, columns rater_b's, in `labels` order
 
 
-def pair_agreement(triples: Iterable[Triple], rater_a, rater_b, labels: Sequence, *,
+def pair_agreement(triples: Ratings, rater_a, rater_b, labels: Sequence, *,
                    weights: str | None = None) -> PairAgreement:
     """Cohen's kappa and the confusion matrix of two raters from one pass over their ratings
-    (ratings of other raters are ignored)."""
+    (ratings of other raters are ignored; given a Table, nothing is parsed again)."""
     _check_weights(weights)
-    t = _table((r, i, v) for r, i, v in triples if r == rater_a or r == rater_b)
+    if not isinstance(triples, Table):
+        triples = ((r, i, v) for r, i, v in triples if r == rater_a or r == rater_b)
+    t = _table(triples)
     a, b, labels = _pair(t, _codes(t), rater_a, rater_b, labels)
     confusion = _confusion(a, b, len(labels))
     return PairAgreement(_kappa_from_confusion(confusion, weights), len(a), confusion)
 
 
-def confusion_matrix(triples: Iterable[Triple], rater_a, rater_b, labels: Sequence) -> np.ndarray:
+def confusion_matrix(triples: Ratings, rater_a, rater_b, labels: Sequence) -> np.ndarray:
     """Counts on the items both rated: rows are rater_a's labels, columns rater_b's, in `labels` order."""
     t = _table(triples)
     a, b, labels = _pair(t, _codes(t), rater_a, rater_b, labels)
@@ -257,7 +279,7 @@ def _equal_ratings(counts: np.ndarray, ratings_per_item: int | None) -> tuple[np
     return counts[m == ratings_per_item], ratings_per_item
 
 
-def fleiss_kappa(triples: Iterable[Triple], labels: Sequence, *,
+def fleiss_kappa(triples: Ratings, labels: Sequence, *,
                  ratings_per_item: int | None = None) -> FleissKappa:
     """Fleiss' kappa (statsmodels) over the items with the same number of ratings.
 
@@ -269,7 +291,7 @@ def fleiss_kappa(triples: Iterable[Triple], labels: Sequence, *,
     return FleissKappa(float(sm_fleiss_kappa(counts, method="fleiss")), len(counts), m)
 
 
-def per_label_kappa(triples: Iterable[Triple], labels: Sequence, *,
+def per_label_kappa(triples: Ratings, labels: Sequence, *,
                     ratings_per_item: int | None = None) -> dict:
     """One-vs-rest Fleiss' kappa per label (Fleiss 1971's category kappa), on fleiss_kappa's items.
 
@@ -296,14 +318,14 @@ def _level(level: str, values: list) -> np.ndarray | None:
     return None
 
 
-def _table_for_alpha(triples, level: str, value_domain: Sequence | None) -> _Table:
+def _table_for_alpha(triples, level: str, value_domain: Sequence | None) -> Table:
     t = _table(triples, value_domain)
     if level == "ordinal" and value_domain is None and not _numeric(t.values):
         raise ValueError("ordinal alpha on labels needs an ordered value_domain")
     return t
 
 
-def krippendorff_alpha(triples: Iterable[Triple], level: str = "nominal",
+def krippendorff_alpha(triples: Ratings, level: str = "nominal",
                        value_domain: Sequence | None = None) -> float:
     """Krippendorff's alpha (the `krippendorff` package) with missing ratings allowed.
 
@@ -346,7 +368,7 @@ def _alpha_from_coincidences(o: np.ndarray, level: str, points: np.ndarray | Non
         return 1 - observed / expected
 
 
-def bootstrap_alpha(triples: Iterable[Triple], level: str, *, n_boot: int = 1000, seed: int = 0,
+def bootstrap_alpha(triples: Ratings, level: str, *, n_boot: int = 1000, seed: int = 0,
                     confidence: float = 0.95, value_domain: Sequence | None = None) -> BootstrapAlpha:
     """Krippendorff's alpha with a percentile bootstrap interval from resampling items.
 
@@ -380,7 +402,7 @@ def bootstrap_alpha(triples: Iterable[Triple], level: str, *, n_boot: int = 1000
     return BootstrapAlpha(float(point), float(low), float(high), len(counts))
 
 
-def percent_agreement(triples: Iterable[Triple]) -> Agreement:
+def percent_agreement(triples: Ratings) -> Agreement:
     """Mean over items with two ratings or more of the share of rater pairs that agree; n = those items."""
     counts = _counts(_table(triples))
     m = counts.sum(1)
@@ -390,7 +412,7 @@ def percent_agreement(triples: Iterable[Triple]) -> Agreement:
     return Agreement(float(((counts * (counts - 1)).sum(1) / (m * (m - 1))).mean()), len(m))
 
 
-def agreement_with_majority(triples: Iterable[Triple]) -> Agreement:
+def agreement_with_majority(triples: Ratings) -> Agreement:
     """Share of ratings equal to their item's modal label, over items with two ratings or more.
 
     Each rating counts in its own item's majority. Ties do not change the value: a rating counts 1/t
@@ -405,7 +427,7 @@ def agreement_with_majority(triples: Iterable[Triple]) -> Agreement:
     return Agreement(float(counts.max(1).sum() / m.sum()), int(m.sum()))
 
 
-def majority(triples: Iterable[Triple]) -> dict:
+def majority(triples: Ratings) -> dict:
     """Per rated item, its plurality label (None on a tie), the share holding it, a tie flag, the
     number of ratings and the modal labels (several on a tie: the adjudication candidates)."""
     t = _table(triples)
@@ -420,7 +442,7 @@ def majority(triples: Iterable[Triple]) -> dict:
     return out
 
 
-def icc(triples: Iterable[Triple], kind: str = "ICC2k") -> float:
+def icc(triples: Ratings, kind: str = "ICC2k") -> float:
     """Intraclass correlation, two-way random effects, absolute agreement (Shrout & Fleiss 1979).
 
     kind "ICC2" is ICC(2,1), one rater's reliability; "ICC2k" is ICC(2,k), the mean of the k raters'.
