@@ -106,18 +106,19 @@ def retry(job: ImportJob) -> ImportJob:
 
 
 class JobProgress:
-    """Write progress to the job row, at most every half second (and always at the end)."""
+    """Write progress to the job row at most every half second within a phase, and at every new phase
+    (so a cancel is seen before the import saves anything) and at the end."""
 
     def __init__(self, job: ImportJob, echo: Progress | None = None):
-        self.job, self.echo, self.last = job, echo, 0.0
+        self.job, self.echo, self.last, self.phase = job, echo, 0.0, None
 
     def __call__(self, fraction: float, done: int, total: int, message: str) -> None:
         if self.echo:
             self.echo(fraction, done, total, message)
         now = time.monotonic()
-        if now - self.last < 0.5 and fraction < 1.0:
+        if now - self.last < 0.5 and fraction < 1.0 and message == self.phase:
             return
-        self.last = now
+        self.last, self.phase = now, message
         if not self.job.report_progress(fraction=fraction, done=done, total=total, message=message):
             raise JobCancelled(f"import #{self.job.pk} is no longer running")
 
