@@ -5,7 +5,8 @@ Reference (rendering.md, "Exactly as the authors' released pipeline does it"): r
 filtfilt; iirnotch 50 Hz Q = 20 and filtfilt on every channel; linear interpolation to 100 Hz) →
 epochs cut at each annotation's onset → their matplotlib drawing, one figure per epoch, saved with
 bbox_inches="tight", pad_inches=0 on black. Project: datasets.services.signals.prepare (current
-profile) and datasets.services.rendering.render_model_image, the whole path timed the same way.
+profile) and datasets.services.rendering.render_model_image, through prepare_all and render_model_images
+as the import calls them (threads), the whole path timed the same way.
 
 Signals are dense and realistic: 1/f EEG with alpha, spindles, K-complexes and slow waves; EOG with
 slow and rapid eye movements and blinks; broadband chin EMG with most power above 50 Hz; 50 Hz
@@ -33,8 +34,8 @@ from scipy import interpolate, signal  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
 from datasets.constants import DERIVATIONS, EMG_DERIVATIONS, EPOCH_SAMPLES  # noqa: E402
-from datasets.services.rendering import render_model_image  # noqa: E402
-from datasets.services.signals import CURRENT_PROFILE, prepare  # noqa: E402
+from datasets.services.rendering import render_model_image, render_model_images  # noqa: E402
+from datasets.services.signals import CURRENT_PROFILE, prepare, prepare_all  # noqa: E402
 
 FS = 256.0
 MAINS = 50.0
@@ -142,9 +143,13 @@ def reference_path(raw: np.ndarray, onsets) -> list[bytes]:
     return [authors_draw(prepared[:, round(o * 100): round(o * 100) + EPOCH_SAMPLES], DERIVATIONS) for o in onsets]
 
 
-def project_path(raw: np.ndarray, onsets, render=render_model_image) -> list[bytes]:
-    prepared = np.stack([prepare(raw[i], FS, d, MAINS, CURRENT_PROFILE)[0] for i, d in enumerate(DERIVATIONS)])
-    return [render(prepared[:, round(o * 100): round(o * 100) + EPOCH_SAMPLES], DERIVATIONS) for o in onsets]
+def project_path(raw: np.ndarray, onsets, render=None) -> list[bytes]:
+    """The import's own path: prepare_all and render_model_images, as ingest calls them (or `render`, one
+    epoch at a time)."""
+    prepared, _ = prepare_all([lambda i=i: raw[i] for i in range(len(DERIVATIONS))], FS, DERIVATIONS, MAINS,
+                              CURRENT_PROFILE)
+    epochs = [prepared[:, round(o * 100): round(o * 100) + EPOCH_SAMPLES] for o in onsets]
+    return list(render_model_images(epochs, DERIVATIONS)) if render is None else [render(e, DERIVATIONS) for e in epochs]
 
 
 def agg_reuse_render(epoch, derivations) -> bytes:

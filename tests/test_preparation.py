@@ -109,3 +109,19 @@ def test_reprepare_shows_a_progress_bar_and_flags_outputs_made_from_the_old_sign
     body = client.get(f"/api/predictions/?recording={recording.pk}", HTTP_ACCEPT="application/json").json()
     rows = body["results"] if isinstance(body, dict) else body
     assert rows and {row["preparation_profile"] for row in rows} == {LEGACY_PROFILE}
+
+
+def test_preparing_every_derivation_on_threads_equals_one_at_a_time():
+    from datasets.constants import DERIVATIONS
+    from datasets.services.signals import prepare_all
+
+    rng = np.random.default_rng(4)
+    raw = [rng.normal(scale=30, size=int(90 * 256) + k) for k in range(len(DERIVATIONS))]  # lengths differ
+    done = []
+    signals, notes = prepare_all([lambda x=x: x for x in raw], 256.0, DERIVATIONS, 50.0, prepared=done.append)
+    one_by_one = [prepare(x, 256.0, d, 50.0)[0] for x, d in zip(raw, DERIVATIONS)]
+    assert done == list(range(len(DERIVATIONS))) and signals.dtype == np.float32
+    assert signals.shape == (len(DERIVATIONS), min(len(r) for r in one_by_one))
+    assert all(np.array_equal(signals[i], r[: signals.shape[1]]) for i, r in enumerate(one_by_one))
+    with pytest.raises(ValueError, match="unknown preparation profile"):
+        prepare_all([lambda: raw[0]], 256.0, DERIVATIONS[:1], 50.0, "nope")

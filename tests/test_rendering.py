@@ -373,3 +373,9 @@ def test_viewer_is_deterministic_and_refuses_bad_arguments():
         render_viewer_image(epochs, DERIVATIONS, titles=["only one"])
     with pytest.raises(ValueError):
         render_viewer_image(epochs, DERIVATIONS, current=3)
+
+
+def test_threaded_rendering_gives_each_epoch_its_own_image_in_order():
+    rng = np.random.default_rng(2)
+    epochs = [rng.normal(scale=30, size=(6, EPOCH_SAMPLES)) for _ in range(12)]
+    assert list(rendering.render_model_images(epochs, DERIVATIONS)) == [render_model_image(e, DERIVATIONS) for e in epochs]

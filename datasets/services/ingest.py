@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from django.db import IntegrityError, transaction
 
 from core.locks import named_lock
@@ -26,8 +25,8 @@ from datasets.services.hypnograms import (
 )
 from datasets.services.massex import NEEDS_HYPNOGRAM, apply_rows, contiguous_numbers, ranks, subject_notes
 from datasets.services.psg import PsgHeader, read_psg
-from datasets.services.rendering import render_model_image
-from datasets.services.signals import CURRENT_PROFILE, PROFILE_DESCRIPTIONS, minimum_sfreq, prepare
+from datasets.services.rendering import render_model_images
+from datasets.services.signals import CURRENT_PROFILE, PROFILE_DESCRIPTIONS, minimum_sfreq, prepare_all
 
 Progress = Callable[[float, int, int, str], None]
 MICROVOLT_UNITS = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6}
@@ -205,27 +204,30 @@ def prepared_signals(raw, plan: ChannelPlan, mains_hz: float, profile: str, prog
     channels = sorted({c for d in plan.derivations for c in (plan.sources[d].positive, plan.sources[d].negative) if c})
     data = dict(zip(channels, raw.get_data(picks=channels, units="uV")))
     sfreq = raw.info["sfreq"]
-    rows = []
     notes = [f"preparation profile {profile}: {PROFILE_DESCRIPTIONS[profile]}; "
              f"EEG/EOG 0.3–35 Hz, chin EMG 10–100 Hz, notch {mains_hz:g} Hz"]
-    for i, derivation in enumerate(plan.derivations):
-        progress(0.10 + 0.2 * i / len(plan.derivations), 0, total, f"filtering {derivation}")
-        source = plan.sources[derivation]
-        x = data[source.positive] - data[source.negative] if source.negative else data[source.positive]
-        prepared, derivation_notes = prepare(x, sfreq, derivation, mains_hz, profile)
-        rows.append(prepared)
-        notes += derivation_notes
-    length = min(len(r) for r in rows)
-    return np.stack([r[:length] for r in rows]), notes
+
+    def source(derivation):
+        plan_source = plan.sources[derivation]
+        if plan_source.negative:
+            return lambda: data[plan_source.positive] - data[plan_source.negative]
+        return lambda: data[plan_source.positive]
+
+    n = len(plan.derivations)
+    progress(0.10, 0, total, "filtering")
+    signals, prepared_notes = prepare_all(
+        [source(d) for d in plan.derivations], sfreq, plan.derivations, mains_hz, profile,
+        prepared=lambda i: progress(0.10 + 0.2 * (i + 1) / n, 0, total, f"filtered {plan.derivations[i]}"))
+    return signals, notes + prepared_notes
 
 
 def render_epochs(signals, derivations, scored, progress) -> list[tuple[str, str]]:
     """Render and store the model image of every scored epoch: [(storage name, sha256)]."""
     images = []
     total = len(scored)
-    for i, epoch in enumerate(scored):
-        start = round(epoch.onset * TARGET_SFREQ)
-        png = render_model_image(signals[:, start : start + EPOCH_SAMPLES], derivations)
+    starts = [round(epoch.onset * TARGET_SFREQ) for epoch in scored]
+    pngs = render_model_images((signals[:, start : start + EPOCH_SAMPLES] for start in starts), derivations)
+    for i, png in enumerate(pngs):
         name, sha, _ = storage.save_content_addressed(png, "epochs", "png")
         images.append((name, sha))
         if i % 20 == 0 or i == total - 1:

@@ -24,9 +24,10 @@ beneath the traces, with labels, guides and a mid-epoch marker.
 from __future__ import annotations
 
 import functools
+import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -82,6 +83,19 @@ def render_model_image(signals: np.ndarray, derivations: Sequence[str]) -> bytes
     _draw_traces(canvas, (0, 0), (height, width), signals, derivations, MODEL_PEN_PX, MODEL_SUBCOLUMNS)
     keep, paint = grid_layer(len(derivations))
     return _png((canvas * keep + paint + 0.5).astype(np.uint8))
+
+
+def render_model_images(epochs: Iterable[np.ndarray], derivations: Sequence[str]) -> Iterator[bytes]:
+    """render_model_image of each epoch, in order, on a few threads (numpy and zlib release the GIL).
+
+    The grid is drawn first, here (matplotlib is not thread-safe); a consumer that stops early cancels
+    the renders not yet started."""
+    grid_layer(len(derivations))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+    try:
+        yield from pool.map(lambda epoch: render_model_image(epoch, derivations), epochs)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def render_viewer_image(

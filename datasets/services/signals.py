@@ -13,6 +13,9 @@ later profile sits beside this one.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import numpy as np
@@ -89,6 +92,29 @@ def prepare(x_uv: np.ndarray, sfreq: float, derivation: str, mains_hz: float,
         raise ValueError(f"unknown preparation profile {profile!r}; known: {', '.join(PROFILES)}")
     y, notes = PROFILES[profile](np.asarray(x_uv, dtype=np.float64), sfreq, derivation, mains_hz)
     return y.astype(np.float32), notes
+
+
+def prepare_all(sources: Sequence[Callable[[], np.ndarray]], sfreq: float, derivations: Sequence[str],
+                mains_hz: float, profile: str = CURRENT_PROFILE,
+                prepared: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Prepare every derivation (`sources[i]()` gives derivation i's µV) on a few threads: scipy's filters
+    release the GIL, and a source is read only when its thread starts, so memory holds a few at a time.
+    (n, samples) float32 cut to the shortest, and the notes in derivation order; `prepared(i)` is called
+    here, on the calling thread, as derivation i is ready."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown preparation profile {profile!r}; known: {', '.join(PROFILES)}")
+    with ThreadPoolExecutor(max_workers=max(1, min(len(derivations), os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(lambda s, d: prepare(s(), sfreq, d, mains_hz, profile), source, derivation)
+                   for source, derivation in zip(sources, derivations)]
+        rows, notes = [], []
+        for i, future in enumerate(futures):
+            row, row_notes = future.result()
+            rows.append(row)
+            notes += row_notes
+            if prepared:
+                prepared(i)
+    length = min(len(r) for r in rows)
+    return np.stack([r[:length] for r in rows]), notes
 
 
 def minimum_sfreq(derivation: str) -> float:
