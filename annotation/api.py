@@ -60,7 +60,7 @@ class CampaignViewSet(CampaignQueueViewSet):
     def statistics(self, request, pk=None):
         """Every figure of the campaign dashboard (roles that see reference data)."""
         campaign = self.get_object()
-        if not policy_for(request.user).can_see_reference:
+        if not sees_everything(request.user):
             raise PermissionDenied("campaign statistics compare raters with the reference: not for raters")
         return Response(campaign_statistics(campaign))
 

@@ -79,17 +79,17 @@ class BackgroundJob(models.Model):
         """
         now = timezone.now()
         stale = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
-        lease = type(self).objects.filter(pk=self.pk).values_list("lease", flat=True).first()
+        lease = (type(self).objects.filter(pk=self.pk).values_list("lease", flat=True).first() or 0) + 1
         updated = (
-            type(self).objects.filter(pk=self.pk, lease=lease)
+            type(self).objects.filter(pk=self.pk, lease=lease - 1)
             .filter(models.Q(state=self.PENDING) | models.Q(state=self.RUNNING, heartbeat_at__lt=stale)
                     | models.Q(state=self.RUNNING, heartbeat_at__isnull=True))
             .update(state=self.RUNNING, started_at=Coalesce("started_at", models.Value(now)),
-                    heartbeat_at=now, error="", lease=(lease or 0) + 1)
+                    heartbeat_at=now, error="", lease=lease)
         )
         self.refresh_from_db()
         if updated:
-            self.held_lease = (lease or 0) + 1
+            self.held_lease = lease
         return bool(updated)
 
     def report_progress(self, *, done: int | None = None, total: int | None = None, add: int = 0,

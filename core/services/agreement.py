@@ -92,12 +92,9 @@ def _numeric(values) -> bool:
     return all(isinstance(v, numbers.Real) for v in values)
 
 
-def table(triples: Iterable[Triple], domain: Sequence | None = None) -> Table:
-    """Parse triples once; `domain` (an ordered list of allowed values) replaces the sorted values seen."""
-    return _table(triples, domain)
-
-
-def _table(triples: Ratings, domain: Sequence | None = None) -> Table:
+def table(triples: Ratings, domain: Sequence | None = None) -> Table:
+    """Parse triples once (a Table is taken as it is); `domain` (an ordered list of allowed values) replaces
+    the sorted values seen."""
     if isinstance(triples, Table):
         return triples if domain is None or list(domain) == triples.values else _recoded(triples, list(domain))
     rows = triples if isinstance(triples, list) else list(triples)
@@ -110,17 +107,16 @@ def _table(triples: Ratings, domain: Sequence | None = None) -> Table:
     item = np.fromiter((i_index[i] for _, i, _ in rows), np.intp, n)
     _, first = np.unique(rater * max(len(items), 1) + item, return_index=True)
     if len(first) < n:  # the first rating that repeats a (rater, item) pair
-        repeat = int(np.flatnonzero(np.isin(np.arange(n), first, invert=True))[0])
+        repeats = np.ones(n, bool)
+        repeats[first] = False
+        repeat = int(np.flatnonzero(repeats)[0])
         raise ValueError(f"duplicate rating for (rater, item) = {(rows[repeat][0], rows[repeat][1])!r}")
     rated = np.fromiter((not _missing(v) for _, _, v in rows), bool, n)
-    present = _ordered({v for (_, _, v), keep in zip(rows, rated) if keep})
-    values = present if domain is None else list(domain)
+    values = _ordered({v for (_, _, v), keep in zip(rows, rated) if keep})
     index = {v: k for k, v in enumerate(values)}
-    outside = [v for v in present if v not in index]
-    if outside:
-        raise ValueError(f"values outside the domain {values!r}: {outside!r}")
-    code = np.fromiter((index[v] if keep else -1 for (_, _, v), keep in zip(rows, rated)), np.intp, n)
-    return Table(raters, items, values, rater[rated], item[rated], code[rated])
+    code = np.fromiter((index[v] for (_, _, v), keep in zip(rows, rated) if keep), np.intp, int(rated.sum()))
+    parsed = Table(raters, items, values, rater[rated], item[rated], code)
+    return parsed if domain is None else _recoded(parsed, list(domain))
 
 
 def _recoded(t: Table, domain: list) -> Table:
@@ -131,7 +127,7 @@ def _recoded(t: Table, domain: list) -> Table:
     outside = [t.values[k] for k in used[position[used] < 0]]
     if outside:
         raise ValueError(f"values outside the domain {domain!r}: {outside!r}")
-    return t._replace(values=domain, code=position[t.code] if len(t.code) else t.code)
+    return t._replace(values=domain, code=position[t.code])
 
 
 def _counts(t: Table) -> np.ndarray:
@@ -154,7 +150,7 @@ def reliability_matrix(triples: Ratings, *, items: Sequence | None = None,
     Float when every value is a number, else an object array of labels. `items` and `raters`, when
     given, fix the columns and rows (in that order); ratings outside them are left out.
     """
-    t = _table(triples)
+    t = table(triples)
     raters = t.raters if raters is None else list(raters)
     items = t.items if items is None else list(items)
     r_pos = {r: k for k, r in enumerate(raters)}
@@ -222,7 +218,7 @@ def cohen_kappa(triples: Ratings, rater_a, rater_b, *, weights: str | None = Non
     the two raters used), as sklearn.metrics.cohen_kappa_score does.
     """
     _check_weights(weights)
-    t = _table(triples)
+    t = table(triples)
     a, b, labels = _pair(t, _codes(t), rater_a, rater_b, labels)
     return Kappa(_kappa_from_confusion(_confusion(a, b, len(labels)), weights), len(a))
 
@@ -231,7 +227,7 @@ def pairwise_cohen_kappa(triples: Ratings, *, weights: str | None = None,
                          labels: Sequence | None = None) -> dict[tuple, Kappa]:
     """Cohen's kappa for every pair of raters, keyed (rater_a, rater_b) in rater order."""
     _check_weights(weights)
-    t = _table(triples)
+    t = table(triples)
     codes = _codes(t)
     out = {}
     for rater_a, rater_b in combinations(t.raters, 2):
@@ -253,7 +249,7 @@ def pair_agreement(triples: Ratings, rater_a, rater_b, labels: Sequence, *,
     _check_weights(weights)
     if not isinstance(triples, Table):
         triples = ((r, i, v) for r, i, v in triples if r == rater_a or r == rater_b)
-    t = _table(triples)
+    t = table(triples)
     a, b, labels = _pair(t, _codes(t), rater_a, rater_b, labels)
     confusion = _confusion(a, b, len(labels))
     return PairAgreement(_kappa_from_confusion(confusion, weights), len(a), confusion)
@@ -261,7 +257,7 @@ def pair_agreement(triples: Ratings, rater_a, rater_b, labels: Sequence, *,
 
 def confusion_matrix(triples: Ratings, rater_a, rater_b, labels: Sequence) -> np.ndarray:
     """Counts on the items both rated: rows are rater_a's labels, columns rater_b's, in `labels` order."""
-    t = _table(triples)
+    t = table(triples)
     a, b, labels = _pair(t, _codes(t), rater_a, rater_b, labels)
     return _confusion(a, b, len(labels))
 
@@ -287,7 +283,7 @@ def fleiss_kappa(triples: Ratings, labels: Sequence, *,
     to item). The items used are those with exactly `ratings_per_item` ratings, by default the
     commonest number of ratings among items with two or more (ties: the larger); others are left out.
     """
-    counts, m = _equal_ratings(_counts(_table(triples, labels)), ratings_per_item)
+    counts, m = _equal_ratings(_counts(table(triples, labels)), ratings_per_item)
     return FleissKappa(float(sm_fleiss_kappa(counts, method="fleiss")), len(counts), m)
 
 
@@ -298,7 +294,7 @@ def per_label_kappa(triples: Ratings, labels: Sequence, *,
     Each label's ratings are set against all other labels and Fleiss' kappa is taken on that
     two-column table; a label nobody used gets NaN.
     """
-    counts, m = _equal_ratings(_counts(_table(triples, labels)), ratings_per_item)
+    counts, m = _equal_ratings(_counts(table(triples, labels)), ratings_per_item)
     out = {}
     for k, label in enumerate(labels):
         binary = np.column_stack([counts[:, k], m - counts[:, k]])
@@ -319,7 +315,7 @@ def _level(level: str, values: list) -> np.ndarray | None:
 
 
 def _table_for_alpha(triples, level: str, value_domain: Sequence | None) -> Table:
-    t = _table(triples, value_domain)
+    t = table(triples, value_domain)
     if level == "ordinal" and value_domain is None and not _numeric(t.values):
         raise ValueError("ordinal alpha on labels needs an ordered value_domain")
     return t
@@ -404,7 +400,7 @@ def bootstrap_alpha(triples: Ratings, level: str, *, n_boot: int = 1000, seed: i
 
 def percent_agreement(triples: Ratings) -> Agreement:
     """Mean over items with two ratings or more of the share of rater pairs that agree; n = those items."""
-    counts = _counts(_table(triples))
+    counts = _counts(table(triples))
     m = counts.sum(1)
     counts, m = counts[m >= 2], m[m >= 2]
     if not len(m):
@@ -419,7 +415,7 @@ def agreement_with_majority(triples: Ratings) -> Agreement:
     when its label is one of t tied modal labels, which is what any tie-break gives, since tied labels
     have the same count. n = the ratings counted.
     """
-    counts = _counts(_table(triples))
+    counts = _counts(table(triples))
     m = counts.sum(1)
     counts, m = counts[m >= 2], m[m >= 2]
     if not m.sum():
@@ -430,7 +426,7 @@ def agreement_with_majority(triples: Ratings) -> Agreement:
 def majority(triples: Ratings) -> dict:
     """Per rated item, its plurality label (None on a tie), the share holding it, a tie flag, the
     number of ratings and the modal labels (several on a tie: the adjudication candidates)."""
-    t = _table(triples)
+    t = table(triples)
     counts = _counts(t)
     m = counts.sum(1)
     top = counts.max(1)

@@ -100,9 +100,7 @@ def prepare_all(sources: Sequence[Callable[[], np.ndarray]], sfreq: float, deriv
     """Prepare every derivation (`sources[i]()` gives derivation i's µV) on a few threads: scipy's filters
     release the GIL, and a source is read only when its thread starts, so memory holds a few at a time.
     (n, samples) float32 cut to the shortest, and the notes in derivation order; `prepared(i)` is called
-    here, on the calling thread, as derivation i is ready."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown preparation profile {profile!r}; known: {', '.join(PROFILES)}")
+    here, on the calling thread, as derivation i is ready (an unknown profile fails as in `prepare`)."""
     with ThreadPoolExecutor(max_workers=max(1, min(len(derivations), os.cpu_count() or 1))) as pool:
         futures = [pool.submit(lambda s, d: prepare(s(), sfreq, d, mains_hz, profile), source, derivation)
                    for source, derivation in zip(sources, derivations)]
