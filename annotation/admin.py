@@ -12,6 +12,10 @@ class ScoringCampaignAdmin(admin.ModelAdmin):
     filter_horizontal = ("raters", "adjudicators")
     raw_id_fields = ("recordings",)
 
+    def has_change_permission(self, request, obj=None):
+        """Read-only: edits go through the campaign API (PATCH), which keeps the queue's invariants and records them."""
+        return False
+
     def add_view(self, request, form_url="", extra_context=None):
         """A campaign is created with its sampled items: through the campaign page, never as a bare row."""
         return redirect("annotation:campaign-new")

@@ -15,10 +15,10 @@ from rest_framework.routers import SimpleRouter
 from annotation.filters import CampaignFilter, LabelFilter
 from annotation.models import CampaignItem, Label, ScoringCampaign
 from annotation.serializers import (AdjudicationInputSerializer, AdjudicationSerializer, CampaignCreateSerializer,
-                                    CampaignSerializer, LabelInputSerializer, LabelSerializer, OwnLabelSerializer,
+                                    CampaignEditSerializer, CampaignSerializer, LabelInputSerializer, LabelSerializer, OwnLabelSerializer,
                                     RaterCampaignSerializer)
 from annotation.services import consensus, queue
-from annotation.services.campaigns import create_campaign, visible_campaigns
+from annotation.services.campaigns import create_campaign, update_campaign, visible_campaigns
 from annotation.services.dashboard import campaign_statistics
 from core.access import policy_for
 from core.api import CampaignQueueViewSet, sees_everything
@@ -53,8 +53,10 @@ class CampaignViewSet(CampaignQueueViewSet):
     action_permissions = ACTION_PERMISSIONS
     work_queue = queue.SCORING
     campaign_model, item_model, answer_filterset = ScoringCampaign, CampaignItem, LabelFilter
-    create_serializer, staff_serializer, rater_serializer = CampaignCreateSerializer, CampaignSerializer, RaterCampaignSerializer
-    create_campaign, visible_campaigns = staticmethod(create_campaign), staticmethod(visible_campaigns)
+    create_serializer, edit_serializer = CampaignCreateSerializer, CampaignEditSerializer
+    staff_serializer, rater_serializer = CampaignSerializer, RaterCampaignSerializer
+    create_campaign, update_campaign = staticmethod(create_campaign), staticmethod(update_campaign)
+    visible_campaigns = staticmethod(visible_campaigns)
 
     @action(detail=True, methods=["get"])
     def statistics(self, request, pk=None):

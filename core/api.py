@@ -8,9 +8,14 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
 
 from core.access import ActionPermission, PolicyPermission, policy_for
 from core.exceptions import InputError
+from core.filters import ChangeRecordFilter
+from core.models import ChangeRecord
+from core.serializers import ChangeRecordSerializer
+from core.services import audit
 from core.schema import AHEAD_COUNT
 from core.services.work_queue import NotReserved, StaleAnswer
 
@@ -27,8 +32,8 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
     work_queue = None  # a core.services.work_queue.WorkQueue
     campaign_model = item_model = None
     answer_filterset = None
-    create_serializer = staff_serializer = rater_serializer = None
-    create_campaign = visible_campaigns = None  # staticmethod(service)
+    create_serializer = edit_serializer = staff_serializer = rater_serializer = None
+    create_campaign = update_campaign = visible_campaigns = None  # staticmethod(service)
     action_permissions: dict = {}
 
     def served(self, campaign, item, rescore: bool) -> dict:
@@ -45,6 +50,8 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
     def get_serializer_class(self):
         if self.action == "create":
             return self.create_serializer
+        if self.action == "partial_update":
+            return self.edit_serializer
         return self.staff_serializer if sees_everything(self.request.user) else self.rater_serializer
 
     def create(self, request, *args, **kwargs):
@@ -56,6 +63,18 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         except InputError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         return Response(self.staff_serializer(campaign, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: None})
+    def partial_update(self, request, *args, **kwargs):
+        """Change a campaign's settings (overlap, raters, visibility, ...): its items and sample stay."""
+        campaign = self.get_object()
+        data = self.edit_serializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        try:
+            campaign = self.update_campaign(campaign, user=request.user, **data.validated_data)
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(self.staff_serializer(campaign, context={"request": request}).data)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -128,3 +147,19 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         campaign = self.rater_campaign()
         item = self.item(campaign, request.data.get("item"))
         return Response({"item": item.pk, "released": self.work_queue.release(campaign, request.user, item)})
+
+
+class ChangeRecordViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit trail, newest first: every record for curators and admins, a rater's own answers for raters."""
+
+    serializer_class = ChangeRecordSerializer
+    filterset_class = ChangeRecordFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ChangeRecord.objects.none()
+        return audit.visible_records(self.request.user).order_by("-pk")
+
+
+router = SimpleRouter()
+router.register("audit", ChangeRecordViewSet, basename="audit")

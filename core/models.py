@@ -187,5 +187,56 @@ class RevisedAnswer(models.Model):
     client_id = models.UUIDField(unique=True, help_text="idempotency key of the save (a retried save is not duplicated)")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    audit_verified = True  # every row has its change record (core.services.audit.verify)
+    hidden_from_rater = ("rescore",)  # left out of the rater's own change records: re-scoring is unannounced
+
     class Meta:
         abstract = True
+
+
+class ChangeRecord(models.Model):
+    """One entry of the append-only audit trail: who did what to which object, from what, to what.
+
+    Written by the services inside the transaction of the change they record (core.services.audit), so a
+    rolled-back change leaves no record and a committed one always has one. Rows are never updated or
+    deleted (the model refuses, and a database trigger refuses updates; PostgreSQL deletes too).
+    """
+
+    CREATE, UPDATE, DELETE, REVISE = "create", "update", "delete", "revise"
+    IMPORT, ADJUDICATE, BUILD, CANCEL = "import", "adjudicate", "build", "cancel"
+    ROLE_CHANGE, LOGIN_FAILED = "role_change", "login_failed"
+    ACTIONS = (CREATE, UPDATE, DELETE, REVISE, IMPORT, ADJUDICATE, BUILD, CANCEL, ROLE_CHANGE, LOGIN_FAILED)
+    ACTION_CHOICES = [(a, a.replace("_", " ")) for a in ACTIONS]
+    PAGE, API, CLI, WORKER, ADMIN = "page", "api", "cli", "worker", "admin"
+    SOURCE_CHOICES = [(s, s) for s in (PAGE, API, CLI, WORKER, ADMIN)]
+
+    time = models.DateTimeField(default=timezone.now, db_index=True)
+    # No database constraint: users are never deleted while they have answers, and the actor's name stays.
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
+                              db_constraint=False, related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True, help_text="the actor's username when the record was made")
+    action = models.CharField(max_length=16, choices=ACTION_CHOICES, db_index=True)
+    object_type = models.CharField(max_length=64, help_text="app_label.model_name")
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    source = models.CharField(max_length=8, choices=SOURCE_CHOICES)
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="change_record_object"),
+                   models.Index(fields=["actor", "object_type"], name="change_record_actor")]
+        permissions = [("view_all_changes", "Can see every change record (not only those of one's own answers)")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.actor_name or '-'} {self.action} {self.object_type}:{self.object_id}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("change records are append-only: an existing record cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("change records are append-only: a record cannot be deleted")

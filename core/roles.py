@@ -14,12 +14,19 @@ from django.utils.module_loading import module_has_submodule
 RATER, CURATOR, RESEARCHER, ADMIN = "rater", "curator", "researcher", "admin"
 ROLES = (RATER, CURATOR, RESEARCHER, ADMIN)
 
+# The audit trail: everyone reads the records of their own answers, curators every record.
+ROLE_PERMISSIONS = {
+    RATER: ["core.view_changerecord"],
+    RESEARCHER: ["core.view_changerecord"],
+    CURATOR: ["core.view_changerecord", "core.view_all_changes"],
+}
+
 
 def declared_permissions() -> dict[str, set[str]]:
     """role -> permission names, merged over every installed app's `roles.ROLE_PERMISSIONS`."""
     merged: dict[str, set[str]] = {role: set() for role in ROLES if role != ADMIN}
     for config in apps.get_app_configs():
-        if not module_has_submodule(config.module, "roles") or config.name == "core":
+        if not module_has_submodule(config.module, "roles"):
             continue
         declared = getattr(import_module(f"{config.name}.roles"), "ROLE_PERMISSIONS", {})
         for role, names in declared.items():

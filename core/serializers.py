@@ -28,3 +28,37 @@ class BlindedFieldsMixin:
                 for field in fields:
                     data.pop(field, None)
         return data
+
+
+class ChangeRecordSerializer(serializers.ModelSerializer):
+    """One change record as the requester may see it (a rater's own answers lose the fields hidden from raters)."""
+
+    actor = serializers.CharField(source="actor_name", read_only=True)
+    before = serializers.SerializerMethodField()
+    after = serializers.SerializerMethodField()
+    changes = serializers.SerializerMethodField()
+
+    class Meta:
+        from core.models import ChangeRecord
+
+        model = ChangeRecord
+        fields = ["id", "time", "actor", "action", "object_type", "object_id", "object_repr", "before", "after",
+                  "changes", "request_id", "source"]
+        read_only_fields = fields
+
+    def _states(self, record):
+        from core.services import audit
+
+        return audit.states_seen_by(record, self.context["request"].user)
+
+    def get_before(self, record) -> dict | None:
+        return self._states(record)[0]
+
+    def get_after(self, record) -> dict | None:
+        return self._states(record)[1]
+
+    def get_changes(self, record) -> list[dict]:
+        """[{field, before, after}] for each field that differs."""
+        from core.services import audit
+
+        return audit.diff(*self._states(record))

@@ -189,7 +189,10 @@ def build_world() -> SimpleNamespace:
     stored = default_storage.save(f"releases/{release.pk}/annotations/coarse/world.csv", ContentFile(body))
     ReleaseFile.objects.create(release=release, path="annotations/coarse/world.csv", storage_name=stored,
                                size=len(body), sha256=hashlib.sha256(body).hexdigest())
-    return SimpleNamespace(cohort=cohort, empty_cohort=empty_cohort, recording=recording, epochs=epochs,
+    from core.models import ChangeRecord
+
+    campaign_record = ChangeRecord.objects.get(object_type="annotation.scoringcampaign", object_id=str(campaign.pk))
+    return SimpleNamespace(cohort=cohort, empty_cohort=empty_cohort, campaign_record=campaign_record, recording=recording, epochs=epochs,
                            epoch=epochs[1], version=version, job=job, prediction=prediction, import_job=import_job,
                            image=EpochImage.objects.get(epoch=epochs[1]), campaign=campaign, items=items,
                            rater=matrix_rater, rating_campaign=rating_campaign, rating_item=rating_item,

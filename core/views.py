@@ -1,7 +1,15 @@
-"""Page pieces shared by the campaign apps (scoring, rating)."""
-from django.views.generic import ListView
+"""Pages of core: pieces shared by the campaign apps (scoring, rating), the audit trail, accounts and roles."""
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.shortcuts import redirect
+from django.views.generic import DetailView, ListView
 
 from core.access import PolicyViewMixin
+from core.exceptions import InputError
+from core.filters import ChangeRecordFilter
+from core.models import ChangeRecord
+from core.roles import ROLES
+from core.services import audit, users
 
 
 class CampaignListView(PolicyViewMixin, ListView):
@@ -12,3 +20,65 @@ class CampaignListView(PolicyViewMixin, ListView):
 
     def get_queryset(self):
         return self.visible_campaigns(self.request.user).order_by("-created_at").prefetch_related("raters")
+
+
+class AuditListView(PolicyViewMixin, ListView):
+    """The audit trail with filters (actor, object, action, time): everything for curators and admins, a
+    rater's own answers for raters; each record shown as a before -> after diff."""
+
+    permission_required = "core.view_changerecord"
+    template_name = "core/audit.html"
+    context_object_name = "records"
+    paginate_by = 50
+
+    def get_queryset(self):
+        self.filterset = ChangeRecordFilter(self.request.GET, queryset=audit.visible_records(self.request.user))
+        return self.filterset.qs.order_by("-pk") if self.filterset.is_valid() else ChangeRecord.objects.none()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        user = self.request.user
+        for record in context["records"]:
+            record.changes = audit.diff(*audit.states_seen_by(record, user))
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        return {**context, "filter": self.filterset, "query": query.urlencode(), "sees_all": audit.sees_all(user),
+                "errors": self.filterset.errors}
+
+
+class UserListView(PolicyViewMixin, ListView):
+    """Accounts and their roles (admins): each links to its page and its history."""
+
+    permission_required = "auth.change_user"
+    template_name = "core/user_list.html"
+    context_object_name = "accounts"
+
+    def get_queryset(self):
+        return get_user_model().objects.order_by("username").prefetch_related("groups")
+
+
+class UserDetailView(PolicyViewMixin, DetailView):
+    """One account: its roles, changed with a form (one role change record), and a link to its history."""
+
+    permission_required = "auth.change_user"
+    template_name = "core/user_detail.html"
+    context_object_name = "account"
+
+    def get_queryset(self):
+        return get_user_model().objects.all()
+
+    def get_context_data(self, **kwargs):
+        account = self.object
+        return super().get_context_data(roles=ROLES, account_roles=users.role_state(account)["roles"],
+                                        history=audit.history_query(account), **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        account = self.get_object()
+        try:
+            changed = users.set_roles(account, request.POST.getlist("roles"), actor=request.user)
+        except InputError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Roles of {account.get_username()} saved." if changed
+                             else "Nothing changed.")
+        return redirect("core:user-detail", account.pk)

@@ -1,6 +1,10 @@
 from django.contrib import admin
+from django.db import transaction
 
+from core.models import ChangeRecord
+from core.services import audit
 from datasets.models import Cohort, Epoch, ImportJob, Recording
+from datasets.services.recordings import delete_recording
 
 
 @admin.register(Cohort)
@@ -15,6 +19,20 @@ class RecordingAdmin(admin.ModelAdmin):
     list_filter = ("cohort", "file_format")
     search_fields = ("name", "sha256", "source_filename")
     readonly_fields = [f.name for f in Recording._meta.fields if f.name not in ("cohort", "name")]
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            before = audit.snapshot(Recording.objects.get(pk=obj.pk)) if change else None
+            super().save_model(request, obj, form, change)
+            if change and before != (after := audit.snapshot(obj)):
+                audit.record(ChangeRecord.UPDATE, obj, actor=request.user, before=before, after=after)
+
+    def delete_model(self, request, obj):
+        delete_recording(obj, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for recording in queryset:
+            delete_recording(recording, user=request.user)
 
 
 @admin.register(Epoch)

@@ -12,7 +12,7 @@ from datasets.exceptions import InputError
 from datasets.filters import EpochFilter, ImportJobFilter, RecordingFilter
 from datasets.models import Cohort, Epoch, ImportJob, Recording
 from datasets.serializers import CohortSerializer, EpochSerializer, ImportJobSerializer, RecordingSerializer
-from datasets.services import imports
+from datasets.services import imports, recordings
 
 
 class CohortViewSet(viewsets.ModelViewSet):
@@ -39,6 +39,9 @@ class RecordingViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return reachable_queryset(self, Recording.objects.select_related("cohort"))
+
+    def perform_destroy(self, instance):
+        recordings.delete_recording(instance, user=self.request.user)
 
 
 class EpochViewSet(viewsets.ReadOnlyModelViewSet):

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.db.models import Count
 
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
+from inference.services import versions
 
 
 @admin.register(AasmRule)
@@ -30,6 +31,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(prediction_count=Count("predictions"))
+
+    def save_model(self, request, obj, form, change):
+        versions.save_version(obj, user=request.user)
 
     @admin.display(description="frozen")
     def frozen_state(self, obj):

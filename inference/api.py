@@ -22,7 +22,7 @@ from inference.serializers import (
     NewVersionSerializer,
     PredictionSerializer,
 )
-from inference.services import jobs
+from inference.services import jobs, versions
 from inference.services.evaluation import REFERENCES, EvaluationError, compare, to_csv
 
 
@@ -49,8 +49,15 @@ class ModelVersionViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, view
                 **changes.validated_data}
         serializer = self.get_serializer(data=data)
         serializer.is_valid(raise_exception=True)
-        serializer.save()
+        self.perform_create(serializer)
         return Response(serializer.data, status=status.HTTP_201_CREATED)
+
+    def perform_create(self, serializer):
+        serializer.instance = versions.save_version(ModelVersion(), user=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = versions.save_version(serializer.instance, user=self.request.user,
+                                                    **serializer.validated_data)
 
 
 class InferenceJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):

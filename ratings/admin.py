@@ -18,6 +18,10 @@ class RatingCampaignAdmin(admin.ModelAdmin):
     filter_horizontal = ("raters", "cohorts", "model_versions")
     inlines = [RubricInline]
 
+    def has_change_permission(self, request, obj=None):
+        """Read-only: edits go through the campaign API (PATCH), which keeps the queue's invariants and records them."""
+        return False
+
     def add_view(self, request, form_url="", extra_context=None):
         """A campaign is created with its sampled items: through the API or `manage.py create_rating_campaign`."""
         self.message_user(request, "Create rating campaigns with the API (POST /api/ratings/campaigns/) or "

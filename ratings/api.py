@@ -18,10 +18,11 @@ from inference.models import AasmRule
 from ratings.filters import RatingFilter
 from ratings.models import Rating, RatingCampaign, RatingItem
 from ratings.serializers import (OwnRatingSerializer, RaterRatingCampaignSerializer, RatingCampaignCreateSerializer,
+                                 RatingCampaignEditSerializer,
                                  RatingCampaignSerializer, RatingInputSerializer, RatingItemSerializer,
                                  RatingSerializer)
 from ratings.services import rubric as rubrics
-from ratings.services.campaigns import create_rating_campaign, visible_campaigns
+from ratings.services.campaigns import create_rating_campaign, update_rating_campaign, visible_campaigns
 from ratings.services.queue import RATING
 
 ACTION_PERMISSIONS = {
@@ -60,8 +61,9 @@ class RatingCampaignViewSet(CampaignQueueViewSet):
     work_queue = RATING
     campaign_model, item_model, answer_filterset = RatingCampaign, RatingItem, RatingFilter
     create_serializer, staff_serializer = RatingCampaignCreateSerializer, RatingCampaignSerializer
-    rater_serializer = RaterRatingCampaignSerializer
+    edit_serializer, rater_serializer = RatingCampaignEditSerializer, RaterRatingCampaignSerializer
     create_campaign = staticmethod(create_rating_campaign)
+    update_campaign = staticmethod(update_rating_campaign)
     visible_campaigns = staticmethod(visible_campaigns)
 
     def served(self, campaign, item, rescore):
@@ -122,7 +124,7 @@ class RatingCampaignViewSet(CampaignQueueViewSet):
             body = request.data.get("dimensions", request.data.get("markdown"))
             try:
                 dimensions = rubrics.parse_rubric(body) if isinstance(body, str) else body
-                rubric = rubrics.edit_rubric(campaign, dimensions)
+                rubric = rubrics.edit_rubric(campaign, dimensions, user=request.user)
             except InputError as exc:
                 code = status.HTTP_409_CONFLICT if rubrics.is_frozen(campaign) else status.HTTP_400_BAD_REQUEST
                 return Response({"detail": str(exc)}, status=code)

@@ -113,6 +113,8 @@ class Rating(RevisedAnswer):
     corrected_rule_ids = models.JSONField(default=list, blank=True)
     fast = models.BooleanField(default=False, help_text="given faster than the campaign's floor")
 
+    hidden_from_rater = ("rescore", "fast")
+
     class Meta:
         ordering = ["item", "rater", "revision"]
         constraints = [

@@ -67,6 +67,17 @@ class RatingCampaignCreateSerializer(serializers.Serializer):
     rubric = serializers.JSONField(required=False, default=None, help_text="Markdown text or a list of dimensions")
 
 
+class RatingCampaignEditSerializer(serializers.Serializer):
+    """PATCH /api/ratings/campaigns/{id}/: the settings ratings.services.campaigns.update_rating_campaign changes
+    (the rubric has its own endpoint and versions)."""
+
+    description = serializers.CharField(required=False, allow_blank=True)
+    overlap = serializers.IntegerField(required=False, min_value=1)
+    raters = serializers.ListField(child=serializers.CharField(), required=False)
+    reservation_timeout_s = serializers.IntegerField(required=False, min_value=10)
+    fast_floor_s = serializers.FloatField(required=False, min_value=0)
+
+
 class RatingInputSerializer(serializers.Serializer):
     item = serializers.IntegerField()
     scores = serializers.DictField(child=serializers.IntegerField())

@@ -148,6 +148,14 @@ class TestPages(RoleAccessTests):
         # a function view could take every method; the health check answers GET and HEAD only
         *[Access(f"health {method.upper()}", "healthz", lambda w: "/healthz", everyone(405, anonymous=405),
                  method=method) for method in WRITE_METHODS],
+        # everyone reads the audit trail: raters the records of their own answers, curators and admins all
+        Access("audit", "core:audit", lambda w: "/audit/", expect(200, EVERY_ROLE)),
+        Access("audit filtered", "core:audit", lambda w: f"/audit/?object_type=annotation.scoringcampaign"
+               f"&object_id={w.campaign.pk}&action=create", expect(200, EVERY_ROLE)),
+        Access("people", "core:user-list", lambda w: "/people/", expect(200, [ADMIN])),
+        Access("person", "core:user-detail", lambda w: f"/people/{w.rater.pk}/", expect(200, [ADMIN])),
+        Access("change roles", "core:user-detail", lambda w: f"/people/{w.rater.pk}/", expect(302, [ADMIN]),
+               method="post", data=lambda w: {"roles": ["rater", "researcher"]}),
         Access("api docs", "api-docs", lambda w: "/api/docs/", everyone(200, anonymous=API_ANONYMOUS)),
         Access("api schema", "schema", lambda w: "/api/schema/", everyone(200, anonymous=API_ANONYMOUS)),
     ]
@@ -235,6 +243,16 @@ class TestInferenceApi(RoleAccessTests):
     ]
 
 
+class TestAuditApi(RoleAccessTests):
+    cases = [
+        api("audit", "audit-list", lambda w: "/api/audit/", api_expect(200, EVERY_ROLE)),
+        api("bad audit filter", "audit-list", lambda w: "/api/audit/?since=yesterday", api_expect(400, EVERY_ROLE)),
+        # the campaign's creation is a curator's record: raters and researchers do not reach it (404)
+        api("audit record", "audit-detail", lambda w: f"/api/audit/{w.campaign_record.pk}/",
+            {**api_expect(200, WRITERS, denied=404), "anonymous": API_ANONYMOUS}),
+    ]
+
+
 SCORING = "/api/scoring/campaigns"
 READERS = (RATER, *STAFF)
 
@@ -280,6 +298,12 @@ class TestScoringApi(RoleAccessTests):
             extra=JSON),
         api("campaign", "scoringcampaign-detail", lambda w: f"{SCORING}/{w.campaign.pk}/", api_expect(200, READERS)),
         api("missing campaign", "scoringcampaign-detail", lambda w: f"{SCORING}/999999/", api_expect(404, READERS)),
+        # raters reach their campaign but may not change it (403); the other readers see it and may not either
+        api("edit campaign", "scoringcampaign-detail", lambda w: f"{SCORING}/{w.campaign.pk}/",
+            api_expect(200, WRITERS), method="patch", data=lambda w: {"show_other_labels": True}, extra=JSON),
+        api("edit campaign badly", "scoringcampaign-detail", lambda w: f"{SCORING}/{w.campaign.pk}/",
+            api_expect(400, WRITERS), method="patch", data=lambda w: {"overlap": 9}, extra=JSON,
+            after=_says("more than the number of raters")),
         # Only the campaign's raters take items; admins may hold every permission but are not raters of it.
         api("next item", "scoringcampaign-next", lambda w: f"{SCORING}/{w.campaign.pk}/next/",
             expect(200, [RATER], denied=403, anonymous=API_ANONYMOUS), method="post"),
@@ -347,6 +371,8 @@ class TestRatingApi(RoleAccessTests):
             extra=JSON),
         api("rating campaign", "ratingcampaign-detail", lambda w: f"{RATING}/{w.rating_campaign.pk}/",
             api_expect(200, READERS)),
+        api("edit rating campaign", "ratingcampaign-detail", lambda w: f"{RATING}/{w.rating_campaign.pk}/",
+            api_expect(200, WRITERS), method="patch", data=lambda w: {"fast_floor_s": 3.5}, extra=JSON),
         api("next rationale", "ratingcampaign-next", lambda w: f"{RATING}/{w.rating_campaign.pk}/next/",
             api_expect(200, [RATER]), method="post"),
         api("rationales ahead", "ratingcampaign-ahead", lambda w: f"{RATING}/{w.rating_campaign.pk}/ahead/?count=2",

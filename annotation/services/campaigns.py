@@ -12,7 +12,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from annotation.models import CampaignItem, ScoringCampaign
+from annotation.services.queue import SCORING
 from core.access import policy_for
+from core.models import ChangeRecord
+from core.services import audit
 from core.services.sampling import stratified_sample
 from datasets.constants import STAGES, UNSCORED
 from datasets.exceptions import InputError
@@ -57,6 +60,16 @@ def _int(value, what: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise InputError(f"{what} must be an integer, got {value!r}") from None
+
+
+def _share(value) -> float:
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"rescore_share must be a number, got {value!r}") from None
+    if not 0.0 <= share <= 1.0:
+        raise InputError("rescore_share must be between 0 and 1")
+    return share
 
 
 def _users(names: Iterable, what: str) -> list:
@@ -134,12 +147,7 @@ def create_campaign(name, *, recordings=None, cohort=None, sample="all", sample_
     timeout = _int(reservation_timeout_s, "reservation_timeout_s")
     if timeout < 10:
         raise InputError("reservation_timeout_s must be at least 10 seconds")
-    try:
-        rescore_share = float(rescore_share)
-    except (TypeError, ValueError):
-        raise InputError(f"rescore_share must be a number, got {rescore_share!r}") from None
-    if not 0.0 <= rescore_share <= 1.0:
-        raise InputError("rescore_share must be between 0 and 1")
+    rescore_share = _share(rescore_share)
     rater_users = _users(raters, "rater")
     adjudicator_users = _users(adjudicators, "adjudicator")
     if not rater_users:
@@ -169,4 +177,50 @@ def create_campaign(name, *, recordings=None, cohort=None, sample="all", sample_
     CampaignItem.objects.bulk_create(
         [CampaignItem(campaign=campaign, epoch_id=pk, recording_id=recording_of[pk], position=i)
          for i, pk in enumerate(epoch_ids)], batch_size=5000)
+    audit.record(ChangeRecord.CREATE, campaign, actor=user, after=audit.snapshot(campaign, items=len(epoch_ids)))
+    return campaign
+
+
+EDITABLE = ("description", "overlap", "raters", "adjudicators", "reservation_timeout_s", "show_reference",
+            "show_model_outputs", "show_other_labels", "rescore_share")
+
+
+@transaction.atomic
+def update_campaign(campaign, *, user=None, **changes) -> ScoringCampaign:
+    """Change a running campaign's settings (`EDITABLE`: overlap, raters, visibility, ...); its items, sample
+    and mode stay. InputError names what cannot change or what is wrong."""
+    fixed = sorted(set(changes) - set(EDITABLE))
+    if fixed:
+        raise InputError(f"{', '.join(fixed)} cannot change once a campaign exists; editable: {', '.join(EDITABLE)}")
+    campaign = ScoringCampaign.objects.select_for_update().get(pk=campaign.pk)
+    before = audit.snapshot(campaign)
+    for flag in ("show_reference", "show_model_outputs", "show_other_labels"):
+        if flag in changes:
+            setattr(campaign, flag, bool(changes[flag]))
+    if "description" in changes:
+        campaign.description = str(changes["description"] or "")
+    if "reservation_timeout_s" in changes:
+        timeout = _int(changes["reservation_timeout_s"], "reservation_timeout_s")
+        if timeout < 10:
+            raise InputError("reservation_timeout_s must be at least 10 seconds")
+        campaign.reservation_timeout_s = timeout
+    if "rescore_share" in changes:
+        campaign.rescore_share = _share(changes["rescore_share"])
+    raters = _users(changes["raters"], "rater") if "raters" in changes else list(campaign.raters.all())
+    if not raters:
+        raise InputError("the campaign needs at least one rater")
+    overlap = _int(changes.get("overlap", campaign.overlap), "overlap")
+    if overlap > len(raters):
+        raise InputError(f"overlap {overlap} is more than the number of raters ({len(raters)}): "
+                         "an item could never get its labels")
+    SCORING.change_overlap(campaign, overlap)
+    campaign.save()
+    if "raters" in changes:
+        campaign.raters.set(raters)
+        SCORING.drop_holds(campaign, exclude_raters=raters)
+    if "adjudicators" in changes:
+        campaign.adjudicators.set(_users(changes["adjudicators"], "adjudicator"))
+    after = audit.snapshot(campaign)
+    if after != before:
+        audit.record(ChangeRecord.UPDATE, campaign, actor=user, before=before, after=after)
     return campaign

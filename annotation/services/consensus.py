@@ -10,8 +10,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 
 from annotation.models import Adjudication, CampaignItem, Label
+from core.models import ChangeRecord
+from core.services import audit
 from datasets.constants import STAGES
 from datasets.exceptions import InputError
 
@@ -82,7 +85,10 @@ def adjudicate(item, stage, reason, user) -> Adjudication:
     reason = (reason or "").strip()
     if not reason:
         raise InputError("an adjudication needs a reason")
-    return Adjudication.objects.create(item=item, stage=stage, reason=reason, adjudicator=user)
+    with transaction.atomic():
+        adjudication = Adjudication.objects.create(item=item, stage=stage, reason=reason, adjudicator=user)
+        audit.record(ChangeRecord.ADJUDICATE, adjudication, actor=user, after=audit.snapshot(adjudication))
+    return adjudication
 
 
 def consensus_stages(recording) -> dict[int, str]:

@@ -77,10 +77,15 @@ def campaign_statistics(campaign) -> dict:
         fleiss = agreement.fleiss_kappa(ratings, STAGES)
         result["fleiss_kappa"] = {"value": _finite(fleiss.value), "n_items": fleiss.n_items,
                                   "ratings_per_item": fleiss.ratings_per_item}
-        alpha = agreement.bootstrap_alpha(ratings, "nominal", n_boot=1000, seed=campaign.sample_seed)
-        result["krippendorff_alpha"] = {"value": _finite(alpha.alpha), "low": _finite(alpha.low),
-                                        "high": _finite(alpha.high), "n_items": alpha.n_items,
-                                        "method": "nominal; 95% percentile interval of 1,000 seeded resamples of items"}
+        method = "nominal; 95% percentile interval of 1,000 seeded resamples of items"
+        try:
+            alpha = agreement.bootstrap_alpha(ratings, "nominal", n_boot=1000, seed=campaign.sample_seed)
+        except ValueError as exc:  # one stage only, or no item labelled twice yet: alpha is undefined
+            result["krippendorff_alpha"] = {"value": None, "low": None, "high": None, "n_items": 0,
+                                            "method": f"{method}; undefined: {exc}"}
+        else:
+            result["krippendorff_alpha"] = {"value": _finite(alpha.alpha), "low": _finite(alpha.low),
+                                            "high": _finite(alpha.high), "n_items": alpha.n_items, "method": method}
         result["percent_agreement"] = agreement.percent_agreement(ratings)._asdict()
         result["agreement_with_majority"] = agreement.agreement_with_majority(ratings)._asdict()
         result["stage_kappa"] = {s: _finite(v) for s, v in agreement.per_label_kappa(ratings, STAGES).items()}

@@ -50,6 +50,14 @@ class ScoringQueue(WorkQueue):
             RecordingReservation.objects.filter(campaign=campaign, rater=rater, recording_id=item.recording_id) \
                 .update(expires_at=self.expiry(campaign, now))
 
+    def change_overlap(self, campaign, overlap: int) -> None:
+        super().change_overlap(campaign, overlap)
+        RecordingReservation.objects.filter(campaign=campaign, slot__gte=overlap).delete()
+
+    def drop_holds(self, campaign, *, exclude_raters) -> None:
+        super().drop_holds(campaign, exclude_raters=exclude_raters)
+        RecordingReservation.objects.filter(campaign=campaign).exclude(rater__in=exclude_raters).delete()
+
     def _open_in(self, campaign, rater, recording_id):
         return self.order(self.open_items(campaign, rater).filter(recording_id=recording_id), campaign, rater)
 

@@ -39,6 +39,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.exceptions import InputError
+from core.models import ChangeRecord
+from core.services import audit
 
 RESCORE_AFTER = 10  # first-pass answers a rater needs before any re-scoring
 RESCORE_GAP = 5  # first-pass answers given since an item's answer before it is served again
@@ -206,6 +208,30 @@ class WorkQueue:
     def reservation_of(self, campaign, rater, item):
         return self.reservations.objects.filter(item=item, rater=rater, item__campaign=campaign).first()
 
+    def change_overlap(self, campaign, overlap: int) -> None:
+        """Set `campaign.overlap` (the caller saves it, under the campaign's row lock): refused below the answers
+        an item already has; items become complete or open again, unanswered holds of dropped slots go."""
+        if overlap < 1:
+            raise InputError("overlap must be at least 1")
+        if overlap == campaign.overlap:
+            return
+        answered = (self.reservations.objects.filter(item__campaign=campaign, labelled=True).values("item")
+                    .annotate(n=Count("pk")).order_by("-n").values_list("n", flat=True).first() or 0)
+        if overlap < answered:
+            raise InputError(f"overlap {overlap} is below the {answered} answers some items already have")
+        self.reservations.objects.filter(item__campaign=campaign, labelled=False, slot__gte=overlap).delete()
+        labelled = self.reservations.objects.filter(item=OuterRef("pk"), labelled=True).order_by().values("item")
+        count = Coalesce(Subquery(labelled.annotate(n=Count("pk")).values("n")[:1]), Value(0))
+        items = self.items.objects.filter(campaign=campaign).alias(answered=count)
+        items.filter(answered__gte=overlap, complete=False).update(complete=True)
+        items.filter(answered__lt=overlap, complete=True).update(complete=False)
+        campaign.overlap = overlap
+
+    def drop_holds(self, campaign, *, exclude_raters) -> None:
+        """Free the unanswered holds of raters no longer in the campaign."""
+        self.reservations.objects.filter(item__campaign=campaign, labelled=False).exclude(
+            rater__in=exclude_raters).delete()
+
     def release(self, campaign, rater, item) -> bool:
         """Give back the rater's unanswered reservation of an item (abandoned): its slot is free again."""
         count, _ = self.reservations.objects.filter(item=item, item__campaign=campaign, rater=rater,
@@ -300,11 +326,14 @@ class WorkQueue:
                     if not rescore:
                         self._claim_slot(campaign, rater, item)
                     answer = self.answers.objects.create(item=item, rater=rater, rescore=rescore, revision=1, **fields)
+                    audit.record(ChangeRecord.CREATE, answer, actor=rater, after=audit.snapshot(answer))
                 else:
                     if base_revision != current.revision:
                         raise StaleAnswer(current.revision)
                     answer = self.answers.objects.create(item=item, rater=rater, rescore=current.rescore,
                                                          revision=current.revision + 1, replaces=current, **fields)
+                    audit.record(ChangeRecord.REVISE, answer, actor=rater, before=audit.snapshot(current),
+                                 after=audit.snapshot(answer))
                 self.after_save(campaign, rater, item, now)
                 return answer, True
         except IntegrityError:

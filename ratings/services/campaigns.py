@@ -19,12 +19,15 @@ from django.db import transaction
 
 from core.access import policy_for
 from core.exceptions import InputError
+from core.models import ChangeRecord
+from core.services import audit
 from core.services.sampling import stratified_sample
 from datasets.constants import STAGES, UNSCORED
 from datasets.models import Cohort, Epoch, Recording
 from datasets.services.rationales import EXPERT_RATIONALE_SOURCES
 from inference.models import ModelVersion, Prediction
 from ratings.models import RatingCampaign, RatingItem, Rubric
+from ratings.services.queue import RATING
 from ratings.services.rubric import check_dimensions, default_dimensions, parse_rubric
 
 
@@ -195,4 +198,46 @@ def create_rating_campaign(name, *, cohorts, raters, model_versions=(), expert_s
                    reference_stage=c.reference_stage, correct=c.stage == c.reference_stage)
         for position, c in ((p, chosen[i]) for p, i in enumerate(order))
     ], batch_size=5000)
+    audit.record(ChangeRecord.CREATE, campaign, actor=user,
+                 after=audit.snapshot(campaign, items=len(chosen), rubric={"version": 1, "dimensions": dimensions}))
+    return campaign
+
+
+EDITABLE = ("description", "overlap", "raters", "reservation_timeout_s", "fast_floor_s")
+
+
+@transaction.atomic
+def update_rating_campaign(campaign, *, user=None, **changes) -> RatingCampaign:
+    """Change a running campaign's settings (`EDITABLE`: overlap, raters, ...); its items and rubric stay
+    (the rubric has its own versions). InputError names what cannot change or what is wrong."""
+    fixed = sorted(set(changes) - set(EDITABLE))
+    if fixed:
+        raise InputError(f"{', '.join(fixed)} cannot change once a campaign exists; editable: {', '.join(EDITABLE)}")
+    campaign = RatingCampaign.objects.select_for_update().get(pk=campaign.pk)
+    before = audit.snapshot(campaign)
+    if "description" in changes:
+        campaign.description = str(changes["description"] or "")
+    try:
+        timeout = int(changes.get("reservation_timeout_s", campaign.reservation_timeout_s))
+        floor = float(changes.get("fast_floor_s", campaign.fast_floor_s))
+        overlap = int(changes.get("overlap", campaign.overlap))
+    except (TypeError, ValueError):
+        raise InputError("overlap and reservation_timeout_s must be whole numbers, fast_floor_s a number") from None
+    if timeout < 10 or floor < 0:
+        raise InputError("reservation_timeout_s must be at least 10 s and fast_floor_s not negative")
+    campaign.reservation_timeout_s, campaign.fast_floor_s = timeout, floor
+    users = _named(get_user_model(), changes["raters"], "username", "rater") if "raters" in changes \
+        else list(campaign.raters.all())
+    if not users:
+        raise InputError("the campaign needs at least one rater")
+    if overlap > len(users):
+        raise InputError(f"overlap must be between 1 and the number of raters ({len(users)}), got {overlap}")
+    RATING.change_overlap(campaign, overlap)
+    campaign.save()
+    if "raters" in changes:
+        campaign.raters.set(users)
+        RATING.drop_holds(campaign, exclude_raters=users)
+    after = audit.snapshot(campaign)
+    if after != before:
+        audit.record(ChangeRecord.UPDATE, campaign, actor=user, before=before, after=after)
     return campaign

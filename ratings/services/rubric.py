@@ -9,6 +9,8 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from core.exceptions import InputError
+from core.models import ChangeRecord
+from core.services import audit
 from ratings.models import Rating, Rubric
 
 DEFAULT_RUBRIC = Path(__file__).resolve().parents[1] / "default_rubric.md"
@@ -63,7 +65,7 @@ def is_frozen(campaign) -> bool:
 
 
 @transaction.atomic
-def edit_rubric(campaign, dimensions) -> Rubric:
+def edit_rubric(campaign, dimensions, *, user=None) -> Rubric:
     """A new rubric version for the campaign; refused once it has a rating (the rubric is frozen then)."""
     from ratings.models import RatingCampaign
 
@@ -74,5 +76,8 @@ def edit_rubric(campaign, dimensions) -> Rubric:
     current = campaign.rubric
     if current is not None and current.dimensions == dimensions:
         return current
-    return Rubric.objects.create(campaign=campaign, version=(current.version + 1) if current else 1,
-                                 dimensions=dimensions)
+    rubric = Rubric.objects.create(campaign=campaign, version=(current.version + 1) if current else 1,
+                                   dimensions=dimensions)
+    audit.record(ChangeRecord.CREATE, rubric, actor=user, before=audit.snapshot(current) if current else None,
+                 after=audit.snapshot(rubric), object_repr=f"{campaign.name}: rubric version {rubric.version}")
+    return rubric
