@@ -207,6 +207,10 @@ SPECTACULAR_SETTINGS = {
 DEFAULT_MAINS_HZ = float(os.environ.get("DEFAULT_MAINS_HZ", "50"))
 MAINS_HZ_RANGE = (40.0, 70.0)  # accepted notch frequencies: 50 or 60 Hz mains, with room for odd grids
 
+# The original PSG file is not kept after an import unless this is on; then it is stored apart (originals/)
+# and only admins may download it.
+KEEP_ORIGINAL_PSG = os.environ.get("KEEP_ORIGINAL_PSG", "0") == "1"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -19,6 +19,7 @@ from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 SEE_REFERENCE = "datasets.view_reference_stage"
 SEE_PROVENANCE = "datasets.view_recording_provenance"
+DOWNLOAD_ORIGINAL_PSG = "datasets.download_original_psg"
 SEE_MODEL_OUTPUTS = "inference.view_prediction"
 REACH_RECORDINGS = "datasets.view_recording"
 
@@ -52,8 +53,14 @@ class Policy:
 
     @cached_property
     def can_see_provenance(self) -> bool:
-        """Source file names, SHA-256, hypnogram files and notes: they identify public subjects."""
+        """Source file names, EDF identity fields, original dates, SHA-256, hypnogram files and notes: they
+        identify subjects."""
         return self.user.has_perm(SEE_PROVENANCE)
+
+    @cached_property
+    def can_download_original_psg(self) -> bool:
+        """The original PSG file, kept only under KEEP_ORIGINAL_PSG: admins alone (no role is given the permission)."""
+        return self.user.has_perm(DOWNLOAD_ORIGINAL_PSG)
 
     @cached_property
     def can_see_model_outputs(self) -> bool:

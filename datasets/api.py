@@ -71,7 +71,7 @@ class ImportJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 hypnogram_format=data.get("hypnogram_format", ""), channel_map=data.get("channel_map"),
                 mains_hz=data.get("mains_hz"), trim_to_hypnogram=data.get("trim_to_hypnogram", False),
                 massex=data.get("massex"), massex_contiguous=data.get("massex_contiguous", False),
-                user=self.request.user,
+                subject_id=data.get("subject_id", ""), user=self.request.user,
             )
         except InputError as exc:
             raise ValidationError({"detail": str(exc)}) from None

@@ -11,6 +11,11 @@ class ImportForm(forms.Form):
     hypnogram = forms.FileField(required=False, help_text="Optional separate hypnogram: EDF+, NSRR XML, CSV/TSV, one stage per line, MASS-EX CSV")
     hypnogram_format = forms.ChoiceField(choices=[("", "Detect automatically")] + [(f, f) for f in FORMATS], required=False)
     cohort = forms.CharField(max_length=100, initial="default")
+    subject_id = forms.CharField(
+        max_length=64, required=False, label="Subject id",
+        help_text="Optional pseudonymous id (letters, digits, '.', '_', '-'). Empty: the file name's MASS id, "
+                  "else the cohort's next number. Never the patient's name: the file name stays restricted.",
+    )
     channel_map = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"F4-M1": "EEG Fpz-Cz", "Chin EMG": ["EMG Chin1", "EMG Chin2"]}'}),
         help_text="Optional JSON: derivation → channel, or [positive, negative]. Overrides the built-in aliases.",

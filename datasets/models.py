@@ -1,14 +1,43 @@
 """Cohorts, recordings, their 30-s epochs, epoch images and import jobs."""
+import secrets
+
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 
 from core.models import BackgroundJob, StorageNameField
 from datasets.constants import STAGE_CHOICES, UNSCORED
 
 
+SUBJECT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+SUBJECT_ID_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def random_date_shift_days() -> int:
+    """A cohort's secret date offset (NSRR practice): between 1 and 10 years back, in whole days."""
+    return -(365 + secrets.randbelow(9 * 365 + 3))
+
+
 class Cohort(models.Model):
+    SHIFT_DATES, DROP_DATES = "shift", "drop"
+    DATE_POLICIES = [(SHIFT_DATES, "shift by the cohort's secret offset"), (DROP_DATES, "drop")]
+
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    subject_prefix = models.CharField(
+        max_length=16, blank=True, validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9_]{0,15}$",
+                                                              "letters, digits and '_', starting with a letter or digit")],
+        help_text="recordings are numbered <prefix>-<NNNN>; derived from the name at the first import when empty",
+    )
+    next_subject_number = models.PositiveIntegerField(default=1, help_text="the number the next numbered recording gets")
+    date_policy = models.CharField(
+        max_length=8, choices=DATE_POLICIES, default=SHIFT_DATES,
+        help_text="the measurement start stored with a recording: shifted by the cohort's offset, or none",
+    )
+    date_shift_days = models.IntegerField(
+        default=random_date_shift_days, editable=False,
+        help_text="secret offset of the stored measurement dates, drawn once per cohort; never shown to raters",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -22,11 +51,31 @@ class Recording(models.Model):
     """One imported PSG night, prepared as in rendering.md (filtered, 100 Hz, µV)."""
 
     cohort = models.ForeignKey(Cohort, on_delete=models.PROTECT, related_name="recordings")
-    name = models.CharField(max_length=200)
+    name = models.CharField(
+        max_length=200, validators=[RegexValidator(rf"^{SUBJECT_ID_PATTERN}$", f"a subject id is {SUBJECT_ID_RULE}")],
+        help_text="pseudonymous subject id, unique in the cohort (datasets/services/pseudonyms.py); a release's Subject",
+    )
     sha256 = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the PSG file")
-    source_filename = models.CharField(max_length=255)
     file_format = models.CharField(max_length=8)  # EDF, EDF+, BDF
-    start_time = models.DateTimeField(null=True, blank=True)
+    start_time = models.DateTimeField(
+        null=True, blank=True, help_text="measurement start shifted by the cohort's date offset, or none (cohort date policy)"
+    )
+    # Restricted identity fields: curators see them (view_recording_provenance), raters and releases never.
+    source_filename = models.CharField(max_length=255, help_text="the PSG file's original name (restricted)")
+    edf_patient = models.CharField(max_length=80, blank=True, help_text="the EDF header's patient field (restricted)")
+    edf_recording = models.CharField(max_length=80, blank=True, help_text="the EDF header's recording field (restricted)")
+    measured_at = models.DateTimeField(null=True, blank=True, help_text="the original measurement start (restricted)")
+    subject_age = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="age at the measurement from the EDF+ birth date, above 89 stored as 90 (restricted)"
+    )
+    identity_findings = models.JSONField(
+        default=list, blank=True,
+        help_text="names and dates found in the file's annotations and hypnogram texts at import (restricted)",
+    )
+    original_file = StorageNameField(
+        max_length=255, blank=True, help_text="storage name of the original PSG file, kept apart when KEEP_ORIGINAL_PSG "
+                                              "is on; admins only"
+    )
     duration_s = models.FloatField()
     mains_hz = models.FloatField()
     preparation_profile = models.CharField(
@@ -52,9 +101,11 @@ class Recording(models.Model):
 
     class Meta:
         ordering = ["cohort__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["cohort", "name"], name="unique_subject_in_cohort")]
         permissions = [
             ("view_reference_stage", "Can see reference (hypnogram) stages and rationales"),
-            ("view_recording_provenance", "Can see source file names, hashes and hypnogram sources"),
+            ("view_recording_provenance", "Can see source file names, hashes, hypnogram sources and EDF identity fields"),
+            ("download_original_psg", "Can download the original PSG file when it is kept"),
         ]
 
     def __str__(self) -> str:
@@ -117,6 +168,8 @@ class ImportJob(BackgroundJob):
     massex_name = models.CharField(max_length=255, blank=True)
     massex_path = StorageNameField(max_length=500, blank=True, help_text="MASS-EX CSV read onto the recording")
     massex_contiguous = models.BooleanField(default=False)
+    subject_id = models.CharField(max_length=64, blank=True,
+                                  help_text="given by the curator; empty: the file name's MASS id or the cohort's next number")
     recording = models.ForeignKey(Recording, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports")
 
     class Meta(BackgroundJob.Meta):

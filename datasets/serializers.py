@@ -12,7 +12,9 @@ from datasets.services.channels import parse_channel_map
 from datasets.services.hypnograms import FORMATS
 
 REFERENCE_FIELDS = ["stage", "massex_n", "reference_rules", "reference_rationale"]  # N tells which epochs are unscored
-PROVENANCE_FIELDS = ["sha256", "source_filename", "start_time", "hypnogram_source", "hypnogram_notes"]
+# Identity and provenance (spec/privacy.md): for roles that see provenance, never for raters.
+PROVENANCE_FIELDS = ["sha256", "source_filename", "edf_patient", "edf_recording", "measured_at", "start_time",
+                     "subject_age", "identity_findings", "hypnogram_source", "hypnogram_notes"]
 
 
 class CohortSerializer(serializers.ModelSerializer):
@@ -20,7 +22,7 @@ class CohortSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Cohort
-        fields = ["id", "name", "description", "recording_count", "created_at"]
+        fields = ["id", "name", "description", "subject_prefix", "date_policy", "recording_count", "created_at"]
 
 
 class RecordingSerializer(BlindedFieldsMixin, serializers.ModelSerializer):
@@ -74,9 +76,9 @@ class ImportJobSerializer(BackgroundJobSerializer):
 
     class Meta:
         model = ImportJob
-        fields = [*BackgroundJobSerializer.JOB_FIELDS, "cohort", "source_name", "hypnogram_name", "hypnogram_format",
-                  "channel_map", "mains_hz", "trim_to_hypnogram", "massex_name", "massex_contiguous", "recording", "link",
-                  "link_text", "file", "hypnogram", "massex"]
+        fields = [*BackgroundJobSerializer.JOB_FIELDS, "cohort", "subject_id", "source_name", "hypnogram_name",
+                  "hypnogram_format", "channel_map", "mains_hz", "trim_to_hypnogram", "massex_name", "massex_contiguous",
+                  "recording", "link", "link_text", "file", "hypnogram", "massex"]
         read_only_fields = ["state", "message", "error", "source_name", "hypnogram_name", "massex_name", "recording",
                             "created_at", "started_at", "finished_at"]
 

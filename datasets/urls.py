@@ -8,6 +8,7 @@ urlpatterns = [
     path("cohorts/<int:cohort_id>/", views.RecordingListView.as_view(), name="cohort"),
     path("recordings/", views.RecordingListView.as_view(), name="recording-list"),
     path("recordings/<int:pk>/", views.RecordingDetailView.as_view(), name="recording"),
+    path("recordings/<int:pk>/original/", views.OriginalPsgView.as_view(), name="recording-original"),
     path("recordings/<int:pk>/epochs/<int:index>/", views.EpochView.as_view(), name="epoch"),
     path("recordings/<int:pk>/epochs/<int:index>/signals.bin", views.EpochSignalsView.as_view(), name="epoch-signals"),
     path("imports/new/", views.ImportNewView.as_view(), name="import-new"),

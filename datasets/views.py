@@ -4,7 +4,7 @@ import json
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.db.models import Count, Q
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -125,7 +125,7 @@ class ImportNewView(PolicyViewMixin, FormView):
                 upload=data["file"], cohort=data["cohort"], hypnogram=data.get("hypnogram"),
                 hypnogram_format=data["hypnogram_format"], channel_map=data["channel_map"], mains_hz=data["mains_hz"],
                 trim_to_hypnogram=data["trim_to_hypnogram"], massex=data.get("massex"),
-                massex_contiguous=data["massex_contiguous"], user=self.request.user,
+                massex_contiguous=data["massex_contiguous"], subject_id=data["subject_id"], user=self.request.user,
             )
         except InputError as exc:
             form.add_error(None, str(exc))
@@ -161,6 +161,18 @@ class EpochSignalsView(PolicyViewMixin, View):
         response["ETag"] = etag
         response["Cache-Control"] = "private, max-age=300"
         return response
+
+
+class OriginalPsgView(PolicyViewMixin, View):
+    """The original PSG file, stored apart when KEEP_ORIGINAL_PSG is on: admins only (it identifies the subject)."""
+
+    permission_required = "datasets.view_recording"
+    capability = "can_download_original_psg"
+
+    def get(self, request, pk):
+        recording = get_object_or_404(self.policy.reachable(Recording.objects.exclude(original_file="")), pk=pk)
+        return FileResponse(default_storage.open(recording.original_file, "rb"), as_attachment=True,
+                            filename=recording.source_filename, content_type="application/octet-stream")
 
 
 def _image_etag(request, sha256):

@@ -1,4 +1,5 @@
-"""REST API of releases, under /api/releases/: create (queues the build), follow, cancel, list files.
+"""REST API of releases, under /api/releases/: create (queues the build), follow (the detail holds the
+provenance), cancel, list files.
 Curators create and cancel; curators and researchers read and download; raters see nothing."""
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -8,7 +9,7 @@ from rest_framework.routers import SimpleRouter
 
 from core.exceptions import InputError
 from releases.models import Release
-from releases.serializers import ReleaseCreateSerializer, ReleaseSerializer
+from releases.serializers import ReleaseCreateSerializer, ReleaseDetailSerializer, ReleaseSerializer
 from releases.services.build import cancel_release, create_release
 from releases.services.downloads import file_response
 
@@ -18,7 +19,8 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                                                 "files").select_related("previous")
 
     def get_serializer_class(self):
-        return ReleaseCreateSerializer if self.action == "create" else ReleaseSerializer
+        by_action = {"create": ReleaseCreateSerializer, "retrieve": ReleaseDetailSerializer}
+        return by_action.get(self.action, ReleaseSerializer)
 
     def create(self, request, *args, **kwargs):
         data = ReleaseCreateSerializer(data=request.data)
@@ -41,7 +43,7 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def cancel(self, request, pk=None):
         """Cancel a pending or running build (a built release stays as it is: 409)."""
         release = self.get_object()
-        if not cancel_release(release):
+        if not cancel_release(release, user=request.user):
             return Response({"detail": f"release {release} is {release.state}: nothing to cancel"},
                             status=status.HTTP_409_CONFLICT)
         return Response(ReleaseSerializer(release).data)

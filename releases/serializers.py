@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from core.serializers import BackgroundJobSerializer
 from releases.models import Release, ReleaseFile
+from releases.services.provenance import stored as stored_provenance
 
 
 class ReleaseFileSerializer(serializers.ModelSerializer):
@@ -32,6 +33,18 @@ class ReleaseSerializer(BackgroundJobSerializer):
             "name", "version", "description", "license_id", "license_text", "cohorts", "scoring_campaigns",
             "rating_campaigns", "model_versions", "stage_source", "include_images", "previous", "epochs",
             "changelog", "files"]
+
+
+class ReleaseDetailSerializer(ReleaseSerializer):
+    """One release with its provenance.json (null until built)."""
+
+    provenance = serializers.SerializerMethodField()
+
+    class Meta(ReleaseSerializer.Meta):
+        fields = ReleaseSerializer.Meta.fields + ["provenance"]
+
+    def get_provenance(self, release) -> dict | None:
+        return stored_provenance(release)
 
 
 class ReleaseCreateSerializer(serializers.Serializer):

@@ -5,6 +5,7 @@ from django.views.generic import DetailView, ListView, View
 from core.access import PolicyViewMixin
 from releases.models import Release
 from releases.services.downloads import file_response
+from releases.services.provenance import stored as stored_provenance
 
 
 class ReleaseListView(PolicyViewMixin, ListView):
@@ -24,9 +25,23 @@ class ReleaseDetailView(PolicyViewMixin, DetailView):
         release = self.object
         from django.urls import reverse
 
+        provenance = stored_provenance(release)
         return super().get_context_data(job_url=reverse("release-detail", args=[release.pk]),
                                         archives=release.files.filter(archive=True),
-                                        files=release.files.filter(archive=False), **kwargs)
+                                        files=release.files.filter(archive=False), provenance=provenance,
+                                        provenance_campaigns=_campaign_rows(provenance), **kwargs)
+
+
+def _campaign_rows(provenance) -> list[dict]:
+    """The provenance's answer counts and rubric versions, one row per campaign (campaign names are dict keys,
+    which a template cannot index safely)."""
+    if provenance is None:
+        return []
+    answers, rubrics = provenance["answers"], provenance["rubrics"]
+    return ([{"kind": "scoring", "name": name, "answers": counts["labels"], "adjudications": counts["adjudications"]}
+             for name, counts in sorted(answers["scoring"].items())]
+            + [{"kind": "rating", "name": name, "answers": counts["ratings"], "rubrics": rubrics.get(name, [])}
+               for name, counts in sorted(answers["rating"].items())])
 
 
 class ReleaseFileView(PolicyViewMixin, View):

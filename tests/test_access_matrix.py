@@ -35,6 +35,16 @@ def _edf_upload(w):
     return SimpleUploadedFile("small-night.edf", _small_edf(), content_type="application/octet-stream")
 
 
+def _kept_original(w) -> str:
+    """The world recording with its original PSG kept (KEEP_ORIGINAL_PSG): the download's URL."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    w.recording.original_file = default_storage.save("originals/ab/original.edf", ContentFile(_small_edf()))
+    w.recording.save(update_fields=["original_file"])
+    return f"/recordings/{w.recording.pk}/original/"
+
+
 def _form_errors(w, client, response, role):
     """A 200 answer to a form post is the form again, with its errors."""
     if response.status_code == 200:
@@ -103,6 +113,10 @@ class TestPages(RoleAccessTests):
         Access("epoch signals", "datasets:epoch-signals", lambda w: f"/recordings/{w.recording.pk}/epochs/1/signals.bin",
                everyone()),
         Access("image", "datasets:image", lambda w: f"/images/{w.image.sha256}.png", everyone()),
+        Access("original psg", "datasets:recording-original", _kept_original, expect(200, [ADMIN]),
+               after=_content_type("application/octet-stream")),
+        Access("original psg not kept", "datasets:recording-original",
+               lambda w: f"/recordings/{w.recording.pk}/original/", expect(404, [ADMIN])),
         Access("import form", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS)),
         Access("import upload without file", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS),
                method="post", data=lambda w: {"cohort": "Uploads", "mains_hz": 50}, after=_form_errors),

@@ -13,17 +13,20 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import call_command
+from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Label, Reservation
 from annotation.services.campaigns import create_campaign
+from core.models import ChangeRecord
 from core.roles import RATER
+from core.services import audit
 from datasets.models import Epoch
 from datasets.services.massex import ranks
 from inference.models import ModelVersion, Prediction
 from releases.models import Release
 from releases.services import build as builds
-from releases.services import export
+from releases.services import export, provenance
 from tests.factories import make_recording
 
 STAGES = ["W", "W", "unscored", "N1", "N2", "N2", "unscored", "N3", "R", "N2"]
@@ -148,9 +151,14 @@ def test_tables_consensus_and_pseudonymous_raters(make_user, db, media_root):
 def test_builds_are_byte_reproducible_archives_included(make_user, db, media_root):
     campaign, version, _ = _with_campaigns(make_user)
     release = built(stage_source=Release.ADJUDICATED, scoring_campaigns=[campaign.name], model_versions=[version.name])
-    first = hashes(release)
+    first, provenance_bytes = hashes(release), read(release, "provenance.json")
+    assert json.loads(provenance_bytes)["release"]["scoring_campaigns"] == [campaign.name]
+    with transaction.atomic():  # a change outside the release's inputs, and the code version read afresh
+        audit.record(ChangeRecord.UPDATE, object_type="auth.user", object_id="1", after={})
+    provenance.code_version.cache_clear()
     Release.objects.filter(pk=release.pk).update(state=Release.PENDING)  # the same release built again
     assert builds.build_release(release.pk).state == Release.SUCCEEDED and hashes(release) == first
+    assert read(release, "provenance.json") == provenance_bytes
     tar = tarfile.open(fileobj=io.BytesIO(read(release, "mass-ex-1.0.0.tar.gz")))
     members = tar.getmembers()
     assert [m.name for m in members] == sorted(m.name for m in members) and all(m.mtime == 0 for m in members)

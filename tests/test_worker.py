@@ -41,6 +41,12 @@ def test_api_upload_is_imported_by_the_worker(celery_worker, make_user, night_ed
     assert not [name for name in stored_files(media_root) if name.startswith("uploads/")]
     detail = api.get(f"/api/imports/{job.pk}/").json()
     assert detail["state"] == "succeeded" and detail["recording"] == recording.pk
+    # the import's change record was written by the worker, for the curator who uploaded
+    from core.models import ChangeRecord
+
+    [record] = ChangeRecord.objects.filter(object_type="datasets.recording", object_id=str(recording.pk))
+    assert (record.action, record.source, record.actor) == (ChangeRecord.IMPORT, ChangeRecord.WORKER, job.created_by)
+    assert record.request_id and record.request_id != response["X-Request-ID"]
 
     # the same file again: nothing new
     again = wait_for(upload(api, "copy.edf", night_edf.read_bytes()).json()["id"])

@@ -11,7 +11,7 @@ import csv
 import io
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from xml.parsers import expat
 
@@ -96,6 +96,7 @@ class Hypnogram:
     format: str
     source: str
     notes: list[str]
+    annotations: object = field(default=None, repr=False)  # an EDF+ file's mne.Annotations, for the identity scan
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -211,7 +212,9 @@ def _read_edf_annotations(path: Path, onset: float) -> Hypnogram:
         annotations = mne.read_annotations(path)
     except Exception as error:  # mne raises many types for unreadable files
         raise InputError(f"{path}: cannot read EDF+ annotations: {error}") from error
-    return _from_annotations(annotations, str(path), onset)
+    hypnogram = _from_annotations(annotations, str(path), onset)
+    hypnogram.annotations = annotations
+    return hypnogram
 
 
 def _from_annotations(annotations, source: str, shift: float) -> Hypnogram:

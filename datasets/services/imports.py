@@ -19,9 +19,10 @@ from django.db import transaction
 
 from core.services.queue import send
 from datasets.exceptions import InputError
-from datasets.models import ImportJob
+from datasets.models import ImportJob, Recording
 from datasets.services import storage
 from datasets.services.ingest import ImportRequest, Progress, import_psg
+from datasets.services.pseudonyms import check_subject_id
 
 log = logging.getLogger(__name__)
 RUN_TASK = "datasets.run_import"
@@ -49,28 +50,35 @@ def create_job(*, source_path: str, source_name: str, cohort: str, in_storage: b
                hypnogram_path: str = "", hypnogram_name: str = "", hypnogram_format: str = "",
                channel_map: dict | None = None, mains_hz: float | None = None,
                trim_to_hypnogram: bool = False, massex_path: str = "", massex_name: str = "",
-               massex_contiguous: bool = False, user=None) -> ImportJob:
+               massex_contiguous: bool = False, subject_id: str = "", user=None) -> ImportJob:
     check_lengths(cohort_name=cohort, source_name=source_name, source_path=source_path,
                   hypnogram_name=hypnogram_name, hypnogram_path=hypnogram_path,
                   massex_name=massex_name, massex_path=massex_path)
     check_mains(mains_hz)
+    if subject_id:
+        check_subject_id(subject_id)
+        if Recording.objects.filter(cohort__name=cohort, name=subject_id).exists():
+            raise InputError(f"subject id {subject_id!r} is already used in cohort {cohort!r}; give another one, "
+                             "or none to number the recording")
     return ImportJob.objects.create(
         source_path=source_path, source_name=source_name, source_in_storage=in_storage, cohort_name=cohort,
         hypnogram_path=hypnogram_path, hypnogram_name=hypnogram_name, hypnogram_format=hypnogram_format,
         channel_map=channel_map, mains_hz=mains_hz, trim_to_hypnogram=trim_to_hypnogram,
-        massex_path=massex_path, massex_name=massex_name, massex_contiguous=massex_contiguous, created_by=user,
+        massex_path=massex_path, massex_name=massex_name, massex_contiguous=massex_contiguous, subject_id=subject_id,
+        created_by=user,
     )
 
 
 def submit_upload(*, upload, cohort: str, hypnogram=None, hypnogram_format: str = "",
                   channel_map: dict | None = None, mains_hz: float | None = None,
                   trim_to_hypnogram: bool = False, massex=None, massex_contiguous: bool = False,
-                  user=None) -> ImportJob:
+                  subject_id: str = "", user=None) -> ImportJob:
     """Create the job, store its uploaded files under uploads/<job id>/, queue it after commit."""
     job = create_job(source_path="", source_name=upload.name, in_storage=True, cohort=cohort,
                      hypnogram_name=hypnogram.name if hypnogram else "", hypnogram_format=hypnogram_format,
                      channel_map=channel_map, mains_hz=mains_hz, trim_to_hypnogram=trim_to_hypnogram,
-                     massex_name=massex.name if massex else "", massex_contiguous=massex_contiguous, user=user)
+                     massex_name=massex.name if massex else "", massex_contiguous=massex_contiguous,
+                     subject_id=subject_id, user=user)
     folder = f"uploads/{job.pk}"
     try:
         source_path = default_storage.save(f"{folder}/{_safe_name(upload.name)}", upload)
@@ -145,6 +153,7 @@ def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
                 hypnogram=hypnogram_path, hypnogram_format=job.hypnogram_format or None,
                 channel_map=job.channel_map, mains_hz=job.mains_hz or settings.DEFAULT_MAINS_HZ,
                 trim_to_hypnogram=job.trim_to_hypnogram, massex=massex_path, massex_contiguous=job.massex_contiguous,
+                subject_id=job.subject_id,
             )
             recording, created = import_psg(request, user=job.created_by, progress=JobProgress(job, echo))
     except InputError as exc:
@@ -158,6 +167,9 @@ def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
                          message="failed; the upload is kept, the import can be retried")
     else:
         message = "imported" if created else f"already imported as recording #{recording.pk}: nothing new created"
+        if created and recording.identity_findings:
+            message += (f"; {len(recording.identity_findings)} names or dates found in annotation and hypnogram "
+                        "texts, kept out (listed on the recording)")
         finish = partial(job.succeed, message, recording=recording)
     if job.lease_lost():  # another worker took the import over: the upload is its to read and delete
         log.warning("import job %s: taken over by another worker, this run stops", job.pk)

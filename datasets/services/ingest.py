@@ -4,6 +4,10 @@ Atomic: files are written first (content-addressed), then every row in one trans
 failure no row remains. Files are never deleted here: a content-addressed file may already serve a
 row committed by another import, so unreferenced files are left to the storage sweep. Imports of
 the same file (SHA-256) are serialised with a named lock.
+
+The subject's identity (file name, EDF header fields, measurement date) goes only into restricted fields:
+the recording is named by a pseudonymous subject id (pseudonyms.py), its stored start follows the cohort's
+date policy, and annotation and hypnogram texts are scanned for names and dates (identity.py).
 """
 from __future__ import annotations
 
@@ -11,14 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from core.locks import named_lock
+from core.models import ChangeRecord
+from core.services import audit
 
 from datasets.constants import EMG_DERIVATIONS, EPOCH_SAMPLES, EPOCH_SECONDS, MODEL_IMAGE_SIZE, TARGET_SFREQ, UNSCORED
 from datasets.exceptions import InputError
 from datasets.models import Cohort, Epoch, EpochImage, Recording
-from datasets.services import storage
+from datasets.services import identity, pseudonyms, storage
 from datasets.services.channels import ChannelPlan, plan_channels
 from datasets.services.hypnograms import (
     Hypnogram, ScoredEpoch, hypnogram_from_annotations, read_hypnogram, read_mass_ex_rows,
@@ -45,6 +52,7 @@ class ImportRequest:
     profile: str = CURRENT_PROFILE
     massex: Path | None = None  # MASS-EX CSV whose rules and rationale go onto the hypnogram's scored epochs
     massex_contiguous: bool = False  # the user states a MASS-EX CSV's epochs are contiguous: it is the hypnogram
+    subject_id: str = ""  # given by the curator; else the file name's MASS id or the cohort's next number
     notes: list[str] = field(default_factory=list)
 
 
@@ -77,22 +85,47 @@ def _import_locked(request: ImportRequest, sha: str, user, progress: Progress) -
     usable_s = (raw.n_times * TARGET_SFREQ // raw.info["sfreq"]) / TARGET_SFREQ  # whole samples after resampling
     scored, align_notes = align_epochs(hypnogram, usable_s, request.trim_to_hypnogram, name)
     scored, numbers = _apply_massex(request, hypnogram, scored, name)
+    measured = raw.info.get("meas_date")
+    terms = identity.identity_terms(source_filename=name, patient=header.patient, recording=header.recording,
+                                    measured=measured.date() if measured else None)
+    _check_subject_id(request.subject_id, terms)
+    annotation_sets = [("PSG annotation", raw.annotations)]
+    if request.hypnogram is not None:
+        annotation_sets.append(("hypnogram annotation", hypnogram.annotations))
+    scored, findings = identity.scan_import(annotation_sets, scored, terms)
 
     progress(0.05, 0, len(scored), "reading signals")
     signals, prep_notes = prepared_signals(raw, plan, request.mains_hz, request.profile, progress, len(scored))
     signal_name, _, _ = storage.save_array(signals)
     images = render_epochs(signals, plan.derivations, scored, progress)
     progress(0.97, len(scored), len(scored), "saving")
+    original = storage.save_file(request.path, "originals", sha, header.file_format[:3].lower()) \
+        if settings.KEEP_ORIGINAL_PSG else ""
     try:
         recording = _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, signal_name, images,
-                          channel_notes + align_notes + prep_notes, user)
+                          channel_notes + align_notes + prep_notes, user, findings=findings, original=original)
     except IntegrityError:
         existing = Recording.objects.filter(sha256=sha).first()
         if existing is None:
+            if request.subject_id and Recording.objects.filter(cohort__name=request.cohort,
+                                                               name=request.subject_id).exists():
+                raise InputError(f"subject id {request.subject_id!r} was taken in cohort {request.cohort!r} by an "
+                                 "import that ran at the same time; give another one") from None
             raise
         return existing, False
     progress(1.0, len(scored), len(scored), "done")
     return recording, True
+
+
+def _check_subject_id(subject_id: str, terms: identity.IdentityTerms) -> None:
+    """A given subject id is well formed and carries nothing of the file's identity fields."""
+    if not subject_id:
+        return
+    pseudonyms.check_subject_id(subject_id)
+    found = sorted({kind for _, _, kind in terms.spans(subject_id)})
+    if found:
+        raise InputError(f"subject id {subject_id!r} carries the subject's identity ({', '.join(found)} of the file); "
+                         "give a pseudonymous id")
 
 
 def _check_channels(plan: ChannelPlan, header: PsgHeader, name: str) -> list[str]:
@@ -237,16 +270,24 @@ def render_epochs(signals, derivations, scored, progress) -> list[tuple[str, str
 
 @transaction.atomic
 def _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, signal_name, images, notes,
-          user) -> Recording:
+          user, *, findings: list[str], original: str) -> Recording:
     cohort, _ = Cohort.objects.get_or_create(name=request.cohort)
-    meas_date = raw.info.get("meas_date")
+    cohort = Cohort.objects.select_for_update().get(pk=cohort.pk)
+    measured = raw.info.get("meas_date")
+    born = identity.birthdate(header.patient)
     recording = Recording.objects.create(
         cohort=cohort,
-        name=Path(name).stem,
+        name=pseudonyms.subject_id_for(cohort, given=request.subject_id, file_name=name),
         sha256=sha,
         source_filename=name,
+        edf_patient=header.patient,
+        edf_recording=header.recording,
+        measured_at=measured,
+        subject_age=identity.capped_age(born, measured.date()) if born and measured else None,
+        identity_findings=findings,
+        original_file=original,
         file_format=header.file_format,
-        start_time=meas_date,
+        start_time=pseudonyms.stored_start(cohort, measured),
         duration_s=raw.n_times / raw.info["sfreq"],
         mains_hz=request.mains_hz,
         preparation_profile=request.profile,
@@ -290,4 +331,5 @@ def _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, sig
         ],
         batch_size=500,
     )
+    audit.record(ChangeRecord.IMPORT, recording, actor=user, after=audit.snapshot(recording))
     return recording

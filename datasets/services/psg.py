@@ -31,6 +31,11 @@ class PsgHeader:
     n_records: int
     record_duration: float
     signals: list[SignalHeader] = field(default_factory=list)
+    # identity fields, as in the file (restricted: datasets.services.identity)
+    patient: str = ""  # bytes 8-88: EDF+ "code sex birthdate name", plain EDF free text
+    recording: str = ""  # bytes 88-168: EDF+ "Startdate dd-MMM-yyyy admin-code technician equipment"
+    startdate: str = ""  # dd.mm.yy
+    starttime: str = ""  # hh.mm.ss
 
     @property
     def duration_s(self) -> float:
@@ -62,6 +67,8 @@ def read_header(path: Path) -> PsgHeader:
             file_format, sample_bytes = "EDF", 2
         else:
             raise InputError(f"{name}: not an EDF or BDF file (the first 8 bytes are {head[:8]!r})")
+        identity = {"patient": _field(head, 8, 80), "recording": _field(head, 88, 80),
+                    "startdate": _field(head, 168, 8), "starttime": _field(head, 176, 8)}
         reserved = _field(head, 192, 44)
         if reserved.startswith(("EDF+", "BDF+")):
             file_format += "+"
@@ -113,7 +120,7 @@ def read_header(path: Path) -> PsgHeader:
             f"{name}: truncated data: the header promises {n_records} data records "
             f"({n_records * record_bytes} bytes) but the file holds {data_bytes} bytes ({held} complete records)"
         )
-    header = PsgHeader(file_format, n_records, record_duration, signals)
+    header = PsgHeader(file_format, n_records, record_duration, signals, **identity)
     if header.duration_s > MAX_DURATION_S:
         raise InputError(f"{name}: absurd header: the recording would last {header.duration_s / 3600:.0f} hours")
     return header

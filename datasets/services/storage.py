@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
@@ -31,6 +32,19 @@ def save_content_addressed(data: bytes, prefix: str, ext: str) -> tuple[str, str
         default_storage.delete(saved)
         return name, sha, False
     return name, sha, True
+
+
+def save_file(path: Path, prefix: str, sha256: str, ext: str) -> str:
+    """Store a local file (streamed) under its known SHA-256; return the storage name."""
+    name = content_name(prefix, sha256, ext)
+    if default_storage.exists(name):
+        _touch(name)
+        return name
+    with open(path, "rb") as handle:
+        saved = default_storage.save(name, File(handle, name=Path(name).name))
+    if saved != name:  # another process stored the same content meanwhile
+        default_storage.delete(saved)
+    return name
 
 
 def _touch(name: str) -> None:

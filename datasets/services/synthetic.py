@@ -491,9 +491,17 @@ def _rem(rng, sfreq, amp, tau_decay):
 # --------------------------------------------------------------------------------------------
 
 
-def write_synthetic_edf(path, hours: float = 8.0, seed: int = 0, sfreq: float = 256.0) -> SyntheticNight:
-    """Synthesize a night and write it as EDF+ (6 MASS-style channels in uV, hypnogram annotations)."""
-    from edfio import Edf, EdfAnnotation, EdfSignal, Patient, Recording
+def write_synthetic_edf(path, hours: float = 8.0, seed: int = 0, sfreq: float = 256.0, *, patient: str = "",
+                        recording: str = "", startdate: datetime.date = datetime.date(2024, 1, 1),
+                        starttime: datetime.time = datetime.time(23, 0, 0),
+                        notes: tuple[tuple[float, str], ...] = ()) -> SyntheticNight:
+    """Synthesize a night and write it as EDF+ (6 MASS-style channels in uV, hypnogram annotations).
+
+    The header names no one unless `patient` / `recording` give its patient and recording fields as written
+    (e.g. "MCH-0234567 F 14-MAR-1962 Doe_Jane"; the recording field should then start with the EDF+
+    "Startdate dd-MMM-yyyy" of `startdate`); `notes` adds free-text annotations (onset s, text)."""
+    from edfio import Edf, EdfAnnotation, EdfSignal, Patient
+    from edfio import Recording as EdfRecording
 
     night = synthesize_night(hours=hours, seed=seed, sfreq=sfreq)
     signals = []
@@ -515,16 +523,21 @@ def write_synthetic_edf(path, hours: float = 8.0, seed: int = 0, sfreq: float = 
     annotations = [
         EdfAnnotation(onset, duration, SLEEP_EDF_LABELS[stage])
         for onset, duration, stage in hypnogram_intervals(night.stages)
-    ]
+    ] + [EdfAnnotation(onset, None, text) for onset, text in notes]
     edf = Edf(
         signals,
-        patient=Patient(code=f"SYNTH-{seed}", name="Synthetic"),
-        recording=Recording(startdate=datetime.date(2024, 1, 1), equipment_code="synthetic_psg"),
-        starttime=datetime.time(23, 0, 0),
+        patient=Patient(code=f"SYNTH-{seed}"),
+        recording=EdfRecording(startdate=startdate, equipment_code="synthetic_psg"),
+        starttime=starttime,
         data_record_duration=1.0,
         annotations=annotations,
     )
     edf.write(Path(path))
+    with open(path, "r+b") as handle:  # the identity fields exactly as given (bytes 8-88 and 88-168)
+        for offset, text in ((8, patient), (88, recording)):
+            if text:
+                handle.seek(offset)
+                handle.write(text.encode("ascii").ljust(80)[:80])
     return night
 
 

@@ -1,9 +1,11 @@
 """Building a release on the core job engine: contents written to a local temporary folder, packed, then
 copied into storage (Django's storage API: a folder or an S3-compatible bucket) under releases/<id>/.
 
-A release is marked built only after every file is in storage. A failed or cancelled build deletes the
-files it stored; a build killed mid-way stays RUNNING until its lease lapses, and the restarted build
-(claim takes it over) first deletes what the killed one stored, then writes the same bytes again.
+The written folder passes the PHI scan (releases/services/phi.py) before anything is packed or stored: a
+recording's identity in it fails the build with the report. A release is marked built only after every
+file is in storage. A failed or cancelled build deletes the files it stored; a build killed mid-way stays
+RUNNING until its lease lapses, and the restarted build (claim takes it over) first deletes what the killed
+one stored, then writes the same bytes again.
 """
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from core.exceptions import InputError
+from core.models import ChangeRecord
+from core.services import audit
 from core.services.queue import send
 from releases.models import Release, ReleaseFile, validate_semver, version_key
-from releases.services import archives, export
+from releases.services import archives, export, phi, provenance
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +81,16 @@ def create_release(name, version, *, cohorts, stage_source=Release.REFERENCE, sc
         release.scoring_campaigns.set(scoring)
         release.rating_campaigns.set(named(RatingCampaign, rating_campaigns, "name", "rating campaign"))
         release.model_versions.set(named(ModelVersion, model_versions, "name", "model version"))
+        audit.record(ChangeRecord.BUILD, release, actor=user, after=audit.snapshot(release))
         if queue:
             send(Release.task_name, (release.pk,))
     return release
+
+
+def _recordings(release):
+    from datasets.models import Recording
+
+    return Recording.objects.filter(cohort__in=release.cohorts.all())
 
 
 def _delete_files(release) -> None:
@@ -101,6 +112,7 @@ def _store(release, root: Path, path: Path, archive: bool) -> None:
 def write_contents(release, root: Path, tick) -> dict:
     """Every file of the release's folder under `root`; `tick(done, total)` after each recording."""
     content = export.ReleaseContent(release)
+    made_from = provenance.collect(content)
     tables = export.Tables(root)
     changes = export.Changelog(release)
     stage_counts, epochs, fine, subjects = Counter(), 0, 0, 0
@@ -108,6 +120,7 @@ def write_contents(release, root: Path, tick) -> dict:
     try:
         for done, recording in enumerate(content.recordings, start=1):
             subject, exported = content.write_recording(recording, root, tables)
+            made_from["inputs"].append(provenance.signal_input(recording, subject))
             changes.compare(subject, exported)
             stage_counts.update(stage for stage, _, _ in exported.values())
             epochs += len(exported)
@@ -124,6 +137,7 @@ def write_contents(release, root: Path, tick) -> dict:
     (root / "CHANGELOG.md").write_text(changes.markdown(), encoding="utf-8")
     (root / "README.md").write_text(export.dataset_card(release, {"epochs": epochs}, stage_counts, fine, subjects),
                                     encoding="utf-8")
+    provenance.write(root, made_from)
     export.write_manifest(root)
     tick(total, total)
     return {"epochs": epochs, "changelog": counts}
@@ -147,6 +161,7 @@ def build_release(release_id: int, echo=None) -> Release:
             root = Path(tmp) / release.folder
             root.mkdir()
             summary = write_contents(release, root, tick)
+            phi.check_release_folder(root, release.folder, _recordings(release))  # before anything is stored
             packed = Path(tmp) / "packed"
             packed.mkdir()
             archives.write_tar_gz(root, release.folder, packed / f"{release.folder}.tar.gz")
@@ -175,9 +190,13 @@ def build_release(release_id: int, echo=None) -> Release:
     return release
 
 
-def cancel_release(release) -> bool:
+def cancel_release(release, *, user=None) -> bool:
     """Cancel a pending or running build; its worker stops at the next recording and deletes its files."""
-    cancelled = release.cancel()
+    with transaction.atomic():
+        before = audit.snapshot(release)
+        cancelled = release.cancel()
+        if cancelled:
+            audit.record(ChangeRecord.CANCEL, release, actor=user, before=before, after=audit.snapshot(release))
     if cancelled and release.state == Release.CANCELLED and not release.started_at:
         _delete_files(release)
     return cancelled

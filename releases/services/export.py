@@ -12,7 +12,8 @@ rationales (the reference rationale, then a rationale-mode label).
 
 Everything the platform adds goes in further files: long tables in CSV and Parquet under `tables/` (and
 Parquet copies of fine and coarse), `agreement.json` and `agreement.md`, `rules.md`, the dataset card
-`README.md`, `CHANGELOG.md` and `MANIFEST.sha256`; optionally `images/<subject>/<N>_<Stage>.png`.
+`README.md`, `CHANGELOG.md`, `provenance.json` (services/provenance.py) and `MANIFEST.sha256`; optionally
+`images/<subject>/<N>_<Stage>.png`.
 Raters are pseudonymised as rater-01, rater-02, ... in user-id order, stable within a release.
 Nothing written depends on the time of the build: the same database gives the same bytes.
 """

@@ -1,4 +1,4 @@
-"""python manage.py import_psg PATH [--hypnogram FILE] [--massex CSV] [--cohort NAME] [--channel-map JSON]"""
+"""python manage.py import_psg PATH [--hypnogram FILE] [--massex CSV] [--cohort NAME] [--subject-id ID] [--channel-map JSON]"""
 from pathlib import Path
 
 from django.conf import settings
@@ -20,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--hypnogram", type=Path, help="separate hypnogram file (EDF+, NSRR XML, CSV, MASS-EX CSV)")
         parser.add_argument("--hypnogram-format", default="", help="force a hypnogram format instead of detecting it")
         parser.add_argument("--cohort", default="default")
+        parser.add_argument("--subject-id", default="", help="pseudonymous subject id (default: the file name's MASS id, "
+                                                             "else the cohort's next <prefix>-<NNNN>)")
         parser.add_argument("--channel-map", help="JSON object or file: derivation -> channel or [positive, negative]")
         parser.add_argument("--mains-hz", type=float, default=settings.DEFAULT_MAINS_HZ, help="notch frequency")
         parser.add_argument("--trim-to-hypnogram", action="store_true", help="drop signal after the hypnogram's end")
@@ -51,6 +53,7 @@ class Command(BaseCommand):
                 hypnogram_format=opts["hypnogram_format"], channel_map=channel_map, mains_hz=opts["mains_hz"],
                 trim_to_hypnogram=opts["trim_to_hypnogram"], massex_path=str(massex.resolve()) if massex else "",
                 massex_name=massex.name if massex else "", massex_contiguous=opts["massex_contiguous"],
+                subject_id=opts["subject_id"],
             )
         except InputError as exc:
             raise CommandError(str(exc)) from None

@@ -19,6 +19,7 @@ from datasets.services.ingest import find_existing
 from datasets.services.synthetic import write_synthetic_edf
 from inference.models import InferenceJob, ModelVersion, Prediction
 from inference.services.jobs import start_job
+from inference.services.versions import save_version
 
 DEMO_ACCOUNTS = {  # username: (role, password); demo only, printed at start
     "rater": (RATER, "rater-demo-pass"),
@@ -35,6 +36,11 @@ SCORING_RATERS = ("rater", "rater2", "rater3")
 RATING_CAMPAIGN = "Demo rating"
 RATING_RATERS = ("rater", "rater2", "rater3")
 RELEASE_NAME = "demo-release"
+# A clinical export names the file and header after the patient: imported under a pseudonymous subject id,
+# the name and dates stay in the curator's restricted fields, out of raters' pages and the release.
+IDENTIFIED_FILE = "Doe_Jane_1962-03-14.edf"
+IDENTIFIED_PATIENT = "MCH-0234567 F 14-MAR-1962 Doe_Jane"
+IDENTIFIED_RECORDING = "Startdate 01-JAN-2024 EMR-88123 X synthetic_psg"
 # Simulated raters (rater2, rater3) agree with the reference about as often as human scorers agree
 # with the majority per stage (spec/agreement.md); otherwise they pick a neighbouring stage.
 SIMULATED_AGREEMENT = {"W": 0.85, "N1": 0.6, "N2": 0.85, "N3": 0.7, "R": 0.9}
@@ -58,6 +64,7 @@ class Command(BaseCommand):
         ensure_broker_folders()
         self._accounts()
         recording = self._night(opts["hours"], opts["seed"])
+        self._identified_night(opts["seed"])
         self._baseline(recording)
         self._scoring(recording, opts["seed"])
         self._rating(opts["seed"])
@@ -97,12 +104,29 @@ class Command(BaseCommand):
         self.stdout.write(f"Imported recording #{job.recording_id}: {job.recording.epoch_count} epochs rendered")
         return job.recording
 
+    def _identified_night(self, seed: int):
+        """Half a night whose file name and header carry a patient's name and birth date, and a technician's
+        note naming her: the import gives it a subject id and reports the note."""
+        path = settings.VAR_DIR / "demo" / IDENTIFIED_FILE
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_synthetic_edf(path, hours=0.5, seed=seed + 1, patient=IDENTIFIED_PATIENT,
+                                recording=IDENTIFIED_RECORDING, notes=((120.0, "lights off, Mrs Doe asleep"),))
+        recording = find_existing(path)
+        if recording is None:
+            job = imports.run_job(imports.create_job(source_path=str(path), source_name=path.name,
+                                                     cohort=DEMO_COHORT).pk)
+            if job.state != ImportJob.SUCCEEDED:
+                raise CommandError(job.error)
+            recording = job.recording
+        self.stdout.write(f"{IDENTIFIED_FILE} imported as subject {recording.name}: its name, header and dates only "
+                          f"on the curator's recording page (/recordings/{recording.pk}/)")
+
     def _baseline(self, recording):
         """The CPU baseline over the night, so the epoch pages show predictions with rationales."""
-        version, _ = ModelVersion.objects.get_or_create(
-            name=BASELINE_VERSION, defaults={"backend": ModelVersion.BASELINE,
-                                             "description": "YASA's pretrained classifier with a measured, rule-grounded rationale"},
-        )
+        version = ModelVersion.objects.filter(name=BASELINE_VERSION).first() or save_version(
+            ModelVersion(name=BASELINE_VERSION, backend=ModelVersion.BASELINE,
+                         description="YASA's pretrained classifier with a measured, rule-grounded rationale"))
         self.stdout.write(f"Running model version '{version.name}' over the night (in this process)...")
         job = start_job(version, recording=recording, inline=True)
         if job.state != InferenceJob.SUCCEEDED:
@@ -197,7 +221,7 @@ class Command(BaseCommand):
         if release.state != Release.SUCCEEDED:
             raise CommandError(f"release build failed: {release.error}")
         self.stdout.write(f"Release '{release}': {release.epochs} epochs, {release.files.count()} files "
-                          f"(page /releases/{release.pk}/)")
+                          f"(page /releases/{release.pk}/, provenance /releases/{release.pk}/files/provenance.json)")
 
     def _serve(self, addr: str):
         """runserver with a Celery worker beside it; Ctrl-C or SIGTERM stops both."""
