@@ -138,16 +138,16 @@ class CampaignViewSet(CampaignQueueViewSet):
     @extend_schema(parameters=[OpenApiParameter("recording", int, required=True, description="recording id")])
     @action(detail=True, methods=["get"])
     def hypnogram(self, request, pk=None):
-        """The requester's own labels of one recording (?recording=), for the scoring page's mini hypnogram."""
+        """The requester's own labels of one recording (?recording=), for the scoring page's mini hypnogram and
+        to show a labelled epoch's answer (stage, rules, rationale) when the rater goes back to it."""
         campaign = self.get_object()
         recording = request.query_params.get("recording")
         if recording is None or not str(recording).isdigit():
             raise ValidationError({"recording": "give ?recording=ID (an integer)"})
         labels = queue.own_visible_labels(campaign, self.request.user).filter(item__recording_id=int(recording))
-        rows = labels.order_by("item__epoch__index").values_list("item_id", "item__epoch__index", "stage", "uncertain",
-                                                                 "revision")
-        return Response([{"item": item, "index": index, "stage": stage, "uncertain": uncertain, "revision": revision}
-                         for item, index, stage, uncertain, revision in rows])
+        rows = labels.order_by("item__epoch__index").values("item_id", "item__epoch__index", "stage", "uncertain",
+                                                            "rule_ids", "rationale", "revision")
+        return Response([{"item": row.pop("item_id"), "index": row.pop("item__epoch__index"), **row} for row in rows])
 
     @action(detail=True, methods=["get", "post"])
     def adjudication(self, request, pk=None):

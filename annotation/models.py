@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 
 from core.models import QueueReservation, RevisedAnswer
-from datasets.constants import STAGE_CHOICES, STAGES
+from datasets.constants import CLINICAL_VIEW, SIGNAL_VIEW_CHOICES, STAGE_CHOICES, STAGES
 from datasets.models import Epoch, Recording
 from inference.models import ModelVersion
 
@@ -41,6 +41,10 @@ class ScoringCampaign(models.Model):
     show_other_labels = models.BooleanField(default=False, help_text="raters see other raters' labels")
     rescore_share = models.FloatField(default=0.0, help_text="share of a rater's items served again, unannounced")
     rationale_mode = models.BooleanField(default=False, help_text="raters also pick rule ids and write a rationale")
+    signal_view = models.CharField(max_length=8, choices=SIGNAL_VIEW_CHOICES, default=CLINICAL_VIEW,
+                                   help_text="the signal view raters start with")
+    signal_view_switchable = models.BooleanField(default=True, help_text="raters may switch to the other signal view")
+    key_dwell_ms = models.PositiveIntegerField(default=300, help_text="stage keys count once an epoch has been shown this long")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -52,6 +56,12 @@ class ScoringCampaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def shows_night_position(self) -> bool:
+        """Whole-night campaigns show where an epoch lies in the night; blinded single-epoch ones do not (a
+        time-of-night cue)."""
+        return self.unit == self.RECORDING or self.show_reference
 
 
 class CampaignItem(models.Model):

@@ -3,7 +3,8 @@ labels or the re-score flag (the views choose the serializer by the requester's 
 from rest_framework import serializers
 
 from annotation.models import Adjudication, Label, ScoringCampaign
-from datasets.constants import STAGES
+from core.services.work_queue import MAX_KEY_DWELL_MS
+from datasets.constants import CLINICAL_VIEW, SIGNAL_VIEW_CHOICES, STAGES
 
 
 class CampaignSerializer(serializers.ModelSerializer):
@@ -19,7 +20,8 @@ class CampaignSerializer(serializers.ModelSerializer):
         model = ScoringCampaign
         fields = ["id", "name", "description", "recordings", "raters", "adjudicators", "sample", "sample_size",
                   "sample_seed", "disagreement_model", "overlap", "unit", "reservation_timeout_s", "show_reference",
-                  "show_model_outputs", "show_other_labels", "rescore_share", "rationale_mode", "created_at",
+                  "show_model_outputs", "show_other_labels", "rescore_share", "rationale_mode", "key_dwell_ms", "signal_view",
+                  "signal_view_switchable", "created_at",
                   "item_count"]
 
     def get_item_count(self, campaign) -> int:
@@ -63,6 +65,9 @@ class CampaignCreateSerializer(serializers.Serializer):
     show_other_labels = serializers.BooleanField(required=False, default=False)
     rescore_share = serializers.FloatField(required=False, default=0.0)
     rationale_mode = serializers.BooleanField(required=False, default=False)
+    key_dwell_ms = serializers.IntegerField(required=False, default=300, min_value=0, max_value=MAX_KEY_DWELL_MS)
+    signal_view = serializers.ChoiceField(choices=SIGNAL_VIEW_CHOICES, default=CLINICAL_VIEW)
+    signal_view_switchable = serializers.BooleanField(required=False, default=True)
 
 
 class CampaignEditSerializer(serializers.Serializer):
@@ -77,6 +82,9 @@ class CampaignEditSerializer(serializers.Serializer):
     show_model_outputs = serializers.BooleanField(required=False)
     show_other_labels = serializers.BooleanField(required=False)
     rescore_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    key_dwell_ms = serializers.IntegerField(required=False, min_value=0, max_value=MAX_KEY_DWELL_MS)
+    signal_view = serializers.ChoiceField(choices=SIGNAL_VIEW_CHOICES, required=False)
+    signal_view_switchable = serializers.BooleanField(required=False)
 
 
 class LabelInputSerializer(serializers.Serializer):

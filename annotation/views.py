@@ -1,17 +1,23 @@
 """Pages of the annotation app: the rater's campaigns, the scoring page, the campaign dashboard."""
+from functools import cached_property
+
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
-from django.views.generic import FormView, TemplateView, View
+from django.views.generic import FormView, TemplateView
 
 from annotation.forms import CampaignForm
 from annotation.models import ScoringCampaign
 from annotation.services.campaigns import create_campaign, visible_campaigns
 from core import views as campaign_pages
 from core.access import PolicyViewMixin
+from core.services.blinding import RATING, blinding_overlaps
 from datasets.exceptions import InputError
+from datasets.models import Recording
 from inference.models import AasmRule
 
 STAGE_KEYS = [("W", "W"), ("N1", "1"), ("N2", "2"), ("N3", "3"), ("R", "R")]
+ADJUDICATION_REASONS = ["Spindle or K-complex present", "Arousal / alpha in the epoch", "Slow waves ≥ 20 %",
+                        "REMs with low chin EMG", "Majority rule of the epoch", "Context of the neighbouring epochs"]
 
 
 class CampaignListView(campaign_pages.CampaignListView):
@@ -30,6 +36,9 @@ class CampaignNewView(PolicyViewMixin, FormView):
     def form_valid(self, form):
         data = dict(form.cleaned_data)
         data["recordings"] = list(data["recordings"]) or None
+        overlaps = self.blinding_overlaps(data)
+        if overlaps and not self.request.POST.get("overlaps_seen"):
+            return self.render_to_response(self.get_context_data(form=form, overlaps=overlaps))
         try:
             campaign = create_campaign(data.pop("name"), user=self.request.user, **data)
         except InputError as exc:
@@ -37,6 +46,15 @@ class CampaignNewView(PolicyViewMixin, FormView):
             return self.form_invalid(form)
         messages.info(self.request, f"Campaign {campaign.name!r} created with {campaign.items.count()} epochs.")
         return redirect("annotation:campaign-list")
+
+    @staticmethod
+    def blinding_overlaps(data) -> list:
+        """Rating campaigns whose raters rate rationales on this campaign's recordings, when it hides the model
+        or the reference (shown before the campaign is created)."""
+        if data["show_model_outputs"] and data["show_reference"]:
+            return []
+        recordings = data["recordings"] or Recording.objects.filter(cohort=data["cohort"])
+        return blinding_overlaps(data["raters"], recordings, kind=RATING)
 
 
 class ScoreView(PolicyViewMixin, TemplateView):
@@ -60,28 +78,15 @@ class DashboardView(PolicyViewMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         from annotation.services import plots
-        from core.services.plots import kappa_heatmap_svg
         from annotation.services.consensus import can_adjudicate, for_adjudication
-        from annotation.services.dashboard import PUBLISHED, campaign_statistics
-        from datasets.constants import STAGES
-        from inference.services.plots import confusion_svg
+        from annotation.services.dashboard import campaign_statistics
 
         campaign = get_object_or_404(ScoringCampaign, pk=self.kwargs["pk"])
         stats = campaign_statistics(campaign)
-        names = [p["rater"] for p in stats["progress"] if p["done"]]
-        figures = {
-            "heatmap": kappa_heatmap_svg(names, stats.get("pairwise", [])) if stats.get("pairwise") else "",
-            "stage_kappa": plots.stage_bars_svg(stats.get("stage_kappa", {}), PUBLISHED["stage_kappa"],
-                                                title="One-vs-rest kappa per stage (tick: Lee et al. 2022)"),
-            "stage_agreement": plots.stage_bars_svg(
-                {s: v["value"] for s, v in stats.get("stage_agreement_with_majority", {}).items()},
-                PUBLISHED["stage_agreement_with_majority"], title="Agreement with the majority per stage (tick: AASM ISR)"),
-            "confusions": [(kind, row["rater"], confusion_svg(row["confusion"], STAGES, rows=row["rater"], columns=kind))
-                           for kind, rows in stats["against"].items() for row in rows],
-        }
+        figures = plots.dashboard_figures(stats)
         return super().get_context_data(campaign=campaign, stats=stats, figures=figures,
                                         hypnograms=_stacked_hypnograms(campaign, plots),
-                                        to_adjudicate=for_adjudication(campaign)[:50],
+                                        to_adjudicate=len(for_adjudication(campaign)),
                                         may_adjudicate=can_adjudicate(self.request.user, campaign), **kwargs)
 
 
@@ -107,20 +112,25 @@ def _stacked_hypnograms(campaign, plots, limit: int = 3) -> list[tuple[str, str]
     return out
 
 
-class AdjudicateView(PolicyViewMixin, View):
-    """Resolve one item of the dashboard's list (curators and the campaign's adjudicators)."""
+class AdjudicateView(PolicyViewMixin, TemplateView):
+    """The disputed epochs of a campaign, one at a time in the signal view, resolved by keys (curators and the
+    campaign's adjudicators); saves go through the adjudication API."""
 
     permission_required = "annotation.view_scoringcampaign"
+    template_name = "annotation/adjudicate.html"
 
-    def post(self, request, pk):
-        from annotation.services.consensus import adjudicate
+    def has_permission(self) -> bool:
+        from annotation.services.consensus import can_adjudicate
 
-        campaign = get_object_or_404(ScoringCampaign, pk=pk)
-        item = get_object_or_404(campaign.items, pk=request.POST.get("item"))
-        try:
-            adjudicate(item, request.POST.get("stage", ""), request.POST.get("reason", ""), request.user)
-        except InputError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.info(request, f"Epoch {item.epoch_id} resolved.")
-        return redirect("annotation:dashboard", pk=pk)
+        return super().has_permission() and can_adjudicate(self.request.user, self.campaign)
+
+    @cached_property
+    def campaign(self):
+        return get_object_or_404(ScoringCampaign, pk=self.kwargs["pk"])
+
+    def get_context_data(self, **kwargs):
+        from annotation.services.consensus import LOW_AGREEMENT, disputes
+
+        return super().get_context_data(campaign=self.campaign, disputes=disputes(self.campaign, self.request.user),
+                                        stage_keys=STAGE_KEYS, reasons=ADJUDICATION_REASONS,
+                                        threshold=LOW_AGREEMENT, **kwargs)

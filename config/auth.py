@@ -53,6 +53,12 @@ class FailedSignIns(LoginRateThrottle):
 class ThrottledLoginView(LoginView):
     """Django's login page; past the limit of failed attempts it answers 429 without checking the password."""
 
+    def get_redirect_url(self):
+        """A `next` back to the site's root is no destination of its own: the sign-in lands where the user's
+        work is (LOGIN_REDIRECT_URL)."""
+        url = super().get_redirect_url()
+        return "" if url == "/" else url
+
     def post(self, request, *args, **kwargs):
         self.failures = FailedSignIns(request)
         wait = self.failures.wait()

@@ -95,7 +95,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # request per client address (DRF's "N/s|min|hour|day" syntax).
 LOGIN_THROTTLE_RATE = os.environ.get("LOGIN_THROTTLE_RATE", "10/min")
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "datasets:cohort-list"
+LOGIN_REDIRECT_URL = "core:home"  # My work for raters and anyone with work assigned, else the cohorts
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"

@@ -135,11 +135,13 @@ def build_world() -> SimpleNamespace:
     rng = np.random.default_rng(0)
     signals = (rng.standard_normal((len(DERIVATIONS), 3 * EPOCH_SAMPLES)) * 20).astype(np.float32)
     signal_name, _, _ = storage.save_array(signals)
+    native_name, _, _ = storage.save_array((signals.repeat(2, axis=1) * 10).astype(np.int16), prefix="native")  # 200 Hz
     cohort = Cohort.objects.create(name="World")
     empty_cohort = Cohort.objects.create(name="Empty")  # no recordings: it may be deleted
     recording = Recording.objects.create(
         cohort=cohort, name="SC4001E0", sha256="ab" * 32, source_filename="SC4001E0-PSG.edf", file_format="EDF+",
         duration_s=90, mains_hz=50, derivations=list(DERIVATIONS), signal_file=signal_name, epoch_count=3,
+        native_signal_file=native_name, native_sfreq=200.0, native_scale_uv=[0.1] * len(DERIVATIONS),
         hypnogram_format="edf+", hypnogram_source="/data/sleep-edf/SC4001EC-Hypnogram.edf",
         hypnogram_notes=["epochs 0-2 unscored before lights off"],
     )

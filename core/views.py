@@ -1,15 +1,17 @@
 """Pages of core: pieces shared by the campaign apps (scoring, rating), the audit trail, accounts and roles."""
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.http import Http404
 from django.shortcuts import redirect
-from django.views.generic import DetailView, ListView
+from django.views.generic import DetailView, ListView, TemplateView, View
 
 from core.access import PolicyViewMixin
 from core.exceptions import InputError
 from core.filters import ChangeRecordFilter
 from core.models import ChangeRecord
-from core.roles import ROLES
-from core.services import audit, users
+from core.roles import RATER, ROLES, user_roles
+from core.services import audit, docs, users
+from core.services.work import work_of
 
 
 class CampaignListView(PolicyViewMixin, ListView):
@@ -20,6 +22,26 @@ class CampaignListView(PolicyViewMixin, ListView):
 
     def get_queryset(self):
         return self.visible_campaigns(self.request.user).order_by("-created_at").prefetch_related("raters")
+
+
+class LandingView(PolicyViewMixin, View):
+    """Where a sign-in lands: My work for raters and for anyone with work assigned, the cohorts otherwise."""
+
+    permission_required = ()  # every signed-in user
+
+    def get(self, request):
+        lands_on_work = RATER in user_roles(request.user) or work_of(request.user)
+        return redirect("core:my-work" if lands_on_work else "datasets:cohort-list")
+
+
+class MyWorkView(PolicyViewMixin, TemplateView):
+    """The user's open scoring and rating assignments and adjudications, with progress and a button to go on."""
+
+    permission_required = ()  # every signed-in user: the assignments are their own
+    template_name = "core/my_work.html"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(assignments=work_of(self.request.user), **kwargs)
 
 
 class AuditListView(PolicyViewMixin, ListView):
@@ -82,3 +104,16 @@ class UserDetailView(PolicyViewMixin, DetailView):
             messages.success(request, f"Roles of {account.get_username()} saved." if changed
                              else "Nothing changed.")
         return redirect("core:user-detail", account.pk)
+
+
+class DocumentView(TemplateView):
+    """A reference document of docs/ (model contract, rule catalogue, agreement references), for every user."""
+
+    template_name = "core/document.html"
+
+    def get_context_data(self, **kwargs):
+        try:
+            title, html = docs.document(self.kwargs["name"])
+        except KeyError:
+            raise Http404("no such document") from None
+        return super().get_context_data(title=title, html=html, documents=docs.DOCUMENTS, **kwargs)

@@ -23,6 +23,12 @@ EEG_DERIVATIONS = ("F4-M1", "C4-M1", "O2-M1")
 EOG_DERIVATIONS = ("LOC", "ROC")
 EMG_DERIVATIONS = ("Chin EMG",)
 
+# The signal view of the scoring and rating pages: the model's 100-Hz preparation, or the recording's own
+# rate with a technologist's filters (AASM defaults).
+MODEL_VIEW, CLINICAL_VIEW = "model", "clinical"
+SIGNAL_VIEW_CHOICES = [(MODEL_VIEW, "As the model saw it (100 Hz preparation)"),
+                       (CLINICAL_VIEW, "Clinical (own sampling rate, AASM filters)")]
+
 MODEL_IMAGE_SIZE = (448, 224)  # width, height in pixels
 GRID_COLOUR = "#404040"
 

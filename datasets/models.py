@@ -95,6 +95,12 @@ class Recording(models.Model):
     )
     epoch_offset_s = models.FloatField(default=0.0, help_text="onset of epoch 0 from recording start")
     signal_file = StorageNameField(max_length=255, help_text="storage name of the prepared signals (.npy)")
+    native_signal_file = StorageNameField(
+        max_length=255, blank=True, help_text="storage name of the unfiltered derivations at the file's own rate (int16 "
+                                              ".npy) for the clinical view; empty for recordings imported before it"
+    )
+    native_sfreq = models.FloatField(null=True, blank=True, help_text="sampling rate of the native signals (Hz)")
+    native_scale_uv = models.JSONField(default=list, blank=True, help_text="µV per int16 step, one per derivation")
     epoch_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -129,6 +135,11 @@ class Epoch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recording} #{self.index}"
+
+    @property
+    def number(self) -> int:
+        """The epoch's number on every page: 1-based, as a technologist counts (URLs and the API keep `index`)."""
+        return self.index + 1
 
 
 class EpochImage(models.Model):

@@ -11,6 +11,8 @@ urlpatterns = [
     path("recordings/<int:pk>/original/", views.OriginalPsgView.as_view(), name="recording-original"),
     path("recordings/<int:pk>/epochs/<int:index>/", views.EpochView.as_view(), name="epoch"),
     path("recordings/<int:pk>/epochs/<int:index>/signals.bin", views.EpochSignalsView.as_view(), name="epoch-signals"),
+    path("recordings/<int:pk>/epochs/<int:index>/clinical.bin", views.EpochClinicalSignalsView.as_view(),
+         name="epoch-clinical-signals"),
     path("imports/new/", views.ImportNewView.as_view(), name="import-new"),
     path("imports/<int:pk>/", views.ImportDetailView.as_view(), name="import"),
     path("images/<str:sha256>.png", views.ImageView.as_view(), name="image"),

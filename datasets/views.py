@@ -2,6 +2,7 @@
 import json
 
 from django.contrib import messages
+from django.core.exceptions import BadRequest
 from django.core.files.storage import default_storage
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse
@@ -17,6 +18,7 @@ from datasets.forms import ImportForm
 from datasets.models import Cohort, Epoch, EpochImage, ImportJob, Recording
 from datasets.services import images, imports
 from datasets.services.plots import STAGE_COLOURS, hypnogram_svg
+from datasets.services.signals import aasm_filters
 
 IMAGE_CACHE = "private, max-age=31536000, immutable"
 
@@ -151,16 +153,64 @@ class EpochSignalsView(PolicyViewMixin, View):
         epochs = self.policy.reachable(Epoch.objects.select_related("recording"), "recording")
         epoch = get_object_or_404(epochs, recording_id=pk, index=index)
         context = request.GET.get("context", "1") == "1"
-        etag = f'"{epoch.recording.signal_file.rsplit("/", 1)[-1][:16]}-{index}-{int(context)}"'
+        file_hash = self.signal_file(epoch.recording).rsplit("/", 1)[-1][:16]
+        etag = f'"{file_hash}-{index}-{int(context)}{self.variant(epoch)}"'
         if request.headers.get("If-None-Match") == etag:
             response = HttpResponse(status=304)
         else:
-            body, meta = images.epoch_signals(epoch, context=context)
+            body, meta = self.encode(epoch, context)
             response = HttpResponse(body, content_type="application/octet-stream")
             response["X-Signal-Meta"] = json.dumps(meta)
         response["ETag"] = etag
         response["Cache-Control"] = "private, max-age=300"
         return response
+
+    def signal_file(self, recording) -> str:
+        return recording.signal_file
+
+    def variant(self, epoch) -> str:
+        return ""
+
+    def encode(self, epoch, context):
+        return images.epoch_signals(epoch, context=context)
+
+
+FILTER_PARAMETERS = (("high_pass", "hp"), ("low_pass", "lp"), ("notch", "notch"))
+
+
+def clinical_filters(query, mains_hz: float) -> dict[str, dict[str, float]]:
+    """The AASM filters per channel kind, with what the query sets (hp_eeg, lp_eeg, notch_eeg, ... in Hz; 0: off)."""
+    filters = aasm_filters(mains_hz)
+    for kind, settings in filters.items():
+        for key, prefix in FILTER_PARAMETERS:
+            name = f"{prefix}_{kind.lower()}"
+            if name in query:
+                try:
+                    settings[key] = float(query[name])
+                except ValueError:
+                    raise BadRequest(f"{name}: not a number") from None
+                if not 0 <= settings[key] <= 1000:
+                    raise BadRequest(f"{name}: from 0 to 1000 Hz")
+        if 0 < settings["low_pass"] <= settings["high_pass"]:
+            raise BadRequest(f"lp_{kind.lower()} must lie above hp_{kind.lower()}")
+    return filters
+
+
+class EpochClinicalSignalsView(EpochSignalsView):
+    """The clinical view of an epoch, encoded as EpochSignalsView: the derivations at the recording's own rate,
+    filtered per channel kind (clinical_filters)."""
+
+    def signal_file(self, recording) -> str:
+        if not recording.native_signal_file:
+            raise Http404("this recording was imported without its native-rate signal, which the clinical view needs")
+        return recording.native_signal_file
+
+    def variant(self, epoch) -> str:
+        self.filters = clinical_filters(self.request.GET, epoch.recording.mains_hz)
+        return "-" + "-".join(f"{value:g}" for settings in self.filters.values() for value in settings.values())
+
+    def encode(self, epoch, context):
+        return images.clinical_signals(epoch, self.filters, context=context)
 
 
 class OriginalPsgView(PolicyViewMixin, View):

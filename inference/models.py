@@ -152,6 +152,12 @@ class Prediction(models.Model):
     )
     rationale = models.TextField(blank=True)
     probability = models.FloatField(null=True, blank=True)
+    origin_note = models.CharField(
+        max_length=200, blank=True,
+        help_text="where the stage came from beyond the model version (the baseline's classifier and channels); "
+                  "curators and researchers only, never in the rationale")
+    rule_conflict = models.CharField(
+        max_length=20, blank=True, help_text="the stages the cited rules point to when they exclude the stage")
     raw_output = models.TextField(blank=True, help_text="the model's text, always kept")
     detail = models.TextField(blank=True, help_text="parse error, repair applied, or why the epoch was skipped")
     version_hash = models.CharField(max_length=64)

@@ -63,10 +63,13 @@ class InferenceJobSerializer(BackgroundJobSerializer):
 
 
 class PredictionSerializer(serializers.ModelSerializer):
+    """Curators and researchers (model outputs): the output with where its stage came from and any rule conflict."""
+
     model_version = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Prediction
         fields = ["id", "epoch", "model_version", "job", "status", "stage", "rule_ids", "rationale", "probability",
-                  "raw_output", "detail", "version_hash", "preparation_profile", "created_at"]
+                  "origin_note", "rule_conflict", "raw_output", "detail", "version_hash", "preparation_profile",
+                  "created_at"]
         read_only_fields = fields

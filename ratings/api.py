@@ -41,18 +41,27 @@ RATING_FILTER_PARAMETERS = filter_parameters(RatingFilter)
 
 
 def served(campaign, item, rater, rescore: bool) -> dict:
-    """What a rater learns of an item served to them (loaded by the queue with its epoch and recording):
-    the epoch to show and the rationale to rate."""
-    rules = {r.rule_id: r for r in AasmRule.objects.filter(rule_id__in=item.rule_ids)}
+    """What a rater learns of an item served to them (loaded by the queue with its epoch and recording): only
+    what `blind_item` takes, so nothing of the item's origin can reach the page."""
     # a first-pass item comes from the rater's unanswered reservation: no rating of theirs yet
     rating = RATING.current(campaign).filter(item=item, rater=rater, rescore=True).first() if rescore else None
+    return blind_item(item.pk, item.recording_id, item.epoch.index, item.epoch.onset_s, item.recording.epoch_count,
+                      item.stage, item.rule_ids, item.rationale, OwnRatingSerializer(rating).data if rating else None)
+
+
+def blind_item(item_id: int, recording_id: int, index: int, onset_s: float, epoch_count: int, stage: str,
+               rule_ids: list, rationale: str, own_rating: dict | None) -> dict:
+    """The one shape of a served rating item, the same keys and formats whatever its origin: the epoch to show
+    (ids and position), the stage, the rule ids in catalog order with the catalog's text, the rationale."""
+    catalog = {r.rule_id: r for r in AasmRule.objects.filter(rule_id__in=rule_ids).order_by("position")}
+    ordered = [*catalog, *sorted(set(rule_ids) - set(catalog))]
     return {
-        "item": item.pk, "recording": item.recording_id, "index": item.epoch.index, "onset_s": item.epoch.onset_s,
-        "recording_epoch_count": item.recording.epoch_count, "stage": item.stage,
-        "rules": [{"id": r, "title": rules[r].title if r in rules else "", "text": rules[r].text if r in rules else ""}
-                  for r in item.rule_ids],
-        "rationale": item.rationale,
-        "rating": OwnRatingSerializer(rating).data if rating else None,
+        "item": int(item_id), "recording": int(recording_id), "index": int(index), "onset_s": float(onset_s),
+        "recording_epoch_count": int(epoch_count), "stage": str(stage),
+        "rules": [{"id": r, "title": getattr(catalog.get(r), "title", ""), "text": getattr(catalog.get(r), "text", "")}
+                  for r in ordered],
+        "rationale": rationale.strip(),
+        "rating": own_rating,
     }
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 
 from core.models import QueueReservation, RevisedAnswer
-from datasets.constants import STAGE_CHOICES, STAGES
+from datasets.constants import MODEL_VIEW, SIGNAL_VIEW_CHOICES, STAGE_CHOICES, STAGES
 from datasets.models import Cohort, Epoch, Recording
 from inference.models import ModelVersion, Prediction
 
@@ -28,6 +28,10 @@ class RatingCampaign(models.Model):
     raters = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="rating_campaigns")
     reservation_timeout_s = models.PositiveIntegerField(default=900)
     fast_floor_s = models.FloatField(default=5.0, help_text="ratings given faster than this are flagged (not blocked)")
+    signal_view = models.CharField(max_length=8, choices=SIGNAL_VIEW_CHOICES, default=MODEL_VIEW,
+                                   help_text="the signal view raters start with (the model's, to judge its rationale)")
+    signal_view_switchable = models.BooleanField(default=True, help_text="raters may switch to the other signal view")
+    key_dwell_ms = models.PositiveIntegerField(default=300, help_text="score keys count once an item has been shown this long")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -4,6 +4,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.services.work_queue import MAX_KEY_DWELL_MS
+from datasets.constants import MODEL_VIEW, SIGNAL_VIEW_CHOICES
 from ratings.models import Rating, RatingCampaign, RatingItem
 
 
@@ -25,7 +27,8 @@ class RatingCampaignSerializer(serializers.ModelSerializer):
     class Meta:
         model = RatingCampaign
         fields = ["id", "name", "description", "cohorts", "model_versions", "expert_sources", "sample_size",
-                  "sample_seed", "overlap", "raters", "reservation_timeout_s", "fast_floor_s", "rubric",
+                  "sample_seed", "overlap", "raters", "reservation_timeout_s", "fast_floor_s", "key_dwell_ms", "signal_view",
+                  "signal_view_switchable", "rubric",
                   "item_count", "created_at"]
 
     def get_item_count(self, campaign) -> int:
@@ -62,6 +65,9 @@ class RatingCampaignCreateSerializer(serializers.Serializer):
     raters = serializers.ListField(child=serializers.CharField())
     reservation_timeout_s = serializers.IntegerField(required=False, min_value=10, default=900)
     fast_floor_s = serializers.FloatField(required=False, min_value=0, default=5.0)
+    key_dwell_ms = serializers.IntegerField(required=False, default=300, min_value=0, max_value=MAX_KEY_DWELL_MS)
+    signal_view = serializers.ChoiceField(choices=SIGNAL_VIEW_CHOICES, default=MODEL_VIEW)
+    signal_view_switchable = serializers.BooleanField(required=False, default=True)
     item_list = serializers.CharField(required=False, allow_blank=True, default="",
                                       help_text="CSV text with columns recording, epoch (and optionally source)")
     rubric = serializers.JSONField(required=False, default=None, help_text="Markdown text or a list of dimensions")
@@ -76,6 +82,9 @@ class RatingCampaignEditSerializer(serializers.Serializer):
     raters = serializers.ListField(child=serializers.CharField(), required=False)
     reservation_timeout_s = serializers.IntegerField(required=False, min_value=10)
     fast_floor_s = serializers.FloatField(required=False, min_value=0)
+    key_dwell_ms = serializers.IntegerField(required=False, min_value=0, max_value=MAX_KEY_DWELL_MS)
+    signal_view = serializers.ChoiceField(choices=SIGNAL_VIEW_CHOICES, required=False)
+    signal_view_switchable = serializers.BooleanField(required=False)
 
 
 class RatingInputSerializer(serializers.Serializer):

@@ -1,20 +1,48 @@
 """Pages of the ratings app: the rater's campaigns, the rating page, the campaign dashboard and downloads."""
+from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
-from django.views.generic import TemplateView, View
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.generic import FormView, TemplateView, View
 
 from core import views as campaign_pages
 from core.access import PolicyViewMixin
+from core.exceptions import InputError
+from core.services.blinding import SCORING, blinding_overlaps
 from datasets.constants import STAGES
+from datasets.models import Recording
 from inference.models import AasmRule
+from ratings.forms import RatingCampaignForm
 from ratings.models import RatingCampaign
-from ratings.services.campaigns import visible_campaigns
+from ratings.services.campaigns import create_rating_campaign, visible_campaigns
+from ratings.services.queue import RATING
 
 
 class CampaignListView(campaign_pages.CampaignListView):
     permission_required = "ratings.view_ratingcampaign"
     template_name = "ratings/campaign_list.html"
     visible_campaigns = staticmethod(visible_campaigns)
+
+
+class CampaignNewView(PolicyViewMixin, FormView):
+    """Create a rating campaign (curators): the same service as the API and `manage.py create_rating_campaign`."""
+
+    permission_required = "ratings.add_ratingcampaign"
+    template_name = "ratings/campaign_new.html"
+    form_class = RatingCampaignForm
+
+    def form_valid(self, form):
+        data = dict(form.cleaned_data)
+        data["rubric"] = data["rubric"] or None
+        overlaps = blinding_overlaps(data["raters"], Recording.objects.filter(cohort__in=data["cohorts"]), kind=SCORING)
+        if overlaps and not self.request.POST.get("overlaps_seen"):
+            return self.render_to_response(self.get_context_data(form=form, overlaps=overlaps))
+        try:
+            campaign = create_rating_campaign(data.pop("name"), user=self.request.user, **data)
+        except InputError as exc:
+            form.add_error(None, str(exc))
+            return self.form_invalid(form)
+        messages.info(self.request, f"Rating campaign {campaign.name!r} created with {campaign.items.count()} items.")
+        return redirect("ratings:campaign-list")
 
 
 class RateView(PolicyViewMixin, TemplateView):
@@ -26,7 +54,8 @@ class RateView(PolicyViewMixin, TemplateView):
     def get_context_data(self, **kwargs):
         campaign = get_object_or_404(RatingCampaign.objects.filter(raters=self.request.user), pk=self.kwargs["pk"])
         return super().get_context_data(campaign=campaign, rubric=campaign.rubric, stages=STAGES,
-                                        rules=AasmRule.objects.all(), **kwargs)
+                                        rules=AasmRule.objects.all(),
+                                        waiting=RATING.waiting_for_scoring(campaign, self.request.user), **kwargs)
 
 
 class DashboardView(PolicyViewMixin, TemplateView):
@@ -53,20 +82,25 @@ class DashboardView(PolicyViewMixin, TemplateView):
 
 
 class ReportView(PolicyViewMixin, View):
-    """The campaign's figures as a download: ?format=json, csv or md (the agreement_report command's output)."""
+    """The campaign's report: without a format, the Markdown report as a page; ?format=json, csv or md downloads
+    it (the agreement_report command's output)."""
 
     permission_required = "ratings.view_ratingcampaign"
     capability = "can_see_reference"
     CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8", "md": "text/markdown; charset=utf-8"}
 
     def get(self, request, pk):
+        from core.services.docs import markdown_html
         from ratings.services.statistics import campaign_statistics, render_report
 
         campaign = get_object_or_404(RatingCampaign, pk=pk)
-        fmt = request.GET.get("format", "json")
-        if fmt not in self.CONTENT_TYPES:
+        fmt = request.GET.get("format")
+        if fmt is not None and fmt not in self.CONTENT_TYPES:
             raise Http404(f"unknown format {fmt!r}")
         stats = campaign_statistics(campaign)
+        if fmt is None:
+            return render(request, "ratings/report.html",
+                          {"campaign": campaign, "report": markdown_html(render_report(stats, "md"))})
         if fmt == "json":
             return JsonResponse(stats)
         response = HttpResponse(render_report(stats, fmt), content_type=self.CONTENT_TYPES[fmt])

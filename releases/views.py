@@ -1,10 +1,14 @@
 """Pages of releases: the list, a release with its files and build progress, downloads (permission-checked)."""
-from django.shortcuts import get_object_or_404
-from django.views.generic import DetailView, ListView, View
+from django.shortcuts import get_object_or_404, redirect
+from django.views.generic import DetailView, FormView, ListView, View
 
 from core.access import PolicyViewMixin
+from core.exceptions import InputError
+from releases.forms import ReleaseForm
 from releases.models import Release
+from releases.services.build import create_release
 from releases.services.downloads import file_response
+from releases.services.preview import preview_release
 from releases.services.provenance import stored as stored_provenance
 
 
@@ -13,6 +17,33 @@ class ReleaseListView(PolicyViewMixin, ListView):
     template_name = "releases/release_list.html"
     context_object_name = "releases"
     queryset = Release.objects.prefetch_related("cohorts").order_by("name", "-created_at")
+
+
+class ReleaseNewView(PolicyViewMixin, FormView):
+    """The release builder (curators): the release's contents, then what they change against the previous version,
+    then the build (the same service as the API and `manage.py export_release`), followed on the release's page."""
+
+    permission_required = "releases.add_release"
+    template_name = "releases/release_new.html"
+    form_class = ReleaseForm
+
+    def form_valid(self, form):
+        previewed = self.request.POST.get("previewed") == form.fingerprint()
+        if "build" in self.request.POST and previewed:
+            fields = dict(form.cleaned_data)
+            try:
+                release = create_release(fields.pop("name"), fields.pop("version"), user=self.request.user, **fields)
+            except InputError as exc:
+                form.add_error(None, str(exc))
+                return self.form_invalid(form)
+            return redirect("releases:release-detail", release.pk)
+        try:
+            preview = preview_release(**form.choices())
+        except InputError as exc:
+            form.add_error(None, str(exc))
+            return self.form_invalid(form)
+        return self.render_to_response(self.get_context_data(
+            form=form, preview=preview, fingerprint=form.fingerprint(), changed="build" in self.request.POST))
 
 
 class ReleaseDetailView(PolicyViewMixin, DetailView):

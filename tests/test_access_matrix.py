@@ -45,6 +45,17 @@ def _kept_original(w) -> str:
     return f"/recordings/{w.recording.pk}/original/"
 
 
+def _my_work(w, client, response, role):
+    """Raters see their own assignments with progress and a button on; the world's tie waits for curators and admins."""
+    if response.status_code != 200:
+        return
+    kinds = {(a.kind, a.campaign) for a in response.context["assignments"]}
+    expected = {RATER: {("Scoring", "World campaign"), ("Rating", "World rating")},
+                CURATOR: {("Adjudication", "World campaign")}, ADMIN: {("Adjudication", "World campaign")},
+                RESEARCHER: set()}[role]
+    assert kinds == expected, f"{role}: {kinds}"
+
+
 def _form_errors(w, client, response, role):
     """A 200 answer to a form post is the form again, with its errors."""
     if response.status_code == 200:
@@ -112,6 +123,8 @@ class TestPages(RoleAccessTests):
         Access("epoch", "datasets:epoch", lambda w: f"/recordings/{w.recording.pk}/epochs/1/", everyone()),
         Access("epoch signals", "datasets:epoch-signals", lambda w: f"/recordings/{w.recording.pk}/epochs/1/signals.bin",
                everyone()),
+        Access("epoch clinical signals", "datasets:epoch-clinical-signals",
+               lambda w: f"/recordings/{w.recording.pk}/epochs/1/clinical.bin", everyone()),
         Access("image", "datasets:image", lambda w: f"/images/{w.image.sha256}.png", everyone()),
         Access("original psg", "datasets:recording-original", _kept_original, expect(200, [ADMIN]),
                after=_content_type("application/octet-stream")),
@@ -145,7 +158,11 @@ class TestPages(RoleAccessTests):
                after=_form_again_not_signed_in("world-rater-1")),
         Access("sign in", "login", lambda w: "/accounts/login/", everyone(302, anonymous=302), method="post",
                data=lambda w: {"username": "world-rater-1", "password": PASSWORD},
-               location=dict.fromkeys(EVERY_ROLE, "/"), after=_signed_in_as("world-rater-1", then="/")),
+               location=dict.fromkeys(EVERY_ROLE, "/home/"), after=_signed_in_as("world-rater-1", then="/home/")),
+        # the site's root is no destination of its own: a sign-in sent back to it lands where the user's work is
+        Access("sign in from the root", "login", lambda w: "/accounts/login/?next=/", everyone(302, anonymous=302),
+               method="post", data=lambda w: {"username": "world-rater-1", "password": PASSWORD},
+               location=dict.fromkeys(EVERY_ROLE, "/home/"), after=_signed_in_as("world-rater-1", then="/home/")),
         Access("sign in by PUT", "login", lambda w: "/accounts/login/", everyone(200, anonymous=200), method="put",
                data=lambda w: {"username": "world-rater-1", "password": PASSWORD},
                after=_form_again_not_signed_in("world-rater-1")),
@@ -163,9 +180,17 @@ class TestPages(RoleAccessTests):
         *[Access(f"health {method.upper()}", "healthz", lambda w: "/healthz", everyone(405, anonymous=405),
                  method=method) for method in WRITE_METHODS],
         # everyone reads the audit trail: raters the records of their own answers, curators and admins all
+        # where a sign-in lands: My work for raters and anyone with work (the curator and the admin adjudicate the
+        # world campaign's tie), the cohorts otherwise
+        Access("landing", "core:home", lambda w: "/home/", everyone(302),
+               location={RATER: "/work/", CURATOR: "/work/", ADMIN: "/work/", RESEARCHER: "/"}),
+        Access("my work", "core:my-work", lambda w: "/work/", everyone(), after=_my_work),
         Access("audit", "core:audit", lambda w: "/audit/", expect(200, EVERY_ROLE)),
         Access("audit filtered", "core:audit", lambda w: f"/audit/?object_type=annotation.scoringcampaign"
                f"&object_id={w.campaign.pk}&action=create", expect(200, EVERY_ROLE)),
+        # the reference documents the pages cite (docs/), for everyone signed in
+        Access("document", "core:doc", lambda w: "/docs/agreement-references/", expect(200, EVERY_ROLE)),
+        Access("unknown document", "core:doc", lambda w: "/docs/secrets/", expect(404, EVERY_ROLE)),
         Access("people", "core:user-list", lambda w: "/people/", expect(200, [ADMIN])),
         Access("person", "core:user-detail", lambda w: f"/people/{w.rater.pk}/", expect(200, [ADMIN])),
         Access("change roles", "core:user-detail", lambda w: f"/people/{w.rater.pk}/", expect(302, [ADMIN]),
@@ -276,8 +301,20 @@ def _label(w):
 
 
 def _campaign_form(w):
+    """A campaign of the matrix rater, who also rates on its recording: the overlap shown, then confirmed."""
     return {"name": "Fresh page campaign", "recordings": [w.recording.pk], "raters": ["matrix-rater"], "overlap": 1,
-            "sample": "all", "seed": 0, "unit": "epoch", "reservation_timeout_s": 900, "rescore_share": 0}
+            "sample": "all", "seed": 0, "unit": "epoch", "reservation_timeout_s": 900, "rescore_share": 0,
+            "key_dwell_ms": 300, "overlaps_seen": "1"}
+
+
+def _disputes_shown(w, client, response, role):
+    """The world campaign's tie (N2 / N3 on its second epoch) is on the adjudication page, its raters pseudonymous."""
+    if response.status_code == 200:
+        disputes = response.context["disputes"]
+        assert [d["item"] for d in disputes] == [w.items[1].pk], disputes
+        assert disputes[0]["tie"] and disputes[0]["majority"] is None and "tie" in disputes[0]["why"]
+        assert {label["rater"] for label in disputes[0]["labels"]} <= {"rater-01", "rater-02", "rater-03"}
+        assert "world-rater" not in response.content.decode()
 
 
 class TestScoringPages(RoleAccessTests):
@@ -295,9 +332,11 @@ class TestScoringPages(RoleAccessTests):
         Access("score", "annotation:score", lambda w: f"/scoring/{w.campaign.pk}/score/",
                {**expect(200, [RATER]), ADMIN: 404}),
         Access("dashboard", "annotation:dashboard", lambda w: f"/scoring/{w.campaign.pk}/dashboard/", expect(200, STAFF)),
+        # curators and the campaign's adjudicators (the world campaign names none)
         Access("adjudicate", "annotation:adjudicate", lambda w: f"/scoring/{w.campaign.pk}/adjudicate/",
-               expect(302, WRITERS), method="post",
-               data=lambda w: {"item": w.items[1].pk, "stage": "N2", "reason": "spindles at 12 s"}),
+               expect(200, WRITERS), after=_disputes_shown),
+        Access("adjudicate missing campaign", "annotation:adjudicate", lambda w: "/scoring/999999/adjudicate/",
+               {**expect(404, [RATER, *STAFF])}),
     ]
 
 
@@ -358,13 +397,33 @@ def _rating(w):
             "scores": {"factual_accuracy": 4, "evidence_comprehensiveness": 3, "logical_coherence": 5}}
 
 
+def _rating_campaign_form(w):
+    return {"name": "Fresh page rating", "cohorts": [w.cohort.name], "model_versions": [w.version.name],
+            "raters": ["matrix-rater"], "overlap": 1, "seed": 0, "reservation_timeout_s": 900, "fast_floor_s": 5,
+            "key_dwell_ms": 300}
+
+
 class TestRatingPages(RoleAccessTests):
     cases = [
         Access("rating campaigns", "ratings:campaign-list", lambda w: "/rating/", everyone()),
+        Access("new rating campaign", "ratings:campaign-new", lambda w: "/rating/new/", expect(200, WRITERS)),
+        Access("create rating campaign", "ratings:campaign-new", lambda w: "/rating/new/", expect(302, WRITERS),
+               method="post", data=lambda w: {**_rating_campaign_form(w), "overlaps_seen": "1"},
+               location=dict.fromkeys(WRITERS, "/rating/")),
+        # the matrix rater still scores the world recording blind: the form says so before creating anything
+        Access("create rating campaign over blind scoring", "ratings:campaign-new", lambda w: "/rating/new/",
+               expect(200, WRITERS), method="post", data=_rating_campaign_form, after=_says("still scores")),
+        Access("create rating campaign without raters", "ratings:campaign-new", lambda w: "/rating/new/",
+               expect(200, WRITERS), method="post", data=lambda w: {**_rating_campaign_form(w), "raters": []},
+               after=_form_errors),
+        Access("create rating campaign by PUT", "ratings:campaign-new", lambda w: "/rating/new/", expect(200, WRITERS),
+               method="put", after=_form_errors),
         # the campaign's raters only: an admin holds the permission but is not one of them (404)
         Access("rate", "ratings:rate", lambda w: f"/rating/{w.rating_campaign.pk}/rate/", {**expect(200, [RATER]), ADMIN: 404}),
         Access("rating dashboard", "ratings:dashboard", lambda w: f"/rating/{w.rating_campaign.pk}/dashboard/",
                expect(200, STAFF)),
+        Access("rating report page", "ratings:report", lambda w: f"/rating/{w.rating_campaign.pk}/report/",
+               expect(200, STAFF), after=_content_type("text/html")),
         Access("rating report", "ratings:report", lambda w: f"/rating/{w.rating_campaign.pk}/report/?format=md",
                expect(200, STAFF), after=_content_type("text/markdown")),
         Access("rating report csv", "ratings:report", lambda w: f"/rating/{w.rating_campaign.pk}/report/?format=csv",
@@ -414,6 +473,19 @@ class TestRatingApi(RoleAccessTests):
     ]
 
 
+def _release_form(w):
+    return {"name": "world", "version": "1.1.0", "cohorts": [w.cohort.name], "stage_source": "reference",
+            "license_id": "cc-by-nc-4.0"}
+
+
+def _fingerprint(w):
+    from releases.forms import ReleaseForm
+
+    form = ReleaseForm(_release_form(w))
+    assert form.is_valid(), form.errors
+    return form.fingerprint()
+
+
 RELEASES = "/api/releases"
 RELEASE_READERS = (CURATOR, RESEARCHER, ADMIN)
 
@@ -421,6 +493,16 @@ RELEASE_READERS = (CURATOR, RESEARCHER, ADMIN)
 class TestReleasePages(RoleAccessTests):
     cases = [
         Access("releases", "releases:release-list", lambda w: "/releases/", expect(200, RELEASE_READERS)),
+        Access("release builder", "releases:release-new", lambda w: "/releases/new/", expect(200, WRITERS)),
+        Access("preview release", "releases:release-new", lambda w: "/releases/new/", expect(200, WRITERS),
+               method="post", data=_release_form, after=_says("What it changes")),
+        Access("build release", "releases:release-new", lambda w: "/releases/new/", expect(302, WRITERS),
+               method="post", data=lambda w: {**_release_form(w), "build": "", "previewed": _fingerprint(w)},
+               location=dict.fromkeys(WRITERS, "/releases/")),
+        Access("build an existing version", "releases:release-new", lambda w: "/releases/new/", expect(200, WRITERS),
+               method="post", data=lambda w: {**_release_form(w), "version": "1.0.0"}, after=_form_errors),
+        Access("release builder by PUT", "releases:release-new", lambda w: "/releases/new/", expect(200, WRITERS),
+               method="put", after=_form_errors),
         Access("release", "releases:release-detail", lambda w: f"/releases/{w.release.pk}/", expect(200, RELEASE_READERS)),
         Access("release file", "releases:file", lambda w: f"/releases/{w.release.pk}/files/annotations/coarse/world.csv",
                expect(200, RELEASE_READERS)),

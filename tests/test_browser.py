@@ -24,12 +24,13 @@ def browser():
 
 
 def login(browser, live_server, user):
+    """A signed-in page, wherever the sign-in lands (My work for raters, the cohorts for a curator with no work)."""
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("input[name=username]", user.username)
     page.fill("input[name=password]", "pw-for-tests-123")
     page.click("button[type=submit]")
-    expect(page.locator("h1")).to_have_text("Cohorts")
+    expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
     return page
 
 
@@ -61,11 +62,11 @@ def test_curator_walks_through_every_page(browser, live_server, make_user, impor
     page.screenshot(path=SHOTS / "recording-detail.png", full_page=True)
 
     page.click("#open-viewer")
-    expect(page.locator("#epoch-index")).to_have_text("0")
+    expect(page.locator("#epoch-number")).to_have_text("1")  # epochs are numbered from 1 on every page
     press(page, "ArrowRight")
     expect(page).to_have_url(re.compile(rf"/recordings/{imported.pk}/epochs/1/"))
     press(page, "ArrowRight")
-    expect(page.locator("#epoch-index")).to_have_text("2")
+    expect(page.locator("#epoch-number")).to_have_text("3")
     press(page, "ArrowLeft")
     expect(page).to_have_url(re.compile(r"/epochs/1/"))
     assert page.eval_on_selector("#viewer-image", "img => img.complete && img.naturalWidth") > 2000
@@ -74,13 +75,14 @@ def test_curator_walks_through_every_page(browser, live_server, make_user, impor
     press(page, "g")
     expect(page).to_have_url(re.compile(r"guides=0"))
     press(page, "End")
-    expect(page.locator("#epoch-index")).to_have_text("119")
+    expect(page.locator("#epoch-number")).to_have_text("120")
     press(page, "Home")
-    expect(page.locator("#epoch-index")).to_have_text("0")
+    expect(page.locator("#epoch-number")).to_have_text("1")
     expect(page.locator(".viewer[data-ready]")).to_have_count(1)
     page.fill("#jump input", "42")
     page.keyboard.press("Enter")
-    expect(page.locator("#epoch-index")).to_have_text("42")
+    expect(page).to_have_url(re.compile(rf"/recordings/{imported.pk}/epochs/41/"))  # the number typed is the one shown
+    expect(page.locator("#epoch-number")).to_have_text("42")
     page.screenshot(path=SHOTS / "epoch-viewer.png", full_page=True)
 
     page.goto(live_server.url + "/imports/new/")
@@ -148,7 +150,10 @@ def test_curator_runs_the_baseline_and_reads_the_evaluation(browser, live_server
 
     page.goto(f"{live_server.url}/recordings/{imported.pk}/epochs/60/")
     expect(page.locator("#predictions .prediction")).to_have_count(1)
-    expect(page.locator("#predictions .rationale")).to_contain_text("Stage")
+    # the rationale describes the signal and the rules; where the stage came from is a field curators see
+    expect(page.locator("#predictions .rationale")).to_contain_text("Rules met")
+    expect(page.locator("#predictions .rationale")).not_to_contain_text("YASA")
+    expect(page.locator("#predictions .origin-note")).to_contain_text("YASA classifier")
     page.screenshot(path=SHOTS / "epoch-with-prediction.png", full_page=True)
 
     page.goto(f"{live_server.url}/inference/evaluation/")
@@ -156,5 +161,5 @@ def test_curator_runs_the_baseline_and_reads_the_evaluation(browser, live_server
     page.check("input[name=model][value='baseline-yasa']")
     page.click("#evaluation-form button[type=submit]")
     expect(page.locator("#evaluation-table tbody tr")).to_have_count(1)
-    expect(page.locator("svg.confusion")).to_have_count(1)
+    expect(page.locator("svg.heatmap")).to_have_count(1)  # the confusion matrix
     page.screenshot(path=SHOTS / "evaluation.png", full_page=True)

@@ -125,6 +125,8 @@ def test_rule_iou_conventions_in_report_csv_page_and_command(role_client, capsys
                                                                "reference": "hypnogram"}).content.decode()
     assert "Rule IoU (paper: all epochs)</th>" in page and "Rule IoU (annotated epochs only)</th>" in page
     assert '<td class="num rule-iou-all">0.625</td><td class="num rule-iou-annotated">0.750</td>' in page
+    # the published figures cite the project's own documents (docs/), not a file it does not hold
+    assert 'href="/docs/model-contract/"' in page and 'href="/docs/rules/"' in page and "spec/" not in page
 
     call_command("evaluate", "--model", "iou", "--cohort", "IoU")
     header, columns, values, legend = capsys.readouterr().out.strip().splitlines()

@@ -143,7 +143,9 @@ def test_curators_see_the_original_name_and_header_on_the_recording_and_import_p
 def test_no_name_or_date_reaches_a_rater(db, doe_files, make_user, client):
     recording = import_doe(doe_files).recording
     rater = make_user(RATER)
-    scoring = create_campaign("Privacy scoring", recordings=[recording], overlap=1, raters=[rater])
+    # an open scoring campaign: a blind one would hold the rating items back until it is scored
+    scoring = create_campaign("Privacy scoring", recordings=[recording], overlap=1, raters=[rater],
+                              show_reference=True, show_model_outputs=True)
     rating = create_rating_campaign("Privacy rating", cohorts=[recording.cohort], raters=[rater],
                                     expert_sources=["massex"], overlap=1)
     client.force_login(rater)
@@ -360,7 +362,9 @@ def release_files(release) -> dict[str, str]:
 
 def campaigns_with_answers(recording, make_user):
     rater = make_user(RATER)
-    scoring = create_campaign("Privacy scoring", recordings=[recording], overlap=1, raters=[rater])
+    # an open scoring campaign: a blind one would hold the rating items back until it is scored
+    scoring = create_campaign("Privacy scoring", recordings=[recording], overlap=1, raters=[rater],
+                              show_reference=True, show_model_outputs=True)
     for item in scoring.items.order_by("position")[:3]:
         Label.objects.create(item=item, rater=rater, stage="N2", client_id=uuid.uuid4())
     return scoring

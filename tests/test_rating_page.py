@@ -1,4 +1,6 @@
-"""The rating page in a real browser: five rationales rated with the keyboard only, blinded, saves that land."""
+"""The rating page in a real browser: five rationales rated with the keyboard only (four keys an item: a
+score moves on to the next dimension, Enter submits; Tab and the arrows still move), blinded, corrected rule
+ids picked by keys, a quiet word on quick ratings, saves that land."""
 import re
 
 import pytest
@@ -8,18 +10,18 @@ from core.roles import RATER
 from datasets.constants import AASM_RULES, UNSCORED
 from inference.models import AasmRule, ModelVersion, Prediction
 from ratings.models import Rating
-from ratings.services.campaigns import create_rating_campaign
+from ratings.services.campaigns import create_rating_campaign, update_rating_campaign
 from tests.test_browser import SHOTS, browser, login  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SECRET = "secret-model-x"
-# Per item: the keys pressed, and the scores (in rubric order) they give.
+# Per item: the keys pressed before Enter, and the scores (in rubric order) they give.
 KEYS = [
-    (["4", "Tab", "3", "Tab", "5"], (4, 3, 5)),
-    (["1", "ArrowDown", "2", "ArrowDown", "3", "ArrowUp", "ArrowUp", "2"], (2, 2, 3)),
-    (["5", "Tab", "5", "Tab", "5"], (5, 5, 5)),
-    (["2", "Shift+Tab", "1", "Shift+Tab", "4"], (2, 4, 1)),
-    (["3", "Tab", "3", "Tab", "2", "Tab", "1"], (1, 3, 2)),
+    (["4", "3", "5"], (4, 3, 5)),
+    (["1", "ArrowUp", "2", "2", "3"], (2, 2, 3)),
+    (["5", "5"], (5, 5, 5)),  # (after a 5 and an Enter refused for the two dimensions still unscored)
+    (["Tab", "Tab", "1", "Shift+Tab", "4", "Shift+Tab", "Shift+Tab", "2"], (2, 4, 1)),
+    (["3", "3", "2", "Tab", "1"], (1, 3, 2)),
 ]
 
 
@@ -34,6 +36,11 @@ def rating_campaign(imported, rater, n=6):
                                   rationale=f"Spindle at 8.3 s in C4-M1, 13 Hz, 25 µV (epoch {epoch.index}).")
     return create_rating_campaign("Rate", cohorts=[imported.cohort], model_versions=[version], raters=[rater],
                                   overlap=1)
+
+
+def moved_on(page, item):
+    """Wait until an item other than `item` is shown and takes keys (data-item names it only then)."""
+    expect(page.locator(f"#rating[data-item]:not([data-item='{item}'])")).to_have_count(1, timeout=15_000)
 
 
 def test_a_rater_rates_five_rationales_with_the_keyboard(browser, live_server, make_user, imported):  # noqa: F811
@@ -66,9 +73,22 @@ def test_a_rater_rates_five_rationales_with_the_keyboard(browser, live_server, m
     page.mouse.up()
     expect(page.locator("#measure-readout")).to_have_text(re.compile(r"C4-M1: \d+\.\d\d s · \d+ µV p-p · (\d+\.\d Hz|—)"))
 
-    expected, notes = {}, {}
+    expected, notes, corrections = {}, {}, {}
     for n, (presses, scores) in enumerate(KEYS):
         item = root.get_attribute("data-item")
+        if n == 1:  # corrected rule ids from the searchable list: an id, then a word of a rule's text; Esc leaves
+            page.keyboard.press("i")
+            expect(page.locator("#corrected-rules .rule-search")).to_be_focused()
+            page.keyboard.type("N3.1")
+            page.keyboard.press("Enter")
+            page.keyboard.type("blinks")
+            expect(page.locator("#corrected-rules .rule-options li:visible")).to_have_count(1)
+            page.screenshot(path=SHOTS / "rating-rule-picker.png", full_page=True)
+            page.keyboard.press("Enter")
+            page.keyboard.press("Escape")
+            expect(page.locator("#corrected-rules .rule-chip")).to_have_text(["N3.1 ×", "W.2 ×"])
+            expect(page.locator(".dimension").first).to_be_focused()
+            corrections[item] = ["N3.1", "W.2"]
         if n == 2:  # Enter with a dimension unscored: nothing is sent, the missing ones are named
             page.keyboard.press("5")
             page.keyboard.press("Enter")
@@ -87,7 +107,7 @@ def test_a_rater_rates_five_rationales_with_the_keyboard(browser, live_server, m
             page.screenshot(path=SHOTS / "rating.png", full_page=True)
         expected[item] = dict(zip(keys, scores))
         page.keyboard.press("Enter")
-        expect(root).not_to_have_attribute("data-item", item, timeout=15_000)
+        moved_on(page, item)
         expect(root).to_have_attribute("data-saved", str(n + 1), timeout=15_000)
 
     expect(page.locator("#save-state")).to_have_text("saved")
@@ -104,6 +124,7 @@ def test_a_rater_rates_five_rationales_with_the_keyboard(browser, live_server, m
     assert ratings.count() == 5
     assert {str(r.item_id): r.scores for r in ratings} == expected
     assert {str(r.item_id): r.note for r in ratings if r.note} == notes
+    assert {str(r.item_id): r.corrected_rule_ids for r in ratings if r.corrected_rule_ids} == corrections
     assert all(r.revision == 1 and r.seconds_spent is not None and r.rubric.version == 1 for r in ratings)
 
 
@@ -114,11 +135,12 @@ def test_a_changed_rating_is_a_new_revision_and_a_stale_one_is_refused(browser, 
     page.goto(f"{live_server.url}/rating/{campaign.pk}/rate/")
     root = page.locator("#rating")
     expect(page.locator("#rating[data-ready]")).to_have_count(1)
+    expect(page.locator("#rating[data-item]")).to_have_count(1)
     first = root.get_attribute("data-item")
-    for key in ["3", "Tab", "3", "Tab", "3", "Enter"]:
+    for key in ["3", "3", "3", "Enter"]:
         page.keyboard.press(key)
     expect(root).to_have_attribute("data-saved", "1", timeout=15_000)
-    expect(root).not_to_have_attribute("data-item", first, timeout=15_000)
+    moved_on(page, first)
 
     page.keyboard.press("ArrowLeft")  # back to the rated item: its scores shown, one changed
     expect(root).to_have_attribute("data-item", first, timeout=15_000)
@@ -126,7 +148,7 @@ def test_a_changed_rating_is_a_new_revision_and_a_stale_one_is_refused(browser, 
     page.keyboard.press("4")
     page.keyboard.press("Enter")
     expect(root).to_have_attribute("data-saved", "2", timeout=15_000)
-    expect(root).not_to_have_attribute("data-item", first, timeout=15_000)
+    moved_on(page, first)
     rows = Rating.objects.filter(item_id=first).order_by("revision")
     assert [(r.revision, r.scores[campaign.rubric.keys[0]]) for r in rows] == [(1, 3), (2, 4)]
 
@@ -147,3 +169,35 @@ def test_a_changed_rating_is_a_new_revision_and_a_stale_one_is_refused(browser, 
     page.keyboard.press("Enter")
     expect(root).to_have_attribute("data-saved", "3", timeout=15_000)
     assert Rating.objects.filter(item_id=first).order_by("-revision").first().revision == 4
+
+
+def test_five_items_rated_with_four_keystrokes_each_and_a_quiet_word_when_quick(browser, live_server, make_user, imported):  # noqa: F811
+    rater = make_user(RATER)
+    campaign = rating_campaign(imported, rater)
+    update_rating_campaign(campaign, fast_floor_s=600, key_dwell_ms=200)  # every rating here is flagged as quick
+    keys = campaign.rubric.keys
+    page = login(browser, live_server, rater)
+    page.goto(f"{live_server.url}/rating/{campaign.pk}/rate/")
+    root = page.locator("#rating")
+    expect(root).to_have_attribute("data-dwell", "200")
+    expect(page.locator("#rating[data-item]")).to_have_count(1)
+    expected = {}
+    for n, scores in enumerate([(1, 2, 3), (5, 4, 3), (2, 2, 2), (3, 5, 1), (4, 1, 5)]):
+        item = root.get_attribute("data-item")
+        for score in scores:  # a score, and the focus is on the next dimension
+            page.keyboard.press(str(score))
+        page.keyboard.press("Enter")  # after the last: submit
+        expected[item] = dict(zip(keys, scores))
+        expect(root).to_have_attribute("data-saved", str(n + 1), timeout=15_000)
+        moved_on(page, item)
+        if n == 0:
+            notice = page.locator("#fast-notice")
+            expect(notice).to_be_visible()  # a quiet word, not a block: the next item is there to rate
+            expect(notice).to_have_text("That was quick — take the time you need.")
+            page.screenshot(path=SHOTS / "rating-quick-notice.png", full_page=True)
+        if n == 3:
+            update_rating_campaign(campaign, fast_floor_s=0)  # the next rating is not quick: the word goes
+    expect(page.locator("#fast-notice")).to_be_hidden()
+    ratings = Rating.objects.filter(item__campaign=campaign, rater=rater)
+    assert {str(r.item_id): r.scores for r in ratings} == expected
+    assert sorted(r.fast for r in ratings) == [False, True, True, True, True]

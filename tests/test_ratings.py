@@ -313,6 +313,36 @@ def test_agreement_report_command_and_downloads(make_user, client, db, capsys):
     assert "Krippendorff" in page and SECRET in page and "ICC(2,k)" in page and "<svg" in page
 
 
+def test_report_page_reads_and_figures_state_their_items_rounded_on_pages_not_in_json(make_user, client, db):
+    """The report without a format is the Markdown report as a page; pages and the report round (means 2
+    decimals, agreement 3), the JSON does not; alpha says its items and raters beside the cell's."""
+    campaign, _ = _rated_campaign(make_user)
+    client.force_login(make_user(RESEARCHER, "res"))
+    page = client.get(f"/rating/{campaign.pk}/report/")
+    assert page["Content-Type"].startswith("text/html")
+    html = page.content.decode()
+    assert "<h1>Rating campaign stats</h1>" in html and "<table>" in html and '"dimensions"' not in html
+    assert "Published reference (not this campaign)" in html and "arXiv:2603.26738" in html
+
+    stats = client.get(f"/rating/{campaign.pk}/report/?format=json").json()
+    d = stats["dimensions"]["factual_accuracy"]
+    alpha, mean = d["alpha_ordinal"], d["overall"]["mean"]
+    assert alpha["value"] == campaign_statistics(campaign)["dimensions"]["factual_accuracy"]["alpha_ordinal"]["value"]
+    assert len(repr(alpha["value"])) > 8  # full precision
+    assert alpha["raters"] == 3 and alpha["items"] == d["overall"]["items"]
+    md = render_report(stats, "md")
+    dashboard = client.get(f"/rating/{campaign.pk}/dashboard/").content.decode()
+    for text in (md, html, dashboard):
+        assert f"{alpha['value']:.3f}" in text and repr(alpha["value"]) not in text
+    assert f"{mean:.2f} ± " in dashboard
+    cell = stats["paper_table"]["rows"][0]["cells"][0]
+    assert (f"({cell['n']} ratings of {cell['items']} items)<br><span class=\"muted small\">α "
+            f"{cell['alpha']['value']:.3f} on {cell['alpha']['items']} items × {cell['alpha']['raters']} raters") in dashboard
+    assert f"{alpha['items']} items × 3 raters" in dashboard and "ICC(2,k) needs every item rated by the same raters" in dashboard
+    references = dashboard[dashboard.index('id="published-references"'):]
+    assert "3.75–3.96" in references and "arXiv:2603.26738" in references
+
+
 def test_create_rating_campaign_command(make_user, db, tmp_path):
     world(6)
     raters(make_user, 2)

@@ -105,7 +105,10 @@ def test_campaign_page_creates_a_campaign_and_reports_bad_input(make_user, clien
     raters(make_user, 2)
     client.force_login(make_user(CURATOR, "cur"))
     form = client.get("/scoring/new/").content.decode()
-    assert 'value="r0"' in form and 'value="cur"' not in form  # only accounts that may score are offered
+    raters_field = form.split('name="raters"')[1].split("</select>")[0]
+    adjudicators_field = form.split('name="adjudicators"')[1].split("</select>")[0]
+    assert 'value="r0"' in raters_field and 'value="cur"' not in raters_field  # only accounts that may score rate
+    assert 'value="r0"' in adjudicators_field and 'value="cur"' in adjudicators_field  # curators may adjudicate
     too_many = {"name": "too many", "recordings": [rec.pk], "sample": "all", "seed": 0, "overlap": 3,
                 "raters": ["r0", "r1"], "unit": "epoch", "reservation_timeout_s": 900, "rescore_share": 0}
     response = client.post("/scoring/new/", too_many)
@@ -250,6 +253,52 @@ def test_rationale_mode_checks_rule_ids(make_user, db):
         label(campaign, a, item, rule_ids=["N9.9"])
     saved, _ = label(campaign, a, item, rule_ids=["N2.1"], rationale="spindle")
     assert saved.rule_ids == ["N2.1"]
+
+
+def test_rationale_mode_labels_need_rule_ids_and_a_rationale(make_user, db):
+    """The API refuses (400, naming what is missing) what the page refuses: ScoringQueue.clean serves both."""
+    from inference.models import AasmRule
+
+    AasmRule.objects.get_or_create(rule_id="N2.1", defaults={"stage": "N2", "title": "t", "text": "t"})
+    rec = night("rx", 3)
+    a, = raters(make_user, 1)
+    campaign = create_campaign("rx", recordings=[rec], raters=[a], overlap=1, rationale_mode=True)
+    api = APIClient()
+    api.force_authenticate(a)
+    item = api.post(f"/api/scoring/campaigns/{campaign.pk}/next/").json()["item"]
+    url = f"/api/scoring/campaigns/{campaign.pk}/labels/"
+    for fields, missing in (({"rule_ids": [], "rationale": "Spindle at 4 s"}, "(rule ids missing)"),
+                            ({"rule_ids": ["N2.1"], "rationale": "  "}, "(rationale missing)"),
+                            ({}, "(rule ids and rationale missing)")):
+        response = api.post(url, {"item": item, "stage": "N2", "client_id": str(uuid.uuid4()), **fields}, format="json")
+        assert response.status_code == 400, fields
+        detail = response.json()["detail"]
+        assert "needs at least one rule id and a rationale" in detail and detail.endswith(missing)
+    assert not Label.objects.exists()
+    response = api.post(url, {"item": item, "stage": "N2", "client_id": str(uuid.uuid4()), "rule_ids": ["N2.1"],
+                              "rationale": " Spindle at 4 s "}, format="json")
+    assert response.status_code == 201
+    assert Label.objects.get().rationale == "Spindle at 4 s"
+
+
+def test_key_dwell_is_a_campaign_setting(make_user, db):
+    rec = night("kd", 3)
+    a, = raters(make_user, 1)
+    assert create_campaign("kd0", recordings=[rec], raters=[a], overlap=1).key_dwell_ms == 300
+    with pytest.raises(InputError, match="key_dwell_ms must be between 0 and 5000"):
+        create_campaign("kd1", recordings=[rec], raters=[a], overlap=1, key_dwell_ms=-1)
+    api = APIClient()
+    api.force_authenticate(make_user(CURATOR, "cur"))
+    response = api.post("/api/scoring/campaigns/", {"name": "kd2", "recordings": [rec.pk], "raters": [a.username],
+                                                    "overlap": 1, "key_dwell_ms": 600}, format="json")
+    assert response.status_code == 201 and response.json()["key_dwell_ms"] == 600
+    campaign = response.json()["id"]
+    response = api.patch(f"/api/scoring/campaigns/{campaign}/", {"key_dwell_ms": 150}, format="json")
+    assert response.status_code == 200 and response.json()["key_dwell_ms"] == 150
+    assert api.patch(f"/api/scoring/campaigns/{campaign}/", {"key_dwell_ms": 9000}, format="json").status_code == 400
+    page = APIClient()
+    page.force_login(a)
+    assert 'data-dwell="150"' in page.get(f"/scoring/{campaign}/score/").content.decode()
 
 
 # --- consensus, adjudication, evaluation -------------------------------------------------------

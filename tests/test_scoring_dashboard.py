@@ -37,7 +37,7 @@ def test_statistics_match_reference_packages_and_the_page_shows_them(scored, rol
                                  labels=["W", "N1", "N2", "N3", "R"])
     pair = next(p for p in stats["pairwise"] if {p["a"], p["b"]} == {"scorer-0", "scorer-1"})
     assert pair["n"] == len(common) == 40
-    assert pair["kappa"] == pytest.approx(expected, abs=1e-4)
+    assert pair["kappa"] == pytest.approx(expected, abs=1e-12)  # the JSON keeps full precision
     assert stats["labels"] == 90 and stats["target_labels"] == 3 * campaign.items.count()
     reference = next(r for r in stats["against"]["reference"] if r["rater"] == "scorer-0")
     assert reference["kappa"] == pytest.approx(1.0) and reference["n"] == 40  # scorer-0 copies the reference
@@ -48,6 +48,27 @@ def test_statistics_match_reference_packages_and_the_page_shows_them(scored, rol
     assert stats["published"]["cohen_kappa"]["value"] == 0.76
 
     html = client.get(reverse("annotation:dashboard", args=[campaign.pk])).content.decode()
-    assert 'id="fleiss"' in html and 'class="heatmap"' in html and 'class="stacked-hypnograms"' in html
-    assert f'{pair["kappa"]}' in html
+    assert 'id="fleiss"' in html and 'class="chart heatmap"' in html and 'class="chart stacked-hypnograms"' in html
+    assert f'{pair["kappa"]:.3f}' in html and str(pair["kappa"]) not in html  # pages round to 3 decimals
     assert 'id="adjudication"' in html
+
+
+def test_every_figure_states_its_items_and_raters(scored, role_client):
+    """Fleiss' kappa (items with the commonest number of ratings) and alpha (items rated twice or more) rest
+    on different items: each says which, and the page says why."""
+    campaign, _ = scored
+    client = role_client(RESEARCHER)
+    stats = client.get(f"/api/scoring/campaigns/{campaign.pk}/statistics/").json()
+    assert stats["fleiss_kappa"] | {"value": None} == {
+        "value": None, "n_items": 30, "ratings_per_item": 2, "raters": 2, "method": stats["fleiss_kappa"]["method"]}
+    assert (stats["krippendorff_alpha"]["n_items"], stats["krippendorff_alpha"]["raters"]) == (40, 3)
+    n = campaign.items.count()
+    assert stats["coverage"] == [{"ratings": 3, "items": 10}, {"ratings": 2, "items": 30},
+                                 {"ratings": 0, "items": n - 40}]
+
+    html = client.get(reverse("annotation:dashboard", args=[campaign.pk])).content.decode()
+    assert "30 items × 2 ratings each · 2 raters" in html and "40 items with 2+ ratings · 3 raters" in html
+    assert "10 rated 3×, 30 rated 2×" in html and "Fleiss' κ needs the same number of ratings on every item" in html
+    references = html[html.index('id="published-references"'):]
+    assert "J Clin Sleep Med 2022" in references and "0.826" in references and "Danker-Hopfe" in references
+    assert "0.826" not in html[:html.index('id="published-references"')]  # kept apart from the campaign's figures

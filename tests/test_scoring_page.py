@@ -59,7 +59,7 @@ def test_scoring_goes_on_offline_and_nothing_is_lost_or_duplicated(browser, live
     campaign = create_campaign("Offline", recordings=[imported], raters=[rater], overlap=1, unit="recording")
     page = login(browser, live_server, rater)
     page.goto(f"{live_server.url}/scoring/{campaign.pk}/score/")
-    expect(page.locator("#scoring[data-ready]")).to_have_count(1)
+    expect(page.locator("#scoring")).to_have_attribute("data-index", "0")  # shown, and taking stage keys
     page.keyboard.press("w")
     expect(page.locator("#scoring")).to_have_attribute("data-saved", "1")
     expect(page.locator("#scoring")).to_have_attribute("data-index", "1")
@@ -74,3 +74,26 @@ def test_scoring_goes_on_offline_and_nothing_is_lost_or_duplicated(browser, live
     expect(page.locator("#scoring")).to_have_attribute("data-saved", "3", timeout=20_000)
     stages = list(Label.objects.filter(item__campaign=campaign).order_by("item__position").values_list("stage", flat=True))
     assert stages == ["W", "N1", "N2"]
+
+
+def test_an_unannounced_rescore_starts_empty_and_is_stored_as_a_rescore(browser, live_server, make_user, imported):  # noqa: F811
+    """The page served a re-score with the rater's first answer filled in and saved it as a revision of that
+    answer (the first one lost, no re-score stored): it must start empty and be stored as a second pass."""
+    rater = make_user(RATER)
+    # 16 items, every one picked for re-scoring: once they are answered, re-scores are served one at a time
+    campaign = create_campaign("Rescored", recordings=[imported], raters=[rater], overlap=1, rescore_share=1.0,
+                               sample="stratified", sample_size=16, key_dwell_ms=0)
+    page = login(browser, live_server, rater)
+    page.goto(f"{live_server.url}/scoring/{campaign.pk}/score/")
+    shown = None
+    for _ in range(24):
+        page.wait_for_function("(last) => { const r = document.getElementById('scoring');"
+                               " return r.dataset.item && r.dataset.item !== last; }", arg=shown or "")
+        shown = page.locator("#scoring").get_attribute("data-item")
+        expect(page.locator("#current-label")).to_have_text("No label yet.")
+        page.keyboard.press("3")
+    expect(page.locator("#scoring")).to_have_attribute("data-saved", "24", timeout=20_000)
+    expect(page.locator("#own-hypnogram")).to_have_count(0)  # blinded single epochs: no time-of-night strip
+    labels = Label.objects.filter(item__campaign=campaign, rater=rater)
+    assert labels.filter(rescore=False).count() == 16 and labels.filter(rescore=True).count() == 8
+    assert set(labels.values_list("revision", flat=True)) == {1}  # no first answer was overwritten

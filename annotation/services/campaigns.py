@@ -17,9 +17,11 @@ from core.access import policy_for
 from core.models import ChangeRecord
 from core.services import audit
 from core.services.sampling import stratified_sample
-from datasets.constants import STAGES, UNSCORED
+from core.services.work_queue import key_dwell_ms as _dwell
+from datasets.constants import CLINICAL_VIEW, STAGES, UNSCORED
 from datasets.exceptions import InputError
 from datasets.models import Cohort, Epoch, Recording
+from datasets.services.signals import checked_signal_view
 from inference.models import ModelVersion, Prediction
 
 SAMPLES = (ScoringCampaign.ALL, ScoringCampaign.STRATIFIED, ScoringCampaign.DISAGREEMENT)
@@ -123,8 +125,8 @@ def sample_epochs(recordings: list[Recording], sample: str, sample_size: int | N
 def create_campaign(name, *, recordings=None, cohort=None, sample="all", sample_size=None, seed=0,
                     disagreement_model=None, overlap=2, raters=(), adjudicators=(), unit="epoch",
                     reservation_timeout_s=900, show_reference=False, show_model_outputs=False,
-                    show_other_labels=False, rescore_share=0.0, rationale_mode=False, user=None,
-                    description="") -> ScoringCampaign:
+                    show_other_labels=False, rescore_share=0.0, rationale_mode=False, key_dwell_ms=300,
+                    signal_view=CLINICAL_VIEW, signal_view_switchable=True, user=None, description="") -> ScoringCampaign:
     """A new campaign with its items; InputError names what is wrong with the request."""
     name = (name or "").strip()
     if not name:
@@ -148,6 +150,8 @@ def create_campaign(name, *, recordings=None, cohort=None, sample="all", sample_
     if timeout < 10:
         raise InputError("reservation_timeout_s must be at least 10 seconds")
     rescore_share = _share(rescore_share)
+    dwell = _dwell(key_dwell_ms)
+    signal_view, signal_view_switchable = checked_signal_view(signal_view, signal_view_switchable)
     rater_users = _users(raters, "rater")
     adjudicator_users = _users(adjudicators, "adjudicator")
     if not rater_users:
@@ -167,6 +171,7 @@ def create_campaign(name, *, recordings=None, cohort=None, sample="all", sample_
         disagreement_model=model, overlap=overlap, unit=unit, reservation_timeout_s=timeout,
         show_reference=bool(show_reference), show_model_outputs=bool(show_model_outputs),
         show_other_labels=bool(show_other_labels), rescore_share=rescore_share, rationale_mode=bool(rationale_mode),
+        key_dwell_ms=dwell, signal_view=signal_view, signal_view_switchable=signal_view_switchable,
         created_by=user if getattr(user, "is_authenticated", False) else None,
     )
     recording_of = dict(Epoch.objects.filter(pk__in=epoch_ids).values_list("pk", "recording_id"))
@@ -182,7 +187,8 @@ def create_campaign(name, *, recordings=None, cohort=None, sample="all", sample_
 
 
 EDITABLE = ("description", "overlap", "raters", "adjudicators", "reservation_timeout_s", "show_reference",
-            "show_model_outputs", "show_other_labels", "rescore_share")
+            "show_model_outputs", "show_other_labels", "rescore_share", "key_dwell_ms", "signal_view",
+            "signal_view_switchable")
 
 
 @transaction.atomic
@@ -206,6 +212,10 @@ def update_campaign(campaign, *, user=None, **changes) -> ScoringCampaign:
         campaign.reservation_timeout_s = timeout
     if "rescore_share" in changes:
         campaign.rescore_share = _share(changes["rescore_share"])
+    if "key_dwell_ms" in changes:
+        campaign.key_dwell_ms = _dwell(changes["key_dwell_ms"])
+    campaign.signal_view, campaign.signal_view_switchable = checked_signal_view(
+        changes.get("signal_view", campaign.signal_view), changes.get("signal_view_switchable", campaign.signal_view_switchable))
     raters = _users(changes["raters"], "rater") if "raters" in changes else list(campaign.raters.all())
     if not raters:
         raise InputError("the campaign needs at least one rater")

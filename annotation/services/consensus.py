@@ -26,7 +26,7 @@ class ItemConsensus:
     item_id: int
     epoch_id: int
     labels: dict[int, str] = field(default_factory=dict)  # rater id -> stage
-    majority: str | None = None
+    majority: str | None = None  # the top stage; None on a tie (there is no majority then)
     level: float | None = None
     tie: bool = False
     adjudicated: str | None = None
@@ -37,10 +37,8 @@ class ItemConsensus:
 
     @property
     def stage(self) -> str | None:
-        """The consensus stage: the adjudicated one, else a non-tied majority."""
-        if self.adjudicated:
-            return self.adjudicated
-        return None if self.tie else self.majority
+        """The consensus stage: the adjudicated one, else the majority (None on a tie)."""
+        return self.adjudicated or self.majority
 
 
 def _summarise(items) -> dict[int, ItemConsensus]:
@@ -53,9 +51,10 @@ def _summarise(items) -> dict[int, ItemConsensus]:
     for summary in result.values():
         if summary.labels:
             counts = Counter(summary.labels.values()).most_common()
-            summary.majority, top = counts[0]
+            top_stage, top = counts[0]
             summary.level = top / len(summary.labels)
             summary.tie = len(counts) > 1 and counts[1][1] == top
+            summary.majority = None if summary.tie else top_stage
     return result
 
 
@@ -70,6 +69,58 @@ def for_adjudication(campaign) -> list[ItemConsensus]:
     summaries = campaign_consensus(campaign)
     order = dict(CampaignItem.objects.filter(campaign=campaign).values_list("pk", "position"))
     return sorted((s for s in summaries.values() if s.needs_adjudication), key=lambda s: order[s.item_id])
+
+
+def why_disputed(summary: ItemConsensus) -> str:
+    """Why an item waits for adjudication: a tie (naming the tied stages) or agreement below the threshold."""
+    counts = Counter(summary.labels.values()).most_common()
+    if summary.tie:
+        tied = sorted((stage for stage, n in counts if n == counts[0][1]), key=STAGES.index)
+        return f"tie: {' / '.join(tied)}, {counts[0][1]} label{'s' if counts[0][1] > 1 else ''} each"
+    return f"agreement {summary.level:.0%} on {summary.majority}, below {LOW_AGREEMENT:.0%}"
+
+
+def disputes(campaign, user) -> list[dict]:
+    """The items to adjudicate, in queue order, as the adjudication page shows them: the epoch, each rater's
+    stage (raters pseudonymised as rater-01... in id order; in rationale mode with their rule ids), the
+    consensus and why it is disputed; the reference and the models' stages only where the campaign shows them."""
+    from core.access import policy_for
+    from inference.models import ModelVersion, Prediction
+
+    summaries = for_adjudication(campaign)
+    items = {i.pk: i for i in CampaignItem.objects.filter(pk__in=[s.item_id for s in summaries])
+             .select_related("epoch", "recording")}
+    rater_ids = sorted(set(campaign.raters.values_list("pk", flat=True)) | {r for s in summaries for r in s.labels})
+    pseudonym = {pk: f"rater-{n:02d}" for n, pk in enumerate(rater_ids, start=1)}
+    rules = {}
+    if campaign.rationale_mode:
+        labels = Label.objects.filter(item_id__in=items, rescore=False, replaced_by__isnull=True)
+        rules = {(i, r): ids for i, r, ids in labels.values_list("item_id", "rater_id", "rule_ids")}
+    models = {}
+    if campaign.show_model_outputs:
+        policy = policy_for(user)
+        position = {pk: i for i, pk in enumerate(ModelVersion.objects.order_by("pk").values_list("pk", flat=True))}
+        predictions = (Prediction.objects.filter(epoch_id__in=[i.epoch_id for i in items.values()],
+                                                 status__in=(Prediction.OK, Prediction.REPAIRED))
+                       .select_related("model_version").order_by("model_version_id"))
+        for p in predictions:
+            models.setdefault(p.epoch_id, []).append(
+                {"model": policy.model_label(p.model_version, position[p.model_version_id]), "stage": p.stage})
+    rows = []
+    for s in summaries:
+        item = items[s.item_id]
+        row = {"item": s.item_id, "recording": item.recording_id, "index": item.epoch.index,
+               "epoch_count": item.recording.epoch_count, "majority": s.majority,
+               "tie": s.tie, "level": s.level, "why": why_disputed(s),
+               "labels": [{"rater": pseudonym[rater], "stage": stage,
+                           **({"rule_ids": rules.get((s.item_id, rater)) or []} if campaign.rationale_mode else {})}
+                          for rater, stage in sorted(s.labels.items())]}
+        if campaign.show_reference:
+            row["reference"] = item.epoch.stage
+        if campaign.show_model_outputs:
+            row["models"] = models.get(item.epoch_id, [])
+        rows.append(row)
+    return rows
 
 
 def can_adjudicate(user, campaign) -> bool:

@@ -27,15 +27,20 @@ class ScoringQueue(WorkQueue):
         rule_ids = list(fields.get("rule_ids") or ())
         if not all(isinstance(r, str) for r in rule_ids):
             raise InputError("rule_ids must be a list of rule id strings")
-        if campaign.rationale_mode and rule_ids:
+        rationale = str(fields.get("rationale") or "").strip()
+        if campaign.rationale_mode:  # each label is an expert rationale: known rules, at least one, and a text
             from inference.models import AasmRule
 
             known = set(AasmRule.objects.filter(rule_id__in=rule_ids).values_list("rule_id", flat=True))
             unknown = [r for r in rule_ids if r not in known]
             if unknown:
                 raise InputError(f"unknown rule id(s): {', '.join(unknown)}")
+            missing = [what for what, empty in (("rule ids", not rule_ids), ("rationale", not rationale)) if empty]
+            if missing:
+                raise InputError("this campaign collects rationales: a label needs at least one rule id and a "
+                                 f"rationale ({' and '.join(missing)} missing)")
         return {"stage": stage, "uncertain": bool(fields.get("uncertain")), "rule_ids": rule_ids,
-                "rationale": fields.get("rationale") or "", "seconds_spent": fields.get("seconds_spent")}
+                "rationale": rationale, "seconds_spent": fields.get("seconds_spent")}
 
     def reserve_one(self, campaign, rater, now):
         if campaign.unit == ScoringCampaign.RECORDING:

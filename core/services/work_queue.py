@@ -66,6 +66,20 @@ class StaleAnswer(Exception):
         super().__init__(message)
 
 
+MAX_KEY_DWELL_MS = 5000
+
+
+def key_dwell_ms(value) -> int:
+    """A campaign's key dwell, checked: how long (ms) an item is shown before answer keys count."""
+    try:
+        dwell = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"key_dwell_ms must be a whole number of milliseconds, got {value!r}") from None
+    if not 0 <= dwell <= MAX_KEY_DWELL_MS:
+        raise InputError(f"key_dwell_ms must be between 0 and {MAX_KEY_DWELL_MS}")
+    return dwell
+
+
 def _now(now):
     return now or timezone.now()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -95,15 +96,19 @@ def _import_locked(request: ImportRequest, sha: str, user, progress: Progress) -
     scored, findings = identity.scan_import(annotation_sets, scored, terms)
 
     progress(0.05, 0, len(scored), "reading signals")
-    signals, prep_notes = prepared_signals(raw, plan, request.mains_hz, request.profile, progress, len(scored))
+    sources = derivation_sources(raw, plan)
+    signals, prep_notes = prepared_signals(sources, raw.info["sfreq"], plan.derivations, request.mains_hz,
+                                           request.profile, progress, len(scored))
     signal_name, _, _ = storage.save_array(signals)
+    native_name, native_scales = store_native_signals(sources)
     images = render_epochs(signals, plan.derivations, scored, progress)
     progress(0.97, len(scored), len(scored), "saving")
     original = storage.save_file(request.path, "originals", sha, header.file_format[:3].lower()) \
         if settings.KEEP_ORIGINAL_PSG else ""
     try:
         recording = _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, signal_name, images,
-                          channel_notes + align_notes + prep_notes, user, findings=findings, original=original)
+                          channel_notes + align_notes + prep_notes, user, findings=findings, original=original,
+                          native=(native_name, native_scales))
     except IntegrityError:
         existing = Recording.objects.filter(sha256=sha).first()
         if existing is None:
@@ -232,13 +237,10 @@ def align_epochs(hypnogram: Hypnogram | None, duration_s: float, trim: bool, nam
     return epochs, notes
 
 
-def prepared_signals(raw, plan: ChannelPlan, mains_hz: float, profile: str, progress: Progress, total: int):
-    """(n derivations, samples) float32 at 100 Hz under the preparation profile, and its notes."""
+def derivation_sources(raw, plan: ChannelPlan) -> list[Callable[[], np.ndarray]]:
+    """Each derivation of the plan in µV at the file's rate, as a function computing it when called."""
     channels = sorted({c for d in plan.derivations for c in (plan.sources[d].positive, plan.sources[d].negative) if c})
     data = dict(zip(channels, raw.get_data(picks=channels, units="uV")))
-    sfreq = raw.info["sfreq"]
-    notes = [f"preparation profile {profile}: {PROFILE_DESCRIPTIONS[profile]}; "
-             f"EEG/EOG 0.3–35 Hz, chin EMG 10–100 Hz, notch {mains_hz:g} Hz"]
 
     def source(derivation):
         plan_source = plan.sources[derivation]
@@ -246,12 +248,31 @@ def prepared_signals(raw, plan: ChannelPlan, mains_hz: float, profile: str, prog
             return lambda: data[plan_source.positive] - data[plan_source.negative]
         return lambda: data[plan_source.positive]
 
-    n = len(plan.derivations)
+    return [source(d) for d in plan.derivations]
+
+
+def prepared_signals(sources, sfreq: float, derivations, mains_hz: float, profile: str, progress: Progress, total: int):
+    """(n derivations, samples) float32 at 100 Hz under the preparation profile, and its notes."""
+    notes = [f"preparation profile {profile}: {PROFILE_DESCRIPTIONS[profile]}; "
+             f"EEG/EOG 0.3–35 Hz, chin EMG 10–100 Hz, notch {mains_hz:g} Hz"]
+    n = len(derivations)
     progress(0.10, 0, total, "filtering")
     signals, prepared_notes = prepare_all(
-        [source(d) for d in plan.derivations], sfreq, plan.derivations, mains_hz, profile,
-        prepared=lambda i: progress(0.10 + 0.2 * (i + 1) / n, 0, total, f"filtered {plan.derivations[i]}"))
+        sources, sfreq, derivations, mains_hz, profile,
+        prepared=lambda i: progress(0.10 + 0.2 * (i + 1) / n, 0, total, f"filtered {derivations[i]}"))
     return signals, notes + prepared_notes
+
+
+def store_native_signals(sources) -> tuple[str, list[float]]:
+    """Store the unfiltered derivations at the file's own rate for the clinical view: int16, derivation-major,
+    content-addressed; each derivation scaled to its own peak (the µV per step returned, one per derivation)."""
+    rows, scales = [], []
+    for source in sources:  # one float derivation in memory at a time
+        row = source()
+        scales.append(max(float(np.abs(row).max()) / 32767, 1e-3))
+        rows.append(np.rint(row / scales[-1]).astype(np.int16))
+    name, _, _ = storage.save_array(np.stack(rows), prefix="native")
+    return name, scales
 
 
 def render_epochs(signals, derivations, scored, progress) -> list[tuple[str, str]]:
@@ -270,7 +291,7 @@ def render_epochs(signals, derivations, scored, progress) -> list[tuple[str, str
 
 @transaction.atomic
 def _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, signal_name, images, notes,
-          user, *, findings: list[str], original: str) -> Recording:
+          user, *, findings: list[str], original: str, native: tuple[str, list[float]]) -> Recording:
     cohort, _ = Cohort.objects.get_or_create(name=request.cohort)
     cohort = Cohort.objects.select_for_update().get(pk=cohort.pk)
     measured = raw.info.get("meas_date")
@@ -305,6 +326,9 @@ def _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, sig
         massex_contiguous=request.massex_contiguous,
         epoch_offset_s=scored[0].onset,
         signal_file=signal_name,
+        native_signal_file=native[0],
+        native_sfreq=raw.info["sfreq"],
+        native_scale_uv=native[1],
         epoch_count=len(scored),
         created_by=user,
     )

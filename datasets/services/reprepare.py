@@ -17,7 +17,7 @@ from datasets.exceptions import InputError
 from datasets.models import EpochImage, Recording
 from datasets.services import storage
 from datasets.services.channels import ChannelPlan, DerivationSource
-from datasets.services.ingest import Progress, _no_progress, prepared_signals, render_epochs
+from datasets.services.ingest import Progress, _no_progress, derivation_sources, prepared_signals, render_epochs
 from datasets.services.hypnograms import ScoredEpoch
 from datasets.services.psg import read_psg
 from datasets.services.signals import CURRENT_PROFILE, PROFILES
@@ -43,7 +43,8 @@ def reprepare(recording: Recording, path: Path, *, profile: str = CURRENT_PROFIL
     raw, _ = read_psg(path)
     epochs = list(recording.epochs.order_by("index").values_list("pk", "onset_s"))
     scored = [ScoredEpoch(onset=onset, stage="") for _, onset in epochs]
-    signals, notes = prepared_signals(raw, stored_plan(recording), recording.mains_hz, profile, progress, len(scored))
+    signals, notes = prepared_signals(derivation_sources(raw, stored_plan(recording)), raw.info["sfreq"],
+                                      recording.derivations, recording.mains_hz, profile, progress, len(scored))
     last = round(scored[-1].onset * 100) + EPOCH_SAMPLES
     if signals.shape[1] < last:
         raise InputError(f"{path.name}: the prepared signal ends before the recording's last epoch")

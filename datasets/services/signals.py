@@ -21,16 +21,36 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal
 
-from datasets.constants import EMG_DERIVATIONS, TARGET_SFREQ
+from datasets.constants import EMG_DERIVATIONS, EOG_DERIVATIONS, SIGNAL_VIEW_CHOICES, TARGET_SFREQ
+from datasets.exceptions import InputError
 
 EEG_BAND = (0.3, 35.0)
 EMG_BAND = (10.0, 100.0)
+CHANNEL_KINDS = ("EEG", "EOG", "EMG")
+NOTCH_Q = 30.0  # platform-v0 and the clinical view (sleepvlm-v1 keeps the authors' Q = 20)
 CURRENT_PROFILE = "sleepvlm-v1"
 LEGACY_PROFILE = "platform-v0"
 
 
 def band_for(derivation: str) -> tuple[float, float]:
     return EMG_BAND if derivation in EMG_DERIVATIONS else EEG_BAND
+
+
+def channel_kind(derivation: str) -> str:
+    return "EMG" if derivation in EMG_DERIVATIONS else "EOG" if derivation in EOG_DERIVATIONS else "EEG"
+
+
+def aasm_filters(mains_hz: float) -> dict[str, dict[str, float]]:
+    """The AASM recommended viewing filters per channel kind (agreement.md): the bands above, notch at the mains."""
+    return {kind: {"high_pass": band[0], "low_pass": band[1], "notch": mains_hz}
+            for kind, band in (("EEG", EEG_BAND), ("EOG", EEG_BAND), ("EMG", EMG_BAND))}
+
+
+def checked_signal_view(view, switchable) -> tuple[str, bool]:
+    """A campaign's signal view setting (which view raters start with, and whether they may switch), or InputError."""
+    if view not in dict(SIGNAL_VIEW_CHOICES):
+        raise InputError(f"unknown signal view {view!r}; expected one of {', '.join(dict(SIGNAL_VIEW_CHOICES))}")
+    return view, bool(switchable)
 
 
 def resampled_length(n_samples: int, sfreq: float) -> int:
@@ -66,15 +86,45 @@ def _platform_v0(x: np.ndarray, sfreq: float, derivation: str, mains_hz: float) 
     if high >= nyquist:
         high = round(0.9 * nyquist, 1)
         notes.append(f"{derivation}: upper band edge lowered to {high} Hz (sampled at {sfreq:g} Hz)")
-    sos = signal.butter(4, [low, high], btype="bandpass", fs=sfreq, output="sos")
-    y = signal.sosfiltfilt(sos, x)
+    y = signal.sosfiltfilt(butterworth_sos(low, high, sfreq), x)
     if mains_hz < nyquist and mains_hz < high * 1.2:
-        b, a = signal.iirnotch(mains_hz, 30.0, fs=sfreq)
-        y = signal.filtfilt(b, a, y)
+        y = _notch(y, mains_hz, sfreq)
     if sfreq != TARGET_SFREQ:
         ratio = Fraction(TARGET_SFREQ / sfreq).limit_denominator(1000)
         y = signal.resample_poly(y, ratio.numerator, ratio.denominator)
     return y, notes
+
+
+def butterworth_sos(high_pass: float | None, low_pass: float | None, sfreq: float) -> np.ndarray | None:
+    """4th-order Butterworth in second-order sections: band-pass, high-pass or low-pass by the edges given."""
+    if high_pass and low_pass:
+        return signal.butter(4, [high_pass, low_pass], btype="bandpass", fs=sfreq, output="sos")
+    if high_pass or low_pass:
+        return signal.butter(4, high_pass or low_pass, btype="highpass" if high_pass else "lowpass", fs=sfreq, output="sos")
+    return None
+
+
+def _notch(y: np.ndarray, mains_hz: float, sfreq: float) -> np.ndarray:
+    b, a = signal.iirnotch(mains_hz, NOTCH_Q, fs=sfreq)
+    return signal.filtfilt(b, a, y, axis=-1)
+
+
+def clinical_filter(x: np.ndarray, sfreq: float, high_pass: float, low_pass: float, notch: float
+                    ) -> tuple[np.ndarray, dict[str, float]]:
+    """A technologist's filters on a native-rate trace (the platform-v0 chain without resampling): zero-phase
+    Butterworth high- and low-pass, notch Q = 30; 0 turns one off, a low-pass or notch at or above Nyquist is
+    left out. Returns the trace and the filters applied."""
+    nyquist = sfreq / 2
+    applied = {"high_pass": high_pass if 0 < high_pass < nyquist else 0.0,
+               "low_pass": low_pass if 0 < low_pass < nyquist else 0.0,
+               "notch": notch if 0 < notch < nyquist else 0.0}
+    y = np.asarray(x, dtype=np.float64)
+    sos = butterworth_sos(applied["high_pass"], applied["low_pass"], sfreq)
+    if sos is not None:
+        y = signal.sosfiltfilt(sos, y, axis=-1)
+    if applied["notch"]:
+        y = _notch(y, applied["notch"], sfreq)
+    return y, applied
 
 
 PROFILES = {CURRENT_PROFILE: _sleepvlm_v1, LEGACY_PROFILE: _platform_v0}

@@ -3,7 +3,9 @@
 Pure analysis (no Django). `analyse_night` measures a whole recording once; `explain_epoch` turns
 the measurements of one epoch into the SleepVLM output object (spec/sleepvlm.md). The stage is the
 one of YASA's shipped classifier; the rule ids are cited only when the measurements meet the
-criteria written out in `rule_criteria` (one function per rule, spec/rules.md).
+criteria written out in `rule_criteria` (one function per rule, spec/rules.md). The rationale describes
+the signal and the rules only, as SleepVLM's do: the stage's origin (`origin_note`), its probability and
+a stage the rules contradict (`rule_conflict`) are stored on the prediction, never in the text raters rate.
 
 Measurements (signals are the prepared derivations: µV, 100 Hz, EEG/EOG band-passed 0.3–35 Hz):
 - stage and its probability: `yasa.SleepStaging` (EEG C4-M1, else F4-M1, else O2-M1; EOG LOC, else
@@ -30,6 +32,7 @@ Measurements (signals are the prepared derivations: µV, 100 Hz, EEG/EOG band-pa
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -41,7 +44,7 @@ from scipy.stats import rankdata
 
 from datasets.constants import DERIVATIONS, EPOCH_SAMPLES, EPOCH_SECONDS, RULE_IDS, TARGET_SFREQ
 
-BASELINE_VERSION = "1"
+BASELINE_VERSION = "2"  # 2: origin and rule conflict left out of the rationale
 
 SF = TARGET_SFREQ
 WIN_S = 2  # band-power windows
@@ -253,7 +256,7 @@ def _missing_notes(x, central, frontal, eye_pair, occipital, emg) -> list[str]:
         have = [d for d in ("LOC", "ROC") if d in x]
         why = f"only {have[0]} is present" if have else "no LOC or ROC"
         notes.append(f"rapid eye movements, blinks and slow eye movements could not be measured "
-                     f"(yasa.rem_detect needs LOC and ROC; {why})")
+                     f"(needs LOC and ROC; {why})")
     if emg is None:
         notes.append("chin EMG level could not be measured (no Chin EMG)")
     return notes
@@ -599,15 +602,38 @@ def explain_epoch(analysis: NightAnalysis, i: int) -> dict:
     if rules:
         parts.append("Rules met: " + " ".join(_rule_reason(r, f, a, i) for r in rules))
     else:
-        parts.append("No rule criterion is met by the measurements; stage from the classifier only.")
-    stage_line = (f"Stage {f.stage} from the YASA classifier ({', '.join(a.staging_channels)}), "
-                  f"probability {a.probability[i]:.2f}.")
-    implied = {RULE_STAGE[r] for r in rules if r in RULE_STAGE}
-    if implied and f.stage not in implied:
-        pointed = "/".join(s for s in ("W", "N1", "N2", "N3", "R") if s in implied)
-        stage_line += f" The cited rules point to {pointed} instead."
-    parts.append(stage_line)
+        parts.append("No rule criterion is met by the measurements.")
     return {"reasoning_text": " ".join(parts), "applicable_rules": rules, "sleep_stage": f.stage}
+
+
+def origin_note(analysis: NightAnalysis) -> str:
+    """Where the baseline's stage comes from (stored on the prediction, never in the rationale)."""
+    return f"YASA classifier ({', '.join(analysis.staging_channels)})"
+
+
+def rule_conflict(stage: str, rule_ids: Sequence[str]) -> str:
+    """The stages the cited rules point to when they exclude `stage` ("N2", "N1/N2"); empty when they agree,
+    point nowhere (transition and movement rules) or there is no stage."""
+    implied = {RULE_STAGE[r] for r in rule_ids if r in RULE_STAGE}
+    if not stage or not implied or stage in implied:
+        return ""
+    return "/".join(s for s in ("W", "N1", "N2", "N3", "R") if s in implied)
+
+
+# Version 1 rationales ended with the stage's origin and the rule conflict; the migrations move them into
+# the prediction's fields.
+LEGACY_ORIGIN = re.compile(r"\s*Stage (?:W|N1|N2|N3|R) from the (YASA classifier \([^)]*\)), probability [01]\.\d+\."
+                           r"(?: The cited rules point to [A-Z0-9/]+ instead\.)?\s*$")
+
+
+def split_legacy_rationale(text: str) -> tuple[str, str]:
+    """(rationale without its origin sentences, origin note) of a version-1 baseline rationale; other text
+    comes back unchanged with an empty note."""
+    match = LEGACY_ORIGIN.search(text)
+    if match is None:
+        return text, ""
+    body = text[:match.start()].replace("; stage from the classifier only.", ".")
+    return body.replace("(yasa.rem_detect needs LOC and ROC;", "(needs LOC and ROC;"), match.group(1)
 
 
 def _floor_pct(share: float) -> int:

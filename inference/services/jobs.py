@@ -23,6 +23,7 @@ from datasets.constants import TARGET_SFREQ
 from datasets.models import Epoch, EpochImage
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 from inference.services.backends import EpochQuery, get_backend
+from inference.services.baseline import rule_conflict
 from inference.services.parsing import parse_output
 
 CHUNK_SIZE = {"gpu": 64, "cpu": 120}
@@ -213,13 +214,14 @@ def _skipped(job, epoch, digest, around: tuple[int | None, int | None]) -> Predi
 
 def _prediction(job, epoch, output, digest, rules) -> Prediction:
     base = dict(epoch=epoch, model_version=job.model_version, job=job, raw_output=output.text,
-                probability=output.probability, version_hash=digest,
+                probability=output.probability, origin_note=output.origin_note, version_hash=digest,
                 preparation_profile=epoch.recording.preparation_profile)
     if output.error:
         return Prediction(status=Prediction.FAILED, detail=f"request failed: {output.error}", **base)
     parsed = parse_output(output.text, rules)
     return Prediction(status=parsed.status, stage=parsed.stage, rule_ids=parsed.rule_ids,
-                      unknown_rule_ids=parsed.unknown_rule_ids, rationale=parsed.rationale, detail=parsed.detail, **base)
+                      unknown_rule_ids=parsed.unknown_rule_ids, rationale=parsed.rationale, detail=parsed.detail,
+                      rule_conflict=rule_conflict(parsed.stage, parsed.rule_ids), **base)
 
 
 def _write(job: InferenceJob, predictions: list[Prediction]) -> None:

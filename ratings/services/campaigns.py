@@ -22,8 +22,10 @@ from core.exceptions import InputError
 from core.models import ChangeRecord
 from core.services import audit
 from core.services.sampling import stratified_sample
-from datasets.constants import STAGES, UNSCORED
+from core.services.work_queue import key_dwell_ms as _dwell
+from datasets.constants import MODEL_VIEW, STAGES, UNSCORED
 from datasets.models import Cohort, Epoch, Recording
+from datasets.services.signals import checked_signal_view
 from datasets.services.rationales import EXPERT_RATIONALE_SOURCES
 from inference.models import ModelVersion, Prediction
 from ratings.models import RatingCampaign, RatingItem, Rubric
@@ -139,8 +141,8 @@ def read_item_list(text: str, pool: list[Candidate], source: str = "item list") 
 
 @transaction.atomic
 def create_rating_campaign(name, *, cohorts, raters, model_versions=(), expert_sources=(), sample_size=None,
-                           seed=0, overlap=2, reservation_timeout_s=900, fast_floor_s=5.0, item_list=None,
-                           rubric=None, description="", user=None) -> RatingCampaign:
+                           seed=0, overlap=2, reservation_timeout_s=900, fast_floor_s=5.0, key_dwell_ms=300,
+                           signal_view=MODEL_VIEW, signal_view_switchable=True, item_list=None, rubric=None, description="", user=None) -> RatingCampaign:
     """A new campaign with its items and rubric; InputError names what is wrong with the request.
 
     `rubric`: None for the default, Markdown text, or a list of dimensions. `item_list`: CSV text."""
@@ -169,6 +171,8 @@ def create_rating_campaign(name, *, cohorts, raters, model_versions=(), expert_s
         raise InputError("seed must not be negative and sample_size must be at least 1")
     if int(reservation_timeout_s) < 10 or float(fast_floor_s) < 0:
         raise InputError("reservation_timeout_s must be at least 10 s and fast_floor_s not negative")
+    dwell = _dwell(key_dwell_ms)
+    signal_view, signal_view_switchable = checked_signal_view(signal_view, signal_view_switchable)
     if rubric is None:
         dimensions = default_dimensions()
     elif isinstance(rubric, str):
@@ -184,7 +188,7 @@ def create_rating_campaign(name, *, cohorts, raters, model_versions=(), expert_s
     campaign = RatingCampaign.objects.create(
         name=name, description=description, sample_size=sample_size, sample_seed=seed, overlap=overlap,
         reservation_timeout_s=int(reservation_timeout_s), fast_floor_s=float(fast_floor_s),
-        expert_sources=list(expert_sources or ()), created_by=user if getattr(user, "is_authenticated", False) else None)
+        key_dwell_ms=dwell, signal_view=signal_view, signal_view_switchable=signal_view_switchable, expert_sources=list(expert_sources or ()), created_by=user if getattr(user, "is_authenticated", False) else None)
     campaign.cohorts.set(cohorts)
     campaign.model_versions.set(versions)
     campaign.raters.set(users)
@@ -203,7 +207,8 @@ def create_rating_campaign(name, *, cohorts, raters, model_versions=(), expert_s
     return campaign
 
 
-EDITABLE = ("description", "overlap", "raters", "reservation_timeout_s", "fast_floor_s")
+EDITABLE = ("description", "overlap", "raters", "reservation_timeout_s", "fast_floor_s", "key_dwell_ms", "signal_view",
+            "signal_view_switchable")
 
 
 @transaction.atomic
@@ -226,6 +231,10 @@ def update_rating_campaign(campaign, *, user=None, **changes) -> RatingCampaign:
     if timeout < 10 or floor < 0:
         raise InputError("reservation_timeout_s must be at least 10 s and fast_floor_s not negative")
     campaign.reservation_timeout_s, campaign.fast_floor_s = timeout, floor
+    if "key_dwell_ms" in changes:
+        campaign.key_dwell_ms = _dwell(changes["key_dwell_ms"])
+    campaign.signal_view, campaign.signal_view_switchable = checked_signal_view(
+        changes.get("signal_view", campaign.signal_view), changes.get("signal_view_switchable", campaign.signal_view_switchable))
     users = _named(get_user_model(), changes["raters"], "username", "rater") if "raters" in changes \
         else list(campaign.raters.all())
     if not users:

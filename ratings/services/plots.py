@@ -1,41 +1,23 @@
-"""Server-side SVG of the rating dashboard: score distributions per dimension and the kappa heat maps."""
+"""Server-side SVG of the rating dashboard: score distributions per dimension and the kappa heat maps
+(core's chart style)."""
 from __future__ import annotations
 
-from html import escape
-
-from core.services.plots import kappa_heatmap_svg
+from core.services.plots import SERIES, bar_chart_svg, kappa_heatmap_svg
 from ratings.services.rubric import SCALE
 
 
-def distribution_svg(groups: dict[str, dict], *, title: str, width: int = 420, height: int = 170) -> str:
-    """Share of each score 1-5 per group (a bar group per score, one bar per group), published means aside."""
-    left, bottom, top = 36, 34, 18
-    plot_h, names = height - top - bottom, list(groups)
-    step = (width - left - 8) / len(SCALE)
-    bar = step * 0.8 / max(len(names), 1)
-    colours = ["#4c9be8", "#f2c94c", "#e5566d", "#6fcf97", "#bb6bd9", "#9ad0f5"]
-    parts = [f'<svg class="bars" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
-             f'<text x="{left}" y="12" class="axis">{escape(title)}</text>']
-    for tick in (0, 0.5, 1):
-        y = top + plot_h * (1 - tick)
-        parts.append(f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="gridline"/>'
-                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{tick:g}</text>')
-    for k, point in enumerate(SCALE):
-        for g, name in enumerate(names):
-            counts = groups[name]["distribution"]
-            total = sum(counts.values()) or 1
-            share = counts[str(point)] / total
-            x = left + k * step + step * 0.1 + g * bar
-            h = plot_h * share
-            parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                         f'fill="{colours[g % len(colours)]}"><title>{escape(name)}: score {point}, '
-                         f'{counts[str(point)]} of {total}</title></rect>')
-        parts.append(f'<text x="{left + (k + 0.5) * step:.1f}" y="{height - 20}" text-anchor="middle" class="axis">{point}</text>')
-    for g, name in enumerate(names):
-        parts.append(f'<text x="{left + g * 130}" y="{height - 4}" class="axis" fill="{colours[g % len(colours)]}">'
-                     f'■ {escape(name)} (n={groups[name]["n"]})</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def distribution_svg(groups: dict[str, dict], *, title: str) -> str:
+    """Share of each score 1-5 per group (a bar group per score, one bar per group)."""
+    categories = [str(point) for point in SCALE]
+    series = []
+    for g, (name, group) in enumerate(groups.items()):
+        total = sum(group["distribution"].values()) or 1
+        series.append({"name": f"{name} ({group['n']} ratings of {group['items']} items)",
+                       "values": {p: group["distribution"][p] / total for p in categories},
+                       "notes": {p: f"{group['distribution'][p]} of {total}" for p in categories},
+                       "colour": SERIES[g % len(SERIES)]})
+    return bar_chart_svg(categories, series, title=title, y_title="share of ratings", x_title="score",
+                         value_text=lambda share: f"{share:.0%}", width=520)
 
 
 def dashboard_figures(stats: dict) -> dict:
@@ -49,6 +31,7 @@ def dashboard_figures(stats: dict) -> dict:
             "title": titles[dim],
             "distribution": distribution_svg(d["by_source"], title=f"{titles[dim]}: share of each score")
             if d["by_source"] else "",
-            "heatmap": kappa_heatmap_svg(names, pairs, label="Quadratic-weighted kappa") if pairs else "",
+            "heatmap": kappa_heatmap_svg(names, pairs, label="Quadratic-weighted κ", items_key="items")
+            if pairs else "",
         }
     return figures

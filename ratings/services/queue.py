@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db.models import BigIntegerField, F
+from django.db.models import BigIntegerField, Exists, F, OuterRef
 from django.db.models.functions import Cast
 
 from core.exceptions import InputError
+from core.services.blinding import epochs_to_score_blind
 from core.services.work_queue import NotReserved, StaleAnswer, WorkQueue  # noqa: F401 (API names)
 from datasets.constants import STAGES
 from ratings.models import Rating, RatingItem, RatingReservation
@@ -43,6 +44,16 @@ class RatingQueue(WorkQueue):
         turn = rater_turn(Cast(F("position"), BigIntegerField()), rater_constants(campaign, rater.pk))
         return items.alias(turn=turn).order_by("turn", "position")
 
+    def reserve_one(self, campaign, rater, now):
+        """The next open item in the rater's order, holding back those near epochs they still score blind."""
+        items = self.order(without_blind_scoring(self.open_items(campaign, rater), rater), campaign, rater)
+        return self.reserve_from(campaign, rater, items, now)
+
+    def waiting_for_scoring(self, campaign, rater) -> int:
+        """Open items held back from the rater until they have scored their epochs blind."""
+        items = self.open_items(campaign, rater)
+        return items.count() - without_blind_scoring(items, rater).count()
+
     def clean(self, campaign, fields: dict) -> dict:
         rubric = campaign.rubric
         scores = fields.get("scores")
@@ -68,6 +79,17 @@ class RatingQueue(WorkQueue):
         return {"scores": {k: scores[k] for k in rubric.keys}, "rubric": rubric, "note": fields.get("note") or "",
                 "corrected_stage": corrected_stage, "corrected_rule_ids": corrected_rules, "seconds_spent": seconds,
                 "fast": seconds is not None and seconds < campaign.fast_floor_s}
+
+
+def without_blind_scoring(items, rater):
+    """Rating items without those whose epoch, or the epoch before or after it, `rater` still has to score in a
+    campaign that hides the model or the reference: rating shows a stage, so they wait until that scoring is done."""
+    blind = epochs_to_score_blind(rater)
+    if blind is None:
+        return items
+    near = blind.filter(recording_id=OuterRef("recording_id"), index__gte=OuterRef("epoch__index") - 1,
+                        index__lte=OuterRef("epoch__index") + 1)
+    return items.exclude(Exists(near))
 
 
 RATING = RatingQueue(items=RatingItem, reservations=RatingReservation, answers=Rating)

@@ -26,7 +26,9 @@ from ratings.services.rubric import SCALE
 
 N_BOOT = 1000
 PUBLISHED = {"means": (3.75, 3.96), "source": "SleepVLM expert evaluation: two sleep technologists, "
-                                              "MASS-SS1 and a clinical cohort; mean scores 3.75-3.96"}
+                                              "MASS-SS1 and a clinical cohort; mean scores 3.75-3.96",
+             "citation": "SleepVLM: Explainable and Rule-Grounded Sleep Staging via a Vision-Language Model. "
+                         "arXiv:2603.26738, 2026."}
 BOOTSTRAP_METHOD = (f"percentile bootstrap over items: {N_BOOT} resamples with replacement of the items rated "
                     "twice or more, numpy default_rng(campaign seed); 2.5% and 97.5% quantiles")
 
@@ -60,15 +62,18 @@ def _triples(rows, dim):
 
 
 def _alpha(triples, level, seed, n_boot=N_BOOT) -> dict:
+    """Alpha with its interval on the pairable items (rated twice or more), their ratings and raters."""
     pairable = {i for i, n in Counter(i for _, i, _ in triples).items() if n >= 2}
+    basis = {"items": len(pairable), "ratings": sum(1 for _, i, _ in triples if i in pairable),
+             "raters": len({r for r, i, _ in triples if i in pairable})}
+    undefined = {"value": None, "low": None, "high": None, **basis}
     if len(pairable) < 2:
-        return {"value": None, "low": None, "high": None, "items": len(pairable), "ratings": len(triples)}
+        return undefined
     try:
         result = agreement.bootstrap_alpha(triples, level, n_boot=n_boot, seed=seed, value_domain=SCALE)
     except ValueError:
-        return {"value": None, "low": None, "high": None, "items": len(pairable), "ratings": len(triples)}
-    return {"value": _num(result.alpha), "low": _num(result.low), "high": _num(result.high),
-            "items": result.n_items, "ratings": sum(1 for _, i, _ in triples if i in pairable)}
+        return undefined
+    return {"value": _num(result.alpha), "low": _num(result.low), "high": _num(result.high), **basis}
 
 
 def _num(value):
@@ -169,7 +174,7 @@ def campaign_statistics(campaign) -> dict:
         "method": {"bootstrap": BOOTSTRAP_METHOD, "sd": "sample SD (n - 1)",
                    "icc": "ICC(2,k), two-way random, absolute agreement, on the largest fully crossed block",
                    "kappa": "quadratic-weighted Cohen's kappa on the items both raters rated"},
-        "published": {"means": list(PUBLISHED["means"]), "source": PUBLISHED["source"]},
+        "published": {**PUBLISHED, "means": list(PUBLISHED["means"])},
         "dimensions": {},
     }
     for dim in dims:
@@ -194,6 +199,7 @@ def campaign_statistics(campaign) -> dict:
 # --- reports: the agreement_report command and the dashboard's downloads --------------------------
 
 def _fmt(value, digits=2) -> str:
+    """Means and SD with 2 decimals, agreement coefficients with 3 (as on the dashboard)."""
     return "—" if value is None else f"{value:.{digits}f}"
 
 
@@ -243,20 +249,26 @@ def render_report(stats, fmt: str) -> str:
     lines = [f"# Rating campaign {c['name']}", "",
              f"{c['ratings']} ratings of {c['items_rated']} of {c['items']} items by {c['raters']} raters "
              f"(overlap {c['overlap']}), rubric version {stats['rubric']['version']}.", "",
-             "## Mean ± SD (n) per dimension, with ordinal alpha", ""]
+             "## Mean ± SD (ratings) per dimension, with ordinal alpha", "",
+             "Alpha uses the items of a cell rated twice or more; its item count may be below the cell's.", ""]
     table = stats["paper_table"]
     header = [f"{col['cohort']} · {col['source']}" for col in table["columns"]]
     lines += ["| dimension | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for row in table["rows"]:
-        cells = [f"{_fmt(cell['mean'])} ± {_fmt(cell['sd'])} ({cell['n']}), α {_fmt(cell['alpha']['value'])}"
-                 for cell in row["cells"]]
+        cells = [f"{_fmt(cell['mean'])} ± {_fmt(cell['sd'])} ({cell['n']} ratings of {cell['items']} items), "
+                 f"α {_fmt(cell['alpha']['value'], 3)} ({cell['alpha']['items']} items)" for cell in row["cells"]]
         lines.append(f"| {titles[row['dimension']]} | " + " | ".join(cells) + " |")
-    lines += ["", f"Published: {stats['published']['source']}.", "", "## Agreement", "",
-              "| dimension | alpha ordinal [95% CI] | alpha interval [95% CI] | ICC(2,k) | items |", "|---|---|---|---|---|"]
+    lines += ["", "## Agreement", "",
+              "| dimension | alpha ordinal [95% CI] | alpha interval [95% CI] | ICC(2,k) | alpha items × raters |",
+              "|---|---|---|---|---|"]
     for dim, d in stats["dimensions"].items():
         o, i, icc = d["alpha_ordinal"], d["alpha_interval"], d["icc2k"]
         lines.append(f"| {titles[dim]} | {_fmt(o['value'], 3)} [{_fmt(o['low'], 3)}, {_fmt(o['high'], 3)}] | "
                      f"{_fmt(i['value'], 3)} [{_fmt(i['low'], 3)}, {_fmt(i['high'], 3)}] | "
-                     f"{_fmt(icc['value'], 3)} ({icc['raters']} raters × {icc['items']} items) | {o['items']} |")
-    lines += ["", f"Intervals: {stats['method']['bootstrap']}.", ""]
+                     f"{_fmt(icc['value'], 3)} ({icc['raters']} raters × {icc['items']} items) | "
+                     f"{o['items']} × {o['raters']} |")
+    published = stats["published"]
+    lines += ["", f"Intervals: {stats['method']['bootstrap']}.", "",
+              "## Published reference (not this campaign)", "",
+              f"Published: {published['source']}. {published['citation']}", ""]
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -32,10 +33,19 @@ class BuildCancelled(Exception):
     """The release is no longer running (cancelled, or taken over by another worker)."""
 
 
-def create_release(name, version, *, cohorts, stage_source=Release.REFERENCE, scoring_campaigns=(),
-                   rating_campaigns=(), model_versions=(), description="", license_id="cc-by-nc-4.0",
-                   license_text="", include_images=False, user=None, queue=True) -> Release:
-    """A new release (PENDING), queued for building after commit; InputError names what is wrong."""
+class Choices(NamedTuple):
+    """What a release is made of, checked: rows for the names given, and the previous built version."""
+
+    cohorts: list
+    scoring_campaigns: list
+    rating_campaigns: list
+    model_versions: list
+    previous: Release | None
+
+
+def check_choices(name, version, *, cohorts, stage_source=Release.REFERENCE, scoring_campaigns=(),
+                  rating_campaigns=(), model_versions=()) -> Choices:
+    """The rows a release of these choices is made of; InputError names what is wrong."""
     from django.core.exceptions import ValidationError
 
     from annotation.models import ScoringCampaign
@@ -71,16 +81,27 @@ def create_release(name, version, *, cohorts, stage_source=Release.REFERENCE, sc
         raise InputError(f"stage source {stage_source!r} needs the scoring campaigns it draws on")
     earlier = [r for r in Release.objects.filter(name=name, state=Release.SUCCEEDED)
                if version_key(r.version) < version_key(version)]
+    return Choices(cohort_rows, scoring, named(RatingCampaign, rating_campaigns, "name", "rating campaign"),
+                   named(ModelVersion, model_versions, "name", "model version"),
+                   max(earlier, key=lambda r: version_key(r.version)) if earlier else None)
+
+
+def create_release(name, version, *, cohorts, stage_source=Release.REFERENCE, scoring_campaigns=(),
+                   rating_campaigns=(), model_versions=(), description="", license_id="cc-by-nc-4.0",
+                   license_text="", include_images=False, user=None, queue=True) -> Release:
+    """A new release (PENDING), queued for building after commit; InputError names what is wrong."""
+    choices = check_choices(name, version, cohorts=cohorts, stage_source=stage_source,
+                            scoring_campaigns=scoring_campaigns, rating_campaigns=rating_campaigns,
+                            model_versions=model_versions)
     with transaction.atomic():
         release = Release.objects.create(
             name=name, version=version, stage_source=stage_source, description=description, license_id=license_id,
-            license_text=license_text, include_images=include_images,
-            previous=max(earlier, key=lambda r: version_key(r.version)) if earlier else None,
+            license_text=license_text, include_images=include_images, previous=choices.previous,
             created_by=user if getattr(user, "is_authenticated", False) else None)
-        release.cohorts.set(cohort_rows)
-        release.scoring_campaigns.set(scoring)
-        release.rating_campaigns.set(named(RatingCampaign, rating_campaigns, "name", "rating campaign"))
-        release.model_versions.set(named(ModelVersion, model_versions, "name", "model version"))
+        release.cohorts.set(choices.cohorts)
+        release.scoring_campaigns.set(choices.scoring_campaigns)
+        release.rating_campaigns.set(choices.rating_campaigns)
+        release.model_versions.set(choices.model_versions)
         audit.record(ChangeRecord.BUILD, release, actor=user, after=audit.snapshot(release))
         if queue:
             send(Release.task_name, (release.pk,))
@@ -129,7 +150,7 @@ def write_contents(release, root: Path, tick) -> dict:
             tick(done, total)
     finally:
         tables.close()
-    counts = changes.finish()
+    counts = changes.finish(root)
     agreement = content.agreement()
     (root / "agreement.json").write_text(export.json_text(agreement), encoding="utf-8")
     (root / "agreement.md").write_text(export.agreement_markdown(agreement), encoding="utf-8")

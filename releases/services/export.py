@@ -34,6 +34,7 @@ from django.core.files.storage import default_storage
 from annotation.models import Adjudication, Label
 from annotation.services.consensus import campaign_consensus
 from annotation.services.dashboard import campaign_statistics as scoring_statistics
+from core.services.plots import agreement_text
 from datasets.constants import STAGES
 from datasets.models import Epoch, EpochImage, Recording
 from inference.models import AasmRule, Prediction
@@ -106,12 +107,18 @@ class Tables:
 class ReleaseContent:
     """What one release holds, read from the database through the release's choices."""
 
-    def __init__(self, release):
+    def __init__(self, release, choices=None):
+        """`choices` (build.Choices) give the release's rows where the release is not saved (a preview)."""
         self.release = release
-        self.cohorts = list(release.cohorts.order_by("pk"))
-        self.scoring = list(release.scoring_campaigns.order_by("pk"))
-        self.rating = list(release.rating_campaigns.order_by("pk"))
-        self.versions = list(release.model_versions.order_by("pk"))
+        if choices is None:
+            self.cohorts = list(release.cohorts.order_by("pk"))
+            self.scoring = list(release.scoring_campaigns.order_by("pk"))
+            self.rating = list(release.rating_campaigns.order_by("pk"))
+            self.versions = list(release.model_versions.order_by("pk"))
+        else:
+            by_pk = lambda rows: sorted(set(rows), key=lambda row: row.pk)  # noqa: E731
+            self.cohorts, self.scoring = by_pk(choices.cohorts), by_pk(choices.scoring_campaigns)
+            self.rating, self.versions = by_pk(choices.rating_campaigns), by_pk(choices.model_versions)
         self.recordings = sorted(Recording.objects.filter(cohort__in=self.cohorts), key=lambda r: (subject_of(r), r.pk))
         subjects = Counter(subject_of(r) for r in self.recordings)
         doubled = sorted(s for s, n in subjects.items() if n > 1)
@@ -279,6 +286,15 @@ def rules_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _basis(key: str, figure: dict) -> str:
+    """The items (and raters) behind a scoring campaign's figure, as the dashboard states them."""
+    if key == "fleiss_kappa":
+        return f"{figure['n_items']} items × {figure['ratings_per_item']} ratings each, {figure['raters']} raters"
+    if key == "krippendorff_alpha":
+        return f"{figure['n_items']} items with 2+ ratings, {figure['raters']} raters"
+    return f"{figure['n']} {'labels' if key == 'agreement_with_majority' else 'items'} on the items with 2+ ratings"
+
+
 def agreement_markdown(agreement: dict) -> str:
     out = ["# Agreement", ""]
     for name, stats in agreement["scoring"].items():
@@ -288,10 +304,12 @@ def agreement_markdown(agreement: dict) -> str:
                            ("percent_agreement", "Pairwise agreement"), ("agreement_with_majority", "Agreement with the majority")):
             if key in stats:
                 figure = stats[key]
-                interval = f" [{figure['low']}, {figure['high']}]" if "low" in figure else ""
-                out.append(f"- {title}: {figure['value']}{interval}")
+                interval = (f" [{agreement_text(figure['low'])}, {agreement_text(figure['high'])}]"
+                            if "low" in figure else "")
+                out.append(f"- {title}: {agreement_text(figure['value'])}{interval} ({_basis(key, figure)})")
         for pair in stats.get("pairwise", []):
-            out.append(f"- Cohen's kappa {pair['a']} / {pair['b']}: {pair['kappa']} ({pair['n']} epochs)")
+            out.append(f"- Cohen's kappa {pair['a']} / {pair['b']}: {agreement_text(pair['kappa'])} "
+                       f"({pair['n']} epochs)")
         out.append("")
     for name, stats in agreement["rating"].items():
         out += [render_report(stats, "md").replace("# Rating campaign", "## Rating campaign", 1).replace("\n## ", "\n### "), ""]
@@ -355,11 +373,18 @@ def json_text(value) -> str:
 
 
 class Changelog:
-    """Epochs added, removed, and changed in stage, rules or rationale against the previous release,
-    compared subject by subject (the previous CSVs of one subject at a time are read from storage)."""
+    """Against the previous release: epochs added, removed, and changed in stage, rules or rationale (compared
+    subject by subject, the previous CSVs of one subject at a time read from storage), then stage labels and
+    ratings added, changed or removed (the long tables, compared whole). A label is one rater's pass over an
+    epoch in a campaign, a rating one rater's score of an item's dimension; raters by their release pseudonym."""
 
-    KINDS = ("added", "removed", "changed_stage", "changed_rules", "changed_rationale")
-    TITLES = ("Epochs added", "Epochs removed", "Stage changed", "Rules changed", "Rationale changed")
+    KINDS = ("added", "removed", "changed_stage", "changed_rules", "changed_rationale",
+             "labels_added", "labels_changed", "labels_removed", "ratings_added", "ratings_changed", "ratings_removed")
+    TITLES = ("Epochs added", "Epochs removed", "Stage changed", "Rules changed", "Rationale changed",
+              "Labels added", "Labels changed", "Labels removed", "Ratings added", "Ratings changed", "Ratings removed")
+    # table -> (the columns that name a row, the columns compared)
+    ANSWERS = {"stage_labels": (("subject", "epoch_index", "campaign", "rater", "pass"), ("stage", "uncertain")),
+               "ratings": (("subject", "epoch_index", "campaign", "item", "rater", "dimension"), ("score",))}
     SHOWN = 50
 
     def __init__(self, release):
@@ -370,20 +395,24 @@ class Changelog:
         self.examples = {kind: [] for kind in self.KINDS}
         self.seen: set[str] = set()
 
+    def _read(self, path) -> list[dict]:
+        name = self.previous.get(path)
+        if not name:
+            return []
+        with default_storage.open(name, "rb") as handle:
+            return list(csv.DictReader(io.StringIO(handle.read().decode("utf-8"), newline="")))
+
     def _previous(self, subject) -> dict[int, tuple]:
         rows: dict[int, tuple] = {}
         for kind in ("coarse", "fine"):  # fine after coarse: it adds the rationale
-            name = self.previous.get(f"annotations/{kind}/{subject}.csv")
-            if name:
-                with default_storage.open(name, "rb") as handle:
-                    for row in csv.DictReader(io.StringIO(handle.read().decode("utf-8"), newline="")):
-                        rows[int(row["N"])] = (row["Stage"], row["applicable_rules"], row.get("reasoning_text", ""))
+            for row in self._read(f"annotations/{kind}/{subject}.csv"):
+                rows[int(row["N"])] = (row["Stage"], row["applicable_rules"], row.get("reasoning_text", ""))
         return rows
 
-    def _note(self, kind, subject, n):
+    def _note(self, kind, where):
         self.counts[kind] += 1
         if len(self.examples[kind]) < self.SHOWN:
-            self.examples[kind].append(f"{subject}#{n}")
+            self.examples[kind].append(where)
 
     def compare(self, subject: str, current: dict[int, tuple]) -> None:
         if self.release.previous is None:
@@ -392,20 +421,43 @@ class Changelog:
         previous = self._previous(subject)
         for n in sorted(set(current) | set(previous)):
             if n not in previous:
-                self._note("added", subject, n)
+                self._note("added", f"{subject}#{n}")
             elif n not in current:
-                self._note("removed", subject, n)
+                self._note("removed", f"{subject}#{n}")
             else:
-                for kind, now, before in zip(self.KINDS[2:], current[n], previous[n]):
+                for kind, now, before in zip(self.KINDS[2:5], current[n], previous[n]):
                     if now != before:
-                        self._note(kind, subject, n)
+                        self._note(kind, f"{subject}#{n}")
 
-    def finish(self) -> dict:
-        """The counts, the epochs of subjects this release no longer has counted as removed."""
+    def _compare_answers(self, root: Path) -> None:
+        for table, (key, compared) in self.ANSWERS.items():
+            what = "labels" if table == "stage_labels" else "ratings"
+
+            def rows(lines):
+                return {tuple(r[k] for k in key): tuple(r[c] for c in compared) for r in lines}
+            before = rows(self._read(f"tables/{table}.csv"))
+            path = root / "tables" / f"{table}.csv"
+            with open(path, encoding="utf-8", newline="") as handle:
+                now = rows(csv.DictReader(handle))
+            for row_key in sorted(now.keys() | before.keys()):
+                where = " · ".join([f"{row_key[0]} epoch_index {row_key[1]}", *row_key[2:]])
+                if row_key not in before:
+                    self._note(f"{what}_added", where)
+                elif row_key not in now:
+                    self._note(f"{what}_removed", where)
+                elif now[row_key] != before[row_key]:
+                    self._note(f"{what}_changed", where)
+
+    def finish(self, root: Path) -> dict:
+        """The counts, with the written tables under `root` compared; the epochs of subjects this release no
+        longer has counted as removed."""
+        if self.release.previous is None:
+            return dict(self.counts)
         coarse = [p for p in self.previous if p.startswith("annotations/coarse/")]
         for subject in sorted({p.rsplit("/", 1)[-1].removesuffix(".csv") for p in coarse} - self.seen):
             for n in sorted(self._previous(subject)):
-                self._note("removed", subject, n)
+                self._note("removed", f"{subject}#{n}")
+        self._compare_answers(root)
         return dict(self.counts)
 
     def markdown(self) -> str:

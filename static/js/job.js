@@ -1,6 +1,8 @@
 // The one job poller: every element [data-job-url] polls its API resource until the job finishes.
 // Fields are filled from the JSON by key path (data-job-field="progress.done"); a job that gains a
-// `link` id (e.g. the imported recording) shows a button to it (data-link-base ends in 0/).
+// `link` id (e.g. the imported recording) shows a button to it (data-link-base ends in 0/). When a job
+// the page showed unfinished ends, every [data-refresh-on-job-end] element (with an id) is replaced by
+// its fresh copy from the page (a release's counts, files and downloads).
 (function () {
   const FINISHED = ["succeeded", "failed", "cancelled"];
   const read = (data, path) => path.split(".").reduce((v, k) => (v == null ? v : v[k]), data);
@@ -32,7 +34,21 @@
     }
     root.dataset.state = job.state;
   }
+  async function refreshSections() {
+    const sections = document.querySelectorAll("[data-refresh-on-job-end][id]");
+    if (!sections.length) return;
+    try {
+      const response = await fetch(window.location.href, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      sections.forEach((el) => {
+        const copy = fresh.getElementById(el.id);
+        if (copy) el.replaceWith(document.importNode(copy, true));
+      });
+    } catch (e) { /* the counts stay as they were; a reload shows them */ }
+  }
   function follow(root) {
+    let ended = FINISHED.includes(root.dataset.state);
     async function poll() {
       let job;
       try {
@@ -41,7 +57,8 @@
         job = await response.json();
       } catch (e) { return setTimeout(poll, 3000); }
       render(root, job);
-      if (!FINISHED.includes(job.state)) setTimeout(poll, 1000);
+      if (!FINISHED.includes(job.state)) return setTimeout(poll, 1000);
+      if (!ended) { ended = true; refreshSections(); }
     }
     poll();
   }

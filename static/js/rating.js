@@ -1,7 +1,8 @@
 // The rating page: the queue's next rationale under its epoch and the neighbours in the signal view, a 1-5
-// score per rubric dimension from the keyboard, an optional note; saves that survive going offline
-// (answer_queue.js), 412 when a rating changed elsewhere, time per item, and the items rated on this page
-// a key away to change a rating.
+// score per rubric dimension from the keyboard (a score moves on to the next dimension, Enter submits: four
+// keys an item), an optional note and correction; saves that survive going offline (answer_queue.js), 412
+// when a rating changed elsewhere, time per item, a quiet word when a rating was quick, and the items rated
+// on this page a key away to change a rating.
 (function () {
   const root = document.getElementById("rating");
   if (!root) return;
@@ -9,19 +10,18 @@
   const dims = Array.from(document.querySelectorAll(".dimension"));
   const keys = dims.map((d) => d.dataset.key);
   const view = new SignalView(byId("signal-view"), byId("measure-readout"));
+  const correctedRules = new RulePicker(byId("corrected-rules"));
   let scores = {};            // dimension key -> 1..5 for the item on screen
   let focus = 0;              // the focused dimension
-  let shownAt = performance.now();
   let fresh = null;           // the unrated item left to look back at rated ones
   const rated = new Map();    // item id -> {served, values, revision}: the items rated on this page
   const history = [];         // their ids, in the order rated
 
-  const isRated = (id) => rated.has(id) || queue.queued(id);
-
   const queue = new AnswerQueue(root, {
     answers: "ratings/", storage: "rating-queue", done: "rated", things: "items", view, show,
-    isAnswered: isRated, finished, onBatch() {},
+    finished, onBatch() {},
     onSaved(saved) {
+      byId("fast-notice").hidden = !saved.fast;
       if (rated.has(saved.item)) rated.get(saved.item).revision = saved.revision;
       if (queue.item && queue.item.item === saved.item) showRevision(saved.revision);
     },
@@ -38,8 +38,7 @@
     if (current) {
       Object.assign(record, { values: valuesOf(current), revision: current.revision });
     } else {           // a first rating refused (the reservation lapsed): the item is not rated
-      rated.delete(id);
-      history.splice(history.indexOf(id), 1);
+      forget(id);
       if (queue.progress) { queue.progress.done -= 1; queue.renderStatus(); }
     }
     if (queue.item && queue.item.item === id) show(queue.item);
@@ -47,6 +46,13 @@
 
   const valuesOf = (r) => ({ scores: { ...r.scores }, note: r.note || "", corrected_stage: r.corrected_stage || "",
     corrected_rule_ids: [...(r.corrected_rule_ids || [])] });
+
+  // An item rated here no longer: its first rating refused, or the queue serves it again (an unannounced
+  // re-score, a new answer: the earlier one is not shown).
+  function forget(id) {
+    rated.delete(id);
+    history.splice(history.indexOf(id), 1);
+  }
 
   function showRevision(revision) {
     byId("current-rating").textContent = revision ? `· your rating, revision ${revision}` : "";
@@ -71,16 +77,16 @@
   }
 
   async function show(served) {
-    queue.item = served;
+    queue.showing(served);
     byId("work").hidden = false; byId("done").hidden = true;
+    if (rated.has(served.item) && rated.get(served.item).served !== served) forget(served.item);  // served again
     const record = rated.get(served.item);
     const values = record ? record.values : served.rating ? valuesOf(served.rating) : valuesOf({ scores: {} });
     scores = { ...values.scores };
     byId("note").value = values.note;
     byId("corrected-stage").value = values.corrected_stage;
-    Array.from(byId("corrected-rules").options).forEach((o) => { o.selected = values.corrected_rule_ids.includes(o.value); });
+    correctedRules.set(values.corrected_rule_ids);
     showRevision(record ? record.revision : served.rating && served.rating.revision);
-    byId("position").textContent = `epoch ${served.index + 1} of ${served.recording_epoch_count}`;
     const stage = byId("item-stage");
     stage.textContent = served.stage; stage.className = `stage stage-${served.stage}`;
     byId("item-rules").replaceChildren(...served.rules.map((r) => {
@@ -92,19 +98,19 @@
     byId("item-rationale").textContent = served.rationale;
     dims.forEach((d) => d.classList.remove("missing"));
     focusDimension(0);
-    shownAt = performance.now();
     try {
       const data = await queue.signals(served.recording, served.index);
       if (queue.item !== served) return;
       view.show(data);
     } catch (e) {
+      if (queue.item !== served) return;
       byId("measure-readout").textContent = "The signals could not be loaded (offline?).";
     }
-    root.dataset.item = String(served.item);
+    queue.shown();
   }
 
   function finished() {
-    if (queue.item && !isRated(queue.item.item)) return;
+    if (queue.item && !queue.answered(queue.item)) return;
     queue.item = null;
     byId("work").hidden = true; byId("done").hidden = false; root.dataset.done = "1";
   }
@@ -122,15 +128,15 @@
     const item = queue.item;
     const at = item ? history.indexOf(item.item) : -1;
     if (at !== -1 && at + 1 < history.length) return show(rated.get(history[at + 1]).served);
-    if (fresh && !isRated(fresh.item)) { const next = fresh; fresh = null; return show(next); }
+    if (fresh && !queue.answered(fresh)) { const next = fresh; fresh = null; return show(next); }
     fresh = null;
     return queue.advance();
   }
 
-  function setScore(i, score) {
+  function setScore(i, score) {  // then on to the next dimension (the last one keeps the focus for Enter)
     if (!queue.item) return;
     scores[keys[i]] = score;
-    focusDimension(i);
+    focusDimension(Math.min(i + 1, dims.length - 1));
   }
 
   function submit() {
@@ -147,10 +153,10 @@
     const record = rated.get(item.item);
     const values = {
       scores: { ...scores }, note: byId("note").value, corrected_stage: byId("corrected-stage").value,
-      corrected_rule_ids: Array.from(byId("corrected-rules").selectedOptions, (o) => o.value),
+      corrected_rule_ids: correctedRules.value,
     };
     const revision = record ? record.revision : item.rating ? item.rating.revision : null;
-    queue.save({ item: item.item, ...values }, shownAt, revision);
+    queue.save({ item: item.item, ...values }, revision);
     if (!record) {
       if (queue.progress && !item.rating) { queue.progress.done += 1; queue.renderStatus(); }
       rated.set(item.item, { served: item, values, revision });
@@ -163,25 +169,18 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.metaKey || event.ctrlKey || event.altKey) return;
-    const field = event.target.closest("input, textarea, select");
-    if (field) {  // keys go to the field; Escape leaves it
-      if (event.key === "Escape") { event.preventDefault(); field.blur(); focusDimension(focus); }
-      return;
-    }
-    if (event.target.closest("a")) return;
+    if (AnswerQueue.keyInField(event, () => focusDimension(focus)) || event.target.closest("a")) return;
     const key = event.key;
     const name = key.length === 1 ? key.toLowerCase() : key;
     const actions = {
       Tab: () => focusDimension(focus + (event.shiftKey ? -1 : 1)),
       ArrowDown: () => focusDimension(focus + 1), ArrowUp: () => focusDimension(focus - 1),
-      ArrowLeft: back, ArrowRight: forward, Enter: submit,
-      n: () => byId("note").focus(),
-      "+": () => view.setGain(1.25), "=": () => view.setGain(1.25), "-": () => view.setGain(0.8),
-      t: () => view.nextKind(), x: () => view.setGain(null), g: () => { view.guides = !view.guides; view.draw(); },
+      ArrowLeft: back, ArrowRight: forward, Enter: () => { if (queue.takesKeys) submit(); },
+      n: () => byId("note").focus(), i: () => correctedRules.focus(),
       "?": () => { byId("help").hidden = !byId("help").hidden; },
-      Escape: () => { byId("help").hidden = true; },
+      Escape: () => { byId("help").hidden = true; queue.acknowledge(); },
     };
-    if (/^[1-5]$/.test(key)) { event.preventDefault(); setScore(focus, Number(key)); }
+    if (/^[1-5]$/.test(key)) { event.preventDefault(); if (queue.takesKeys) setScore(focus, Number(key)); }
     else if (actions[name]) { event.preventDefault(); actions[name](); }
   });
   dims.forEach((d, i) => {

@@ -1,5 +1,7 @@
 // The scoring page: the fair queue's next item in the signal view, keyboard scoring with auto-advance,
-// saves that survive going offline (answer_queue.js), time per epoch, the rater's own hypnogram.
+// saves that survive going offline (answer_queue.js), time per epoch, the rater's own hypnogram. In
+// rationale mode the rule ids and rationale belong to the epoch shown (empty on a new one, its label's
+// own on going back) and a label needs both.
 (function () {
   const root = document.getElementById("scoring");
   if (!root) return;
@@ -8,16 +10,15 @@
   const ORDER = ["W", "R", "N1", "N2", "N3"];
   const view = new SignalView(document.getElementById("signal-view"), document.getElementById("measure-readout"));
   const byId = (id) => document.getElementById(id);
-  let items = [];             // the recording's items for this rater: {item, index, stage, uncertain, revision}
+  let items = [];             // the recording's items for this rater: {item, index, stage, uncertain, rule_ids, rationale, revision}
   let uncertain = false;
-  let shownAt = performance.now();
+  const rationaleMode = root.dataset.rationale === "1";
+  const rules = rationaleMode ? new RulePicker(byId("rule-ids")) : null;
   const served = new Map();    // item id -> the item as the queue served it (with what the campaign shows)
 
-  const isScored = (id) => items.some((i) => i.item === id && i.stage) || queue.queued(id);
 
   const queue = new AnswerQueue(root, {
     answers: "labels/", storage: "scoring-queue", done: "scored", things: "epochs", view, show,
-    isAnswered: isScored,
     finished() { byId("done").hidden = false; root.dataset.done = "1"; },
     async onBatch(batch) {
       batch.forEach((u) => served.set(u.item, u));
@@ -37,7 +38,7 @@
     items = await response.json();
     for (const entry of queue.pending) {  // labels not yet on the server still show
       const row = items.find((i) => i.item === entry.item);
-      if (row) Object.assign(row, { stage: entry.stage, uncertain: entry.uncertain });
+      if (row) Object.assign(row, { stage: entry.stage, uncertain: entry.uncertain, rule_ids: entry.rule_ids, rationale: entry.rationale });
     }
     drawHypnogram();
   }
@@ -45,6 +46,7 @@
   function drawHypnogram() {
     const item = queue.item;
     const canvas = byId("own-hypnogram");
+    if (!canvas) return;  // not shown in blinded single-epoch campaigns: it would tell the time of night
     const ratio = window.devicePixelRatio || 1;
     canvas.width = canvas.clientWidth * ratio; canvas.height = canvas.clientHeight * ratio;
     const g = canvas.getContext("2d");
@@ -68,21 +70,29 @@
     };
   }
 
+  // The rater's answer to the item shown: going back, their latest one; served by the queue, the one it served
+  // (none for a first pass, and none for an unannounced re-score: the first answer is not shown again).
+  let shownAnswer = null;
+  const answerOf = (next) => (next.revisit ? items.find((i) => i.item === next.item) : next.label) || null;
+
   async function show(next) {
-    queue.item = next;
+    queue.showing(next);
     const data = await queue.signals(next.recording, next.index);
     view.show(data);
-    const row = items.find((i) => i.item === next.item);
+    const row = shownAnswer = answerOf(next);
     uncertain = row ? !!row.uncertain : false;
+    if (rationaleMode) {
+      rules.set(row && row.rule_ids ? row.rule_ids : []);
+      byId("rationale").value = row && row.rationale ? row.rationale : "";
+      byId("rationale-missing").hidden = true;
+    }
     byId("uncertain").dataset.on = uncertain ? "1" : "0";
-    byId("position").textContent = `epoch ${next.index + 1} of ${next.recording_epoch_count}`;
+    byId("position").textContent = root.dataset.position === "1" ? `epoch ${next.index + 1} of ${next.recording_epoch_count}` : "";
     document.querySelectorAll(".stage-btn").forEach((b) => b.classList.toggle("active", !!row && b.dataset.stage === row.stage));
     byId("current-label").textContent = row && row.stage ? `Your label: ${row.stage}${row.uncertain ? " (uncertain)" : ""}` : "No label yet.";
     showContext(next);
-    shownAt = performance.now();
     drawHypnogram();
-    root.dataset.index = String(next.index);
-    root.dataset.item = String(next.item);
+    queue.shown();
   }
 
   function showContext(item) {  // what the campaign opens to raters: reference, others' labels, model outputs
@@ -99,28 +109,38 @@
   }
 
   function goTo(row) {
+    if (!queue.answered(queue.item)) queue.upcoming.unshift(queue.item);  // the next one again once back
     const { reference_stage, other_labels, model_outputs, ...base } = queue.item;  // never another epoch's context
-    show(served.get(row.item) || { ...base, item: row.item, index: row.index });
+    show({ ...(served.get(row.item) || { ...base, item: row.item, index: row.index }), revisit: true });
+  }
+
+  // In rationale mode: what the label still lacks, named on the page (nothing is saved); true when complete.
+  function rationaleComplete(answer) {
+    const missing = [!answer.rule_ids.length && "a rule id", !answer.rationale && "a rationale"].filter(Boolean);
+    if (missing.length) {
+      byId("rationale-missing").textContent = `Not saved: this campaign collects rationales; add ${missing.join(" and ")} (I, N).`;
+      byId("rationale-missing").hidden = false;
+    }
+    return !missing.length;
   }
 
   function score(stage) {
     const item = queue.item;
     if (!item) return;
     const row = items.find((i) => i.item === item.item);
-    queue.save({
-      item: item.item, recording: item.recording, stage, uncertain,
-      rule_ids: byId("rule-ids") ? Array.from(byId("rule-ids").selectedOptions, (o) => o.value) : [],
-      rationale: byId("rationale") ? byId("rationale").value : "",
-    }, shownAt, row && row.revision);
+    const answer = { stage, uncertain, rule_ids: rationaleMode ? rules.value : [],
+      rationale: rationaleMode ? byId("rationale").value.trim() : "" };
+    if (rationaleMode && !rationaleComplete(answer)) return;
+    queue.save({ item: item.item, recording: item.recording, ...answer }, shownAnswer && shownAnswer.revision);
     if (queue.progress && !(row && row.stage)) { queue.progress.done += 1; queue.renderStatus(); }
-    if (row) Object.assign(row, { stage, uncertain }); else items.push({ item: item.item, index: item.index, stage, uncertain });
+    if (row) Object.assign(row, answer); else items.push({ item: item.item, index: item.index, ...answer });
     queue.advance();
   }
 
   function toggleUncertain() { uncertain = !uncertain; byId("uncertain").dataset.on = uncertain ? "1" : "0"; }
 
   document.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, textarea, select") || event.metaKey || event.ctrlKey || event.altKey) return;
+    if (event.metaKey || event.ctrlKey || event.altKey || AnswerQueue.keyInField(event)) return;
     const item = queue.item;
     const key = event.key;
     const name = key.length === 1 ? key.toLowerCase() : key;
@@ -129,12 +149,11 @@
         if (later) goTo(later); else queue.advance(); },
       ArrowLeft: () => { const prev = items.filter((i) => i.index < item.index).sort((a, b) => b.index - a.index)[0]; if (prev) goTo(prev); },
       u: toggleUncertain,
-      "+": () => view.setGain(1.25), "=": () => view.setGain(1.25), "-": () => view.setGain(0.8),
-      t: () => view.nextKind(), x: () => view.setGain(null), g: () => { view.guides = !view.guides; view.draw(); },
       "?": () => { byId("help").hidden = !byId("help").hidden; },
-      Escape: () => { byId("help").hidden = true; },
+      Escape: () => { byId("help").hidden = true; queue.acknowledge(); },
+      ...(rationaleMode && { i: () => rules.focus(), n: () => byId("rationale").focus() }),
     };
-    if (STAGE_KEYS[key]) { event.preventDefault(); score(STAGE_KEYS[key]); }
+    if (STAGE_KEYS[key]) { event.preventDefault(); if (queue.takesKeys) score(STAGE_KEYS[key]); }
     else if (actions[name] && (item || !name.startsWith("Arrow"))) { event.preventDefault(); actions[name](); }
   });
   document.querySelectorAll(".stage-btn").forEach((b) => b.addEventListener("click", () => score(b.dataset.stage)));

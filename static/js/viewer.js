@@ -25,8 +25,8 @@
   });
   document.getElementById("jump").addEventListener("submit", (event) => {
     event.preventDefault();
-    const value = Number(event.target.querySelector("input").value);
-    if (Number.isInteger(value) && value >= 0 && value < Number(root.dataset.count)) go(epochUrl(value));
+    const number = Number(event.target.querySelector("input").value);  // 1-based, as the page counts
+    if (Number.isInteger(number) && number >= 1 && number <= Number(root.dataset.count)) go(epochUrl(number - 1));
   });
   root.dataset.ready = "1";
   // Warm the browser cache for the next epoch's page.

@@ -33,6 +33,8 @@ DEMO_COHORT = "Synthetic demo"
 BASELINE_VERSION = "baseline-yasa"
 SCORING_CAMPAIGN = "Demo scoring"
 SCORING_RATERS = ("rater", "rater2", "rater3")
+RATIONALE_CAMPAIGN = "Demo rationales"
+RATIONALE_RATERS = ("rater2", "rater3")  # simulated experts writing rule ids and rationales
 RATING_CAMPAIGN = "Demo rating"
 RATING_RATERS = ("rater", "rater2", "rater3")
 RELEASE_NAME = "demo-release"
@@ -45,6 +47,20 @@ IDENTIFIED_RECORDING = "Startdate 01-JAN-2024 EMR-88123 X synthetic_psg"
 # with the majority per stage (spec/agreement.md); otherwise they pick a neighbouring stage.
 SIMULATED_AGREEMENT = {"W": 0.85, "N1": 0.6, "N2": 0.85, "N3": 0.7, "R": 0.9}
 NEIGHBOURS = {"W": ("N1",), "N1": ("W", "N2"), "N2": ("N1", "N3"), "N3": ("N2",), "R": ("N1", "N2")}
+# What the simulated experts write for the stage they give: rule ids and a rationale in the MASS-EX style
+# (waveform, derivation, time in the epoch, frequency, amplitude; then the rule), times drawn per epoch.
+SIMULATED_RATIONALES = {
+    "W": (["W.1", "W.2"], "Alpha rhythm of about 10 Hz over O2-M1 for most of the epoch; eye blinks on LOC/ROC at "
+                          "{t:.1f} s; chin EMG at a high level. Alpha over more than half the epoch scores W."),
+    "N1": (["N1.1"], "Alpha attenuated from {t:.1f} s and replaced by low-amplitude 4–7 Hz activity over C4-M1 for "
+                     "more than half the epoch; slow eye movements on LOC/ROC; no spindles or K-complexes."),
+    "N2": (["N2.1"], "Sleep spindle on C4-M1 at {t:.1f} s (about 13 Hz, 0.8 s) in the first half of the epoch over a "
+                     "low-amplitude mixed-frequency background; slow waves well below 20% of the epoch."),
+    "N3": (["N3.1"], "Slow waves of 0.5–2 Hz over F4-M1, up to {a:.0f} µV peak-to-peak, fill about {p:.0f}% of the "
+                     "epoch, above the 20% that N3 needs."),
+    "R": (["R.1"], "Rapid eye movements on LOC/ROC from {t:.1f} s with chin EMG at its lowest level and "
+                   "low-amplitude mixed-frequency EEG without spindles or K-complexes."),
+}
 
 
 class Command(BaseCommand):
@@ -67,6 +83,7 @@ class Command(BaseCommand):
         self._identified_night(opts["seed"])
         self._baseline(recording)
         self._scoring(recording, opts["seed"])
+        self._rationales(recording, opts["seed"])
         self._rating(opts["seed"])
         self._release()
         if opts["no_serve"]:
@@ -166,13 +183,54 @@ class Command(BaseCommand):
         self.stdout.write(f"Scoring campaign '{SCORING_CAMPAIGN}': {campaign.items.count()} epochs, overlap 3, "
                           f"raters {', '.join(SCORING_RATERS)} ({', '.join(SCORING_RATERS[1:])} simulated, 60 epochs each)")
 
-    def _rating(self, seed: int):
-        """A rating campaign over the baseline's rationales; two simulated rater accounts (rater2, rater3) have
-        rated some, so the dashboard has agreement to show, and `rater` can rate in the browser."""
+    def _rationales(self, recording, seed: int):
+        """A rationale-mode scoring campaign in which the simulated experts (rater2, rater3) give each epoch of a
+        sample its stage, rule ids and rationale: the expert rationales the rating campaign mixes in."""
         import uuid
 
         import numpy as np
 
+        from annotation.models import ScoringCampaign
+        from annotation.services import queue
+        from annotation.services.campaigns import create_campaign
+
+        if ScoringCampaign.objects.filter(name=RATIONALE_CAMPAIGN).exists():
+            self.stdout.write(f"Scoring campaign '{RATIONALE_CAMPAIGN}' already set up")
+            return
+        campaign = create_campaign(
+            RATIONALE_CAMPAIGN, recordings=[recording], sample="stratified", sample_size=30, seed=seed + 1, overlap=1,
+            raters=RATIONALE_RATERS, unit="epoch", rationale_mode=True,
+            description="Simulated experts write rule ids and a rationale for each epoch (rated in the rating "
+                        "campaign).",
+        )
+        rng = np.random.default_rng([seed, 2])
+        users = get_user_model().objects.in_bulk(RATIONALE_RATERS, field_name="username")
+        labelled = 0
+        while (served := queue.next_item(campaign, users[RATIONALE_RATERS[labelled % 2]])) is not None:
+            truth = served[0].epoch.stage
+            stage = truth if rng.random() < SIMULATED_AGREEMENT[truth] else str(rng.choice(NEIGHBOURS[truth]))
+            rule_ids, text = SIMULATED_RATIONALES[stage]
+            rationale = text.format(t=rng.uniform(1, 14), a=rng.uniform(90, 180), p=rng.uniform(25, 60))
+            queue.submit_label(campaign, users[RATIONALE_RATERS[labelled % 2]], served[0], stage=stage,
+                               rule_ids=rule_ids, rationale=rationale, client_id=uuid.uuid4(),
+                               seconds_spent=float(rng.uniform(30, 90)))
+            labelled += 1
+        self.stdout.write(f"Scoring campaign '{RATIONALE_CAMPAIGN}' (rationale mode): {labelled} epochs with rule ids "
+                          f"and rationales by {', '.join(RATIONALE_RATERS)} (simulated)")
+
+    def _rating(self, seed: int):
+        """A rating campaign mixing the baseline's rationales with the simulated experts' (rationale-mode scoring),
+        origins hidden; two simulated rater accounts (rater2, rater3) have rated some, so the dashboard has
+        agreement to show, and `rater` can rate in the browser. Items on epochs a rater still scores blind in
+        the demo's scoring campaign wait until they have scored them."""
+        import uuid
+
+        import numpy as np
+
+        from collections import Counter
+
+        from core.services.blinding import SCORING, blinding_overlaps
+        from datasets.models import Recording
         from ratings.models import RatingCampaign
         from ratings.services.campaigns import create_rating_campaign
         from ratings.services.queue import RATING
@@ -181,10 +239,10 @@ class Command(BaseCommand):
             self.stdout.write(f"Rating campaign '{RATING_CAMPAIGN}' already set up")
             return
         campaign = create_rating_campaign(
-            RATING_CAMPAIGN, cohorts=[DEMO_COHORT], model_versions=[BASELINE_VERSION], raters=RATING_RATERS,
-            sample_size=40, seed=seed, overlap=2,
-            description="Baseline rationales, stratified by stage and by correct versus incorrect stage; "
-                        "rater2 and rater3 are simulated.",
+            RATING_CAMPAIGN, cohorts=[DEMO_COHORT], model_versions=[BASELINE_VERSION], expert_sources=["scoring"],
+            raters=RATING_RATERS, sample_size=40, seed=seed, overlap=2,
+            description="Baseline and expert rationales (origin hidden), stratified by stage and by correct versus "
+                        "incorrect stage; rater2 and rater3 are simulated.",
         )
         rng = np.random.default_rng(seed)
         keys = campaign.rubric.keys
@@ -200,8 +258,13 @@ class Command(BaseCommand):
                 scores = {key: int(np.clip(np.rint(centre + rng.normal(0, 0.6)), 1, 5)) for key in keys}
                 RATING.submit(campaign, rater, item, scores=scores, client_id=uuid.uuid4(),
                               seconds_spent=float(rng.uniform(3, 40)))
-        self.stdout.write(f"Rating campaign '{RATING_CAMPAIGN}': {campaign.items.count()} rationales, overlap 2, "
-                          f"raters {', '.join(RATING_RATERS)} ({', '.join(RATING_RATERS[1:])} simulated, 20 rated each)")
+        origins = Counter(campaign.items.values_list("origin", flat=True))
+        self.stdout.write(f"Rating campaign '{RATING_CAMPAIGN}': {origins['model']} model and {origins['expert']} expert "
+                          f"rationales, overlap 2, raters {', '.join(RATING_RATERS)} ({', '.join(RATING_RATERS[1:])} "
+                          "simulated, up to 20 rated each)")
+        recordings = Recording.objects.filter(cohort__name=DEMO_COHORT)
+        for overlap in blinding_overlaps(campaign.raters.all(), recordings, kind=SCORING):
+            self.stdout.write(f"  {overlap}")
 
     def _release(self):
         """A release built from the demo's campaigns and the baseline, downloadable from its page."""

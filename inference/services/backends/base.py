@@ -42,6 +42,7 @@ class RawOutput:
     epoch_id: int
     text: str  # the model's raw text, always stored
     probability: float | None = None  # stage probability where the backend has one
+    origin_note: str = ""  # where the stage came from, beyond the model version (the baseline's classifier)
     error: str = ""  # transport or runtime failure (stored as a failed prediction)
 
 

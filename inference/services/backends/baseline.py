@@ -11,7 +11,7 @@ from collections import OrderedDict
 from functools import lru_cache
 
 from inference.services.backends.base import Backend, EpochQuery, RawOutput
-from inference.services.baseline import BASELINE_VERSION, NightAnalysis, analyse_night, explain_epoch
+from inference.services.baseline import BASELINE_VERSION, NightAnalysis, analyse_night, explain_epoch, origin_note
 
 
 @lru_cache(maxsize=2)
@@ -51,7 +51,8 @@ class BaselineBackend(Backend):
                     continue
                 obj = explain_epoch(analysis, q.index)
                 outputs[k] = RawOutput(q.epoch_id, text=output_text(obj),
-                                       probability=float(analysis.probability[q.index]))
+                                       probability=float(analysis.probability[q.index]),
+                                       origin_note=origin_note(analysis))
         return outputs  # type: ignore[return-value]
 
     def fingerprint(self) -> dict:

@@ -12,7 +12,8 @@ from core.services.specfile import load_spec
 from ratings.services.campaigns import create_rating_campaign
 
 FIELDS = {"name", "description", "cohorts", "model_versions", "expert_sources", "sample_size", "seed", "overlap",
-          "raters", "reservation_timeout_s", "fast_floor_s", "item_list", "rubric"}
+          "raters", "reservation_timeout_s", "fast_floor_s", "key_dwell_ms", "signal_view",
+          "signal_view_switchable", "item_list", "rubric"}
 
 
 def _read_beside(spec: Path, name: str, what: str) -> str:
