@@ -773,3 +773,21 @@ def test_the_import_command_refuses_a_mains_frequency_outside_the_range(night_ed
     assert ImportJob.objects.count() == 0 and Recording.objects.count() == 0
     call_command("import_psg", str(night_edf), "--cohort", "c", "--mains-hz", "60", verbosity=0)  # in range: imports
     assert Recording.objects.get().mains_hz == 60
+
+
+@pytest.mark.parametrize("seconds", [-50, float("nan"), 1e9])
+def test_the_work_queue_refuses_absurd_time_spent(seconds, make_user, db):
+    """The service refuses what the API's serializer may let through (CLI, other callers)."""
+    import uuid
+
+    from annotation.services import queue
+    from annotation.services.campaigns import create_campaign
+    from core.exceptions import InputError
+    from core.roles import RATER
+    from tests.factories import make_recording
+
+    rater = make_user(RATER, "timed")
+    campaign = create_campaign("timed", recordings=[make_recording("T", "t", ["N2", "N2"])], raters=[rater], overlap=1)
+    item, _ = queue.next_item(campaign, rater)
+    with pytest.raises(InputError, match="seconds_spent must be between 0 and 86400"):
+        queue.submit_label(campaign, rater, item, stage="N2", client_id=uuid.uuid4(), seconds_spent=seconds)

@@ -281,6 +281,27 @@ def test_rationale_mode_labels_need_rule_ids_and_a_rationale(make_user, db):
     assert Label.objects.get().rationale == "Spindle at 4 s"
 
 
+def test_labels_with_what_the_campaign_does_not_collect_or_absurd_times_are_refused(make_user, db):
+    """Stored before: rule ids and a 5,000-character rationale in a campaign without rationale mode, and
+    seconds_spent -50. Each is refused (400, naming the problem) and nothing is written."""
+    rec = night("plain", 3)
+    a, = raters(make_user, 1)
+    campaign = create_campaign("plain", recordings=[rec], raters=[a], overlap=1)
+    api = APIClient()
+    api.force_authenticate(a)
+    item = api.post(f"/api/scoring/campaigns/{campaign.pk}/next/").json()["item"]
+    url = f"/api/scoring/campaigns/{campaign.pk}/labels/"
+    for fields, message in (({"rule_ids": ["FOO"]}, "does not collect rationales"),
+                            ({"rationale": "x" * 5000}, "does not collect rationales"),
+                            ({"seconds_spent": -50}, "seconds_spent"), ({"seconds_spent": 1e9}, "seconds_spent")):
+        response = api.post(url, {"item": item, "stage": "N2", "client_id": str(uuid.uuid4()), **fields}, format="json")
+        assert response.status_code == 400 and message in response.content.decode(), (fields, response.content)
+    assert not Label.objects.exists()
+    response = api.post(url, {"item": item, "stage": "N2", "client_id": str(uuid.uuid4()), "seconds_spent": 12.5},
+                        format="json")
+    assert response.status_code == 201 and Label.objects.get().seconds_spent == 12.5
+
+
 def test_key_dwell_is_a_campaign_setting(make_user, db):
     rec = night("kd", 3)
     a, = raters(make_user, 1)

@@ -39,6 +39,9 @@ class ScoringQueue(WorkQueue):
             if missing:
                 raise InputError("this campaign collects rationales: a label needs at least one rule id and a "
                                  f"rationale ({' and '.join(missing)} missing)")
+        elif rule_ids or rationale:
+            raise InputError("this campaign does not collect rationales: send a stage (and uncertain) only, "
+                             "without rule_ids or rationale")
         return {"stage": stage, "uncertain": bool(fields.get("uncertain")), "rule_ids": rule_ids,
                 "rationale": rationale, "seconds_spent": fields.get("seconds_spent")}
 

@@ -48,6 +48,7 @@ CANDIDATES = 4  # items locked per round
 ROUNDS = 8
 MAX_AHEAD = 5  # items a page may hold ahead of the one on screen
 RELEASE_EVERY_S = 1.0
+MAX_SECONDS_SPENT = 24 * 3600  # time on one item: more is a clock error, not work
 
 
 class NotReserved(Exception):
@@ -321,6 +322,9 @@ class WorkQueue:
                 seconds_spent = float(seconds_spent)
             except (TypeError, ValueError):
                 raise InputError("seconds_spent must be a number") from None
+            if not 0 <= seconds_spent <= MAX_SECONDS_SPENT:  # NaN fails too
+                raise InputError(f"seconds_spent must be between 0 and {MAX_SECONDS_SPENT} (24 hours), "
+                                 f"got {seconds_spent:g}")
         if base_revision in ("", 0):
             base_revision = None
         if base_revision is not None:
