@@ -193,9 +193,12 @@ class AnswerQueue {
         await this.page.onBatch(batch);
         const known = new Set(this.upcoming.map((u) => u.item).concat(this.item ? [this.item.item] : []));
         this.upcoming = this.upcoming.concat(batch.filter((u) => !known.has(u.item) && !this.answered(u)));
-        if (!this.upcoming.length && batch.every((u) => this.answered(u))) {
-          // only answered items came back: done, unless saves still in flight hold the slots of items to come
-          if (this.pending.length) this.afterSaves = () => this.advanceIfAnswered(); else this.page.finished();
+        if (!this.upcoming.length) {
+          // Saves still in flight hold the slots of items to come: ask again once they land. Nothing came back:
+          // done. Only items answered since the request was sent came back (the queue had not seen those saves
+          // yet, and may have re-scores due): moveOn asks again shortly.
+          if (this.pending.length) this.afterSaves = () => this.advanceIfAnswered();
+          else if (!batch.length) this.page.finished();
         }
       } catch (e) { this.setState(`offline: ${this.pending.length} queued`, "offline"); }
       finally { this.refilling = null; }
