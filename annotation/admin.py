@@ -6,7 +6,7 @@ from annotation.models import Adjudication, CampaignItem, Label, RecordingReserv
 
 @admin.register(ScoringCampaign)
 class ScoringCampaignAdmin(admin.ModelAdmin):
-    list_display = ("name", "unit", "sample", "overlap", "rescore_share", "rationale_mode", "created_at")
+    list_display = ("name", "unit", "sample", "overlap", "rescore_share", "rationale_mode", "review_model", "created_at")
     list_filter = ("unit", "sample")
     search_fields = ("name",)
     filter_horizontal = ("raters", "adjudicators")
@@ -45,7 +45,7 @@ class RecordingReservationAdmin(admin.ModelAdmin):
 class LabelAdmin(admin.ModelAdmin):
     """Labels are an append-only history: read-only here."""
 
-    list_display = ("item", "rater", "stage", "uncertain", "revision", "rescore", "created_at")
+    list_display = ("item", "rater", "stage", "uncertain", "accepted", "revision", "rescore", "created_at")
     list_filter = ("rescore", "stage", "item__campaign")
     readonly_fields = [f.name for f in Label._meta.fields]
 

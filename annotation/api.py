@@ -17,7 +17,7 @@ from annotation.models import CampaignItem, Label, ScoringCampaign
 from annotation.serializers import (AdjudicationInputSerializer, AdjudicationSerializer, CampaignCreateSerializer,
                                     CampaignEditSerializer, CampaignSerializer, LabelInputSerializer, LabelSerializer, OwnLabelSerializer,
                                     RaterCampaignSerializer)
-from annotation.services import consensus, queue
+from annotation.services import consensus, queue, review
 from annotation.services.campaigns import create_campaign, update_campaign, visible_campaigns
 from annotation.services.dashboard import campaign_statistics
 from core.access import policy_for
@@ -88,6 +88,9 @@ class CampaignViewSet(CampaignQueueViewSet):
             body["other_labels"] = sorted(others.values_list("stage", flat=True))
         if campaign.show_model_outputs:
             body["model_outputs"] = _model_outputs(item.epoch_id, policy_for(user))
+        if campaign.review_model_id is not None:
+            found = review.proposal(campaign, item.epoch_id)
+            body["proposal"] = {"stage": found.stage, "rule_ids": found.rule_ids} if found else None
         return body
 
     @extend_schema(methods=["GET"], parameters=[*filter_parameters(LabelFilter), *PAGE_PARAMETERS])

@@ -23,10 +23,12 @@ class AnnotationConfig(AppConfig):
     def ready(self):
         from annotation.services.blinding import blind_scoring_assignments, epochs_to_score_blind
         from annotation.services.consensus import consensus_reference, scoring_rationales
+        from annotation.services.hypnogram_export import SOURCES as HYPNOGRAM_EXPORT_SOURCES
         from annotation.services.work import scoring_work
         from core.access import register_recording_scope
         from core.services.blinding import SCORING, register_assignments, register_blind_epochs
         from core.services.work import register_work
+        from datasets.services.hypnogram_export import HYPNOGRAM_SOURCES
         from datasets.services.rationales import EXPERT_RATIONALE_SOURCES
         from inference.services.evaluation import REFERENCE_PROVIDERS
 
@@ -37,3 +39,5 @@ class AnnotationConfig(AppConfig):
         # Inference evaluates against "consensus" through this registry: inference never imports annotation.
         REFERENCE_PROVIDERS["consensus"] = consensus_reference
         EXPERT_RATIONALE_SOURCES["scoring"] = scoring_rationales
+        # Hypnogram exports of a campaign's consensus and of one rater's labels (datasets never imports annotation).
+        HYPNOGRAM_SOURCES.update(HYPNOGRAM_EXPORT_SOURCES)

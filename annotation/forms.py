@@ -50,6 +50,9 @@ class CampaignForm(forms.Form):
         choices=SIGNAL_VIEW_CHOICES, initial=CLINICAL_VIEW, empty_value=CLINICAL_VIEW, required=False, label="Signal view",
         help_text="The view raters start with: the model's 100-Hz preparation, or clinical")
     signal_view_switchable = forms.BooleanField(required=False, initial=True, label="Raters may switch the view")
+    review_model = forms.ModelChoiceField(
+        ModelVersion.objects.order_by("name"), required=False, to_field_name="name", label="Review model",
+        help_text="Review mode: raters accept (Enter) or correct this model's stages, least confident epochs first")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -45,6 +45,9 @@ class ScoringCampaign(models.Model):
                                    help_text="the signal view raters start with")
     signal_view_switchable = models.BooleanField(default=True, help_text="raters may switch to the other signal view")
     key_dwell_ms = models.PositiveIntegerField(default=300, help_text="stage keys count once an epoch has been shown this long")
+    review_model = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="review_campaigns",
+        help_text="review mode: raters accept or correct this model's stage, least confident epochs first")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -117,6 +120,8 @@ class Label(RevisedAnswer):
     uncertain = models.BooleanField(default=False)
     rule_ids = models.JSONField(default=list, blank=True)
     rationale = models.TextField(blank=True)
+    accepted = models.BooleanField(null=True, blank=True,
+                                   help_text="review mode: the model's proposal accepted (true) or corrected (false)")
 
     class Meta:
         ordering = ["item", "rater", "revision"]

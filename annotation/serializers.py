@@ -13,6 +13,7 @@ class CampaignSerializer(serializers.ModelSerializer):
     raters = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
     adjudicators = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
     disagreement_model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    review_model = serializers.SlugRelatedField(slug_field="name", read_only=True)
     recordings = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     item_count = serializers.SerializerMethodField()
 
@@ -21,7 +22,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "recordings", "raters", "adjudicators", "sample", "sample_size",
                   "sample_seed", "disagreement_model", "overlap", "unit", "reservation_timeout_s", "show_reference",
                   "show_model_outputs", "show_other_labels", "rescore_share", "rationale_mode", "key_dwell_ms", "signal_view",
-                  "signal_view_switchable", "created_at",
+                  "signal_view_switchable", "review_model", "created_at",
                   "item_count"]
 
     def get_item_count(self, campaign) -> int:
@@ -68,6 +69,7 @@ class CampaignCreateSerializer(serializers.Serializer):
     key_dwell_ms = serializers.IntegerField(required=False, default=300, min_value=0, max_value=MAX_KEY_DWELL_MS)
     signal_view = serializers.ChoiceField(choices=SIGNAL_VIEW_CHOICES, default=CLINICAL_VIEW)
     signal_view_switchable = serializers.BooleanField(required=False, default=True)
+    review_model = serializers.CharField(required=False, allow_null=True, default=None)
 
 
 class CampaignEditSerializer(serializers.Serializer):
@@ -109,7 +111,7 @@ class OwnLabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Label
         fields = ["id", "item", "stage", "uncertain", "rule_ids", "rationale", "seconds_spent", "revision",
-                  "created_at"]
+                  "accepted", "created_at"]
 
 
 class LabelSerializer(serializers.ModelSerializer):
@@ -121,7 +123,7 @@ class LabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Label
         fields = ["id", "item", "recording", "epoch", "rater", "stage", "uncertain", "rule_ids", "rationale",
-                  "seconds_spent", "revision", "rescore", "created_at"]
+                  "seconds_spent", "revision", "rescore", "accepted", "created_at"]
 
 
 class AdjudicationInputSerializer(serializers.Serializer):

@@ -121,7 +121,7 @@ def main() -> None:
 
         def counting(**kwargs):
             out = generate(**kwargs)
-            calls.append((kwargs["input_ids"].shape[1], out.shape[1] - kwargs["input_ids"].shape[1]))
+            calls.append((kwargs["input_ids"].shape[1], out.sequences.shape[1] - kwargs["input_ids"].shape[1]))
             return out
 
         model.generate = counting

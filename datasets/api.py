@@ -1,5 +1,7 @@
 """REST API of the datasets app (session or token auth; the core access policy on every endpoint)."""
 from django.db.models import Count, ProtectedError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -13,6 +15,7 @@ from datasets.filters import EpochFilter, ImportJobFilter, RecordingFilter
 from datasets.models import Cohort, Epoch, ImportJob, Recording
 from datasets.serializers import CohortSerializer, EpochSerializer, ImportJobSerializer, RecordingSerializer
 from datasets.services import imports, recordings
+from datasets.services.hypnogram_export import OUTPUTS, export_hypnogram
 
 
 class CohortViewSet(viewsets.ModelViewSet):
@@ -42,6 +45,22 @@ class RecordingViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
 
     def perform_destroy(self, instance):
         recordings.delete_recording(instance, user=self.request.user)
+
+    @extend_schema(parameters=[
+        OpenApiParameter("source", str, enum=["reference", "consensus", "rater"]),
+        OpenApiParameter("campaign", int, description="scoring campaign (consensus, rater)"),
+        OpenApiParameter("rater", int, description="user id (rater; by default the requester)"),
+        OpenApiParameter("output", str, enum=list(OUTPUTS)),
+    ], responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def hypnogram(self, request, pk=None):
+        """The recording's hypnogram as EDF+ annotations or NSRR XML: the reference, a campaign's consensus or one
+        rater's labels, as the access policy allows (raters: their own labels only)."""
+        try:
+            export = export_hypnogram(self.get_object(), request.user, request.query_params)
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return export.response()
 
 
 class EpochViewSet(viewsets.ReadOnlyModelViewSet):

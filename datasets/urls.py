@@ -9,6 +9,7 @@ urlpatterns = [
     path("recordings/", views.RecordingListView.as_view(), name="recording-list"),
     path("recordings/<int:pk>/", views.RecordingDetailView.as_view(), name="recording"),
     path("recordings/<int:pk>/original/", views.OriginalPsgView.as_view(), name="recording-original"),
+    path("recordings/<int:pk>/hypnogram/", views.RecordingHypnogramView.as_view(), name="recording-hypnogram"),
     path("recordings/<int:pk>/epochs/<int:index>/", views.EpochView.as_view(), name="epoch"),
     path("recordings/<int:pk>/epochs/<int:index>/signals.bin", views.EpochSignalsView.as_view(), name="epoch-signals"),
     path("recordings/<int:pk>/epochs/<int:index>/clinical.bin", views.EpochClinicalSignalsView.as_view(),

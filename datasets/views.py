@@ -9,6 +9,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.utils.http import urlencode
 from django.views.decorators.http import condition
 from django.views.generic import DetailView, FormView, ListView, View
 
@@ -17,6 +18,7 @@ from datasets.exceptions import InputError
 from datasets.forms import ImportForm
 from datasets.models import Cohort, Epoch, EpochImage, ImportJob, Recording
 from datasets.services import images, imports
+from datasets.services.hypnogram_export import export_choices, export_hypnogram
 from datasets.services.plots import STAGE_COLOURS, hypnogram_svg
 from datasets.services.signals import aasm_filters
 
@@ -74,7 +76,26 @@ class RecordingDetailView(PolicyViewMixin, DetailView):
             stages = list(recording.epochs.values_list("stage", flat=True))
             context["hypnogram"] = _hypnogram(recording, stages)
             context["stage_counts"] = [(s, stages.count(s), STAGE_COLOURS[s]) for s in STAGE_COLOURS]
+        download = reverse("datasets:recording-hypnogram", args=[recording.pk])
+        context["hypnogram_exports"] = [
+            (label, *(f"{download}?{urlencode({**options, 'output': output})}" for output in ("edf", "xml")))
+            for label, options in export_choices(recording, self.request.user)]
         return context
+
+
+class RecordingHypnogramView(PolicyViewMixin, View):
+    """A hypnogram download (?source=reference|consensus|rater, campaign=ID, rater=ID, output=edf|xml): what the
+    source lets the user export (datasets.services.hypnogram_export)."""
+
+    permission_required = "datasets.view_recording"
+
+    def get(self, request, pk):
+        recording = get_object_or_404(self.policy.reachable(Recording.objects.all()), pk=pk)
+        try:
+            export = export_hypnogram(recording, request.user, request.GET)
+        except InputError as exc:
+            raise BadRequest(str(exc)) from None
+        return export.response()
 
 
 def _clock(seconds: float) -> str:

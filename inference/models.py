@@ -71,6 +71,19 @@ class ModelVersion(models.Model):
     def frozen(self) -> bool:
         return self.prediction_count > 0
 
+    CONFIDENCE_SOURCES = {BASELINE: "classifier probability", TRANSFORMERS: "stage-token logits",
+                          OPENAI: "stage-token logprobs"}
+    NO_CONFIDENCE = "disagreement between model versions"
+
+    @property
+    def confidence_source(self) -> str:
+        """Where the predictions' stage confidence comes from: the backend's probability, or, when none of its
+        parsed predictions has one (a server that sends no logprobs), disagreement between model versions."""
+        parsed = self.predictions.filter(stage__gt="") if self.pk else None
+        if parsed is not None and parsed.exists() and not parsed.filter(probability__isnull=False).exists():
+            return self.NO_CONFIDENCE
+        return self.CONFIDENCE_SOURCES[self.backend]
+
     def check_change(self, backend: str, settings) -> None:
         """Raise ValidationError unless this version may take `backend` and `settings`: within the operator's
         allowlists, and the stored ones where the version is frozen."""
@@ -158,6 +171,10 @@ class Prediction(models.Model):
                   "curators and researchers only, never in the rationale")
     rule_conflict = models.CharField(
         max_length=20, blank=True, help_text="the stages the cited rules point to when they exclude the stage")
+    evidence = models.JSONField(
+        default=dict, blank=True,
+        help_text="each cited rule checked against the epoch's measured signal, with a summary "
+                  "(inference.services.evidence); empty until checked")
     raw_output = models.TextField(blank=True, help_text="the model's text, always kept")
     detail = models.TextField(blank=True, help_text="parse error, repair applied, or why the epoch was skipped")
     version_hash = models.CharField(max_length=64)

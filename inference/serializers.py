@@ -20,11 +20,12 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     settings_hash = serializers.CharField(read_only=True)
     frozen = serializers.BooleanField(read_only=True)
     prediction_count = serializers.IntegerField(read_only=True)
+    confidence_source = serializers.CharField(read_only=True)
 
     class Meta:
         model = ModelVersion
         fields = ["id", "name", "backend", "settings", "description", "settings_hash", "frozen", "prediction_count",
-                  "created_at"]
+                  "confidence_source", "created_at"]
 
     def validate(self, data):
         version = self.instance or ModelVersion()

@@ -15,6 +15,7 @@ from core.api import CampaignQueueViewSet, sees_everything
 from core.exceptions import InputError
 from core.schema import PAGE_PARAMETERS, filter_parameters
 from inference.models import AasmRule
+from inference.services.evidence import NOT_MEASURABLE, summarize
 from ratings.filters import RatingFilter
 from ratings.models import Rating, RatingCampaign, RatingItem
 from ratings.serializers import (OwnRatingSerializer, RaterRatingCampaignSerializer, RatingCampaignCreateSerializer,
@@ -46,13 +47,15 @@ def served(campaign, item, rater, rescore: bool) -> dict:
     # a first-pass item comes from the rater's unanswered reservation: no rating of theirs yet
     rating = RATING.current(campaign).filter(item=item, rater=rater, rescore=True).first() if rescore else None
     return blind_item(item.pk, item.recording_id, item.epoch.index, item.epoch.onset_s, item.recording.epoch_count,
-                      item.stage, item.rule_ids, item.rationale, OwnRatingSerializer(rating).data if rating else None)
+                      item.stage, item.rule_ids, item.rationale, OwnRatingSerializer(rating).data if rating else None,
+                      item.evidence if campaign.show_evidence else None)
 
 
 def blind_item(item_id: int, recording_id: int, index: int, onset_s: float, epoch_count: int, stage: str,
-               rule_ids: list, rationale: str, own_rating: dict | None) -> dict:
+               rule_ids: list, rationale: str, own_rating: dict | None, evidence: dict | None) -> dict:
     """The one shape of a served rating item, the same keys and formats whatever its origin: the epoch to show
-    (ids and position), the stage, the rule ids in catalog order with the catalog's text, the rationale."""
+    (ids and position), the stage, the rule ids in catalog order with the catalog's text, the rationale, and
+    where the campaign shows it the evidence check of those rules (else null)."""
     catalog = {r.rule_id: r for r in AasmRule.objects.filter(rule_id__in=rule_ids).order_by("position")}
     ordered = [*catalog, *sorted(set(rule_ids) - set(catalog))]
     return {
@@ -62,7 +65,18 @@ def blind_item(item_id: int, recording_id: int, index: int, onset_s: float, epoc
                   for r in ordered],
         "rationale": rationale.strip(),
         "rating": own_rating,
+        "evidence": None if evidence is None else blind_evidence(evidence, ordered),
     }
+
+
+def blind_evidence(evidence: dict, ordered_rule_ids: list[str]) -> dict:
+    """An item's evidence check in the served rules' order with only the check's own fields (an unchecked item:
+    every rule not measurable), so its shape says nothing of who wrote the rationale."""
+    by_rule = {r["rule"]: r for r in evidence.get("rules", [])}
+    unchecked = {"verdict": NOT_MEASURABLE, "criteria": [], "note": "not checked"}
+    rules = [{"rule": r, **{k: by_rule.get(r, unchecked)[k] for k in ("verdict", "criteria", "note")}}
+             for r in ordered_rule_ids]
+    return {"rules": rules, "summary": summarize(rules)}
 
 
 class RatingCampaignViewSet(CampaignQueueViewSet):

@@ -44,6 +44,9 @@ class RatingCampaignForm(forms.Form):
         choices=SIGNAL_VIEW_CHOICES, initial=MODEL_VIEW, empty_value=MODEL_VIEW, required=False, label="Signal view",
         help_text="The view raters start with: the model's 100-Hz preparation, or clinical")
     signal_view_switchable = forms.BooleanField(required=False, initial=True, label="Raters may switch the view")
+    show_evidence = forms.BooleanField(
+        required=False, initial=False, label="Show the evidence check",
+        help_text="Beside each rationale, whatever its origin: each cited rule checked against the measured signal")
     rubric = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}),
                              help_text="Markdown like ratings/default_rubric.md; empty: the default rubric")
 

@@ -32,6 +32,8 @@ class RatingCampaign(models.Model):
                                    help_text="the signal view raters start with (the model's, to judge its rationale)")
     signal_view_switchable = models.BooleanField(default=True, help_text="raters may switch to the other signal view")
     key_dwell_ms = models.PositiveIntegerField(default=300, help_text="score keys count once an item has been shown this long")
+    show_evidence = models.BooleanField(
+        default=False, help_text="show raters the evidence check of each cited rule beside the rationale (every origin)")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -87,6 +89,8 @@ class RatingItem(models.Model):
     rationale = models.TextField()
     reference_stage = models.CharField(max_length=8, choices=STAGE_CHOICES)
     correct = models.BooleanField(help_text="stage equals the reference stage")
+    evidence = models.JSONField(default=dict, blank=True,
+                                help_text="the cited rules checked against the epoch's signal (inference.services.evidence)")
     complete = models.BooleanField(default=False, help_text="all `overlap` slots rated for good (the queue skips it)")
 
     class Meta:

@@ -28,7 +28,7 @@ class RatingCampaignSerializer(serializers.ModelSerializer):
         model = RatingCampaign
         fields = ["id", "name", "description", "cohorts", "model_versions", "expert_sources", "sample_size",
                   "sample_seed", "overlap", "raters", "reservation_timeout_s", "fast_floor_s", "key_dwell_ms", "signal_view",
-                  "signal_view_switchable", "rubric",
+                  "signal_view_switchable", "show_evidence", "rubric",
                   "item_count", "created_at"]
 
     def get_item_count(self, campaign) -> int:
@@ -68,6 +68,7 @@ class RatingCampaignCreateSerializer(serializers.Serializer):
     key_dwell_ms = serializers.IntegerField(required=False, default=300, min_value=0, max_value=MAX_KEY_DWELL_MS)
     signal_view = serializers.ChoiceField(choices=SIGNAL_VIEW_CHOICES, default=MODEL_VIEW)
     signal_view_switchable = serializers.BooleanField(required=False, default=True)
+    show_evidence = serializers.BooleanField(required=False, default=False)
     item_list = serializers.CharField(required=False, allow_blank=True, default="",
                                       help_text="CSV text with columns recording, epoch (and optionally source)")
     rubric = serializers.JSONField(required=False, default=None, help_text="Markdown text or a list of dimensions")
@@ -85,6 +86,7 @@ class RatingCampaignEditSerializer(serializers.Serializer):
     key_dwell_ms = serializers.IntegerField(required=False, min_value=0, max_value=MAX_KEY_DWELL_MS)
     signal_view = serializers.ChoiceField(choices=SIGNAL_VIEW_CHOICES, required=False)
     signal_view_switchable = serializers.BooleanField(required=False)
+    show_evidence = serializers.BooleanField(required=False)
 
 
 class RatingInputSerializer(serializers.Serializer):
@@ -128,4 +130,4 @@ class RatingItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = RatingItem
         fields = ["id", "position", "recording", "epoch", "origin", "model_version", "source", "stage", "rule_ids",
-                  "rationale", "reference_stage", "correct"]
+                  "rationale", "reference_stage", "correct", "evidence"]

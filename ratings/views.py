@@ -77,8 +77,10 @@ class DashboardView(PolicyViewMixin, TemplateView):
                       for key, d in stats["dimensions"].items()]
         paper = [{"title": titles[row["dimension"]], "cells": row["cells"]} for row in stats["paper_table"]["rows"]]
         raters = [{**r, "dimensions": [(titles[k], v) for k, v in r["dimensions"].items()]} for r in stats["raters"]]
+        contradicted = [{"source": source, **share, "stages": stats["contradicted"]["by_source_stage"][source]}
+                        for source, share in stats["contradicted"]["by_source"].items()]
         return super().get_context_data(campaign=campaign, stats=stats, dimensions=dimensions, paper=paper,
-                                        raters=raters, **kwargs)
+                                        raters=raters, contradicted=contradicted, **kwargs)
 
 
 class ReportView(PolicyViewMixin, View):

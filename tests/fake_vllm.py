@@ -19,7 +19,8 @@ def answer(target_hash: str) -> str:
 
 
 class FakeVLLM:
-    """Records requests; answers with fenced SleepVLM JSON naming the sha256 of the target image."""
+    """Records requests; answers with fenced SleepVLM JSON naming the sha256 of the target image, with token
+    log-probabilities when asked (one token per character, each `token_logprob`)."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -30,6 +31,8 @@ class FakeVLLM:
         self.raw_body = None  # bytes sent as the 200 body instead of a completion
         self.contents = {}  # target hash -> message content, overrides the default answer
         self.in_flight = self.max_in_flight = 0
+        self.logprobs = True  # answer `logprobs: true` as vLLM does (False: a server that sends none)
+        self.token_logprob = -0.1  # every answer token's log-probability (one token per character)
 
     def handle(self, handler: BaseHTTPRequestHandler):
         body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
@@ -47,11 +50,15 @@ class FakeVLLM:
             image_urls = [part["image_url"]["url"] for part in parts if part["type"] == "image_url"]
             target = short_hash(base64.b64decode(image_urls[1].split(",", 1)[1]))
             time.sleep(self.delays.get(target, self.delay_s))
+            content = self.contents.get(target, answer(target))
+            choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            if body.get("logprobs") and self.logprobs:
+                choice["logprobs"] = {"content": [{"token": c, "logprob": self.token_logprob, "bytes": list(c.encode()),
+                                                   "top_logprobs": []} for c in content]}
             self.reply(handler, 200, self.raw_body or {
                 "id": f"chatcmpl-{number}", "object": "chat.completion", "created": int(time.time()),
                 "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.contents.get(target, answer(target))},
-                             "finish_reason": "stop"}],
+                "choices": [choice],
                 "usage": {"prompt_tokens": 3000, "completion_tokens": 60, "total_tokens": 3060},
             })
         finally:

@@ -105,6 +105,31 @@ def _content_type(kind):
     return check
 
 
+def _hypnogram(w, api=False, **options):
+    """The world recording's hypnogram download (page or API) with `options`; rater="world-rater-1" names that
+    rater's id; campaign=True the world campaign."""
+    from django.contrib.auth import get_user_model
+    from django.utils.http import urlencode
+
+    if "rater" in options:
+        options["rater"] = get_user_model().objects.get(username=options["rater"]).pk
+    if options.get("campaign") is True:
+        options["campaign"] = w.campaign.pk
+    return f"{'/api' if api else ''}/recordings/{w.recording.pk}/hypnogram/?{urlencode(options)}"
+
+
+# reference: roles that see it; consensus: curators, researchers, admins; a rater's labels: those and the rater
+HYPNOGRAM_CASES = (
+    ("reference edf", dict(source="reference", output="edf"), expect(200, STAFF), "application/octet-stream"),
+    ("consensus xml", dict(source="consensus", campaign=True, output="xml"), expect(200, STAFF), "application/xml"),
+    ("own labels", dict(source="rater", campaign=True, output="xml"), {**expect(200, [RATER], denied=400)},
+     "application/xml"),
+    ("another rater's labels", dict(source="rater", campaign=True, rater="world-rater-1", output="edf"),
+     expect(200, STAFF), "application/octet-stream"),
+    ("unknown source", dict(source="psg"), expect(400, EVERY_ROLE), None),
+)
+
+
 def api(name, route, url, expected, **kwargs):
     return Access(name, route, url, expected, api=True, **kwargs)
 
@@ -130,6 +155,9 @@ class TestPages(RoleAccessTests):
                after=_content_type("application/octet-stream")),
         Access("original psg not kept", "datasets:recording-original",
                lambda w: f"/recordings/{w.recording.pk}/original/", expect(404, [ADMIN])),
+        *[Access(f"hypnogram {name}", "datasets:recording-hypnogram",
+                 lambda w, options=options: _hypnogram(w, **options), expected,
+                 after=_content_type(kind) if kind else None) for name, options, expected, kind in HYPNOGRAM_CASES],
         Access("import form", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS)),
         Access("import upload without file", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS),
                method="post", data=lambda w: {"cohort": "Uploads", "mains_hz": 50}, after=_form_errors),
@@ -218,6 +246,9 @@ class TestDatasetsApi(RoleAccessTests):
         api("recording", "recording-detail", lambda w: f"/api/recordings/{w.recording.pk}/", api_expect(200, [RATER, *STAFF])),
         api("delete recording", "recording-detail", lambda w: f"/api/recordings/{w.recording.pk}/",
             api_expect(204, WRITERS), method="delete"),
+        *[api(f"hypnogram {name}", "recording-hypnogram", lambda w, options=options: _hypnogram(w, api=True, **options),
+              {**expected, ANONYMOUS: API_ANONYMOUS}, after=_content_type(kind) if kind else None)
+          for name, options, expected, kind in HYPNOGRAM_CASES],
         api("epochs", "epoch-list", lambda w: f"/api/epochs/?recording={w.recording.pk}", api_expect(200, [RATER, *STAFF])),
         api("bad epoch filter", "epoch-list", lambda w: "/api/epochs/?recording=abc", api_expect(400, [RATER, *STAFF])),
         api("epoch", "epoch-detail", lambda w: f"/api/epochs/{w.epoch.pk}/", api_expect(200, [RATER, *STAFF])),

@@ -209,3 +209,33 @@ def test_batch_failure_raises(checkpoint, short_prompt, queries):
     broken = EpochQuery(epoch_id=1, recording_id=1, index=1, images=(b"not a png",) * 3)
     with pytest.raises(UnidentifiedImageError):
         backend(checkpoint, system_prompt_file=str(short_prompt)).predict([queries[0], broken])
+
+
+def test_stage_probability_comes_from_the_generated_tokens_logits(checkpoint, short_prompt, queries, monkeypatch):
+    """The (text, log-probability) of every generated token that stage_probability reads equal a teacher-forced
+    forward pass over prompt + output; its result is the output's probability."""
+    seen = []
+    monkeypatch.setattr(transformers_backend, "stage_probability", lambda tokens: seen.append(tokens) or 0.25)
+    tiny = backend(checkpoint, system_prompt_file=str(short_prompt), batch_size=1, prefix_cache=False)
+    [output] = tiny.predict(queries[:1])
+    assert output.probability == 0.25
+    [tokens] = seen
+    assert len(tokens) == NEW_TOKENS and "".join(text for text, _ in tokens) == output.text
+
+    model, processor = transformers_backend.load(checkpoint.resolve(), torch.float32, "cpu")
+    user = [{"type": "text", "text": v} if kind == "text" else {"type": "image"} for kind, v in transformers_backend.USER_TURN]
+    chat = [{"role": "system", "content": short_prompt.read_text()}, {"role": "user", "content": user}]
+    prompt = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    images = [Image.open(io.BytesIO(png)).convert("RGB") for png in queries[0].images]
+    inputs = processor(text=[prompt], images=[images], return_tensors="pt")
+    generated = model.generate(**inputs, do_sample=False, max_new_tokens=NEW_TOKENS,
+                               pad_token_id=processor.tokenizer.pad_token_id)
+    new = generated[0, inputs["input_ids"].shape[1]:]
+    model.model.rope_deltas = None  # positions from this pass's images, not the last generate call's
+    extra = {key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")}
+    if "mm_token_type_ids" in extra:  # the output's tokens are text
+        extra["mm_token_type_ids"] = torch.nn.functional.pad(extra["mm_token_type_ids"], (0, len(new)))
+    with torch.inference_mode():
+        logits = model(input_ids=generated, attention_mask=torch.ones_like(generated), **extra).logits
+    forced = logits[0, inputs["input_ids"].shape[1] - 1 : -1].log_softmax(-1).gather(-1, new[:, None])[:, 0]
+    assert [logprob for _, logprob in tokens] == pytest.approx(forced.tolist(), abs=1e-4)

@@ -1,5 +1,6 @@
 """The researcher dashboards in chromium: every chart's text contrasts with what it is drawn on (WCAG 2,
-at least 4.5:1), charts keep their natural size; screenshots of both dashboards, the report and a document."""
+at least 4.5:1), charts keep their natural size; the hypnodensity, unanimous and drift charts and the
+published human bands render; screenshots of both dashboards, the report and a document."""
 import uuid
 
 import numpy as np
@@ -9,7 +10,9 @@ from playwright.sync_api import expect
 from annotation.services import queue
 from annotation.services.campaigns import create_campaign
 from core.roles import RATER, RESEARCHER
-from core.services.plots import AGREEMENT_SCALE, SHARE_SCALE, colour_at, contrast_ratio, label_colour
+from core.services.plots import (AGREEMENT_SCALE, BAND, MUTED, SHARE_SCALE, TEXT, colour_at, contrast_ratio,
+                                 label_colour)
+from inference.models import ModelVersion, Prediction
 from tests.test_browser import SHOTS, browser  # noqa: F401 (the chromium fixture)
 from tests.test_ratings import _rated_campaign
 
@@ -78,6 +81,10 @@ def test_cell_labels_contrast_with_every_colour_of_the_scales():
             assert contrast_ratio(label_colour(fill), fill) >= 4.5, fill
 
 
+def test_text_on_the_human_band_contrasts():
+    assert min(contrast_ratio(TEXT, BAND), contrast_ratio(MUTED, BAND)) >= 4.5
+
+
 def test_both_dashboards_have_legible_charts(browser, live_server, make_user, imported):  # noqa: F811
     raters = [make_user(RATER, f"scorer-{i}") for i in range(3)]
     campaign = create_campaign("Charts", recordings=[imported], raters=raters, overlap=3, unit="epoch")
@@ -94,18 +101,36 @@ def test_both_dashboards_have_legible_charts(browser, live_server, make_user, im
             elif rater == raters[2]:
                 stage = "N1" if said.get(item.pk) == "W" else "W"
             queue.submit_label(campaign, rater, item, stage=stage, client_id=uuid.uuid4(), seconds_spent=5.0)
+    version = ModelVersion.objects.create(name="baseline-charts", backend="baseline")
+    Prediction.objects.bulk_create([Prediction(epoch=e, model_version=version, status=Prediction.OK, stage=e.stage,
+                                               version_hash="h", probability=float(rng.uniform(0.4, 1.0)))
+                                    for e in imported.epochs.all()])
     rating_campaign, _ = _rated_campaign(make_user)
     page = sign_in(browser, live_server, make_user(RESEARCHER, "reader"))
 
     page.goto(f"{live_server.url}/scoring/{campaign.pk}/dashboard/")
     expect(page.locator("#item-sets")).to_contain_text("Fleiss' κ needs the same number of ratings")
-    charts = check_charts(page, expected=5)  # heat map, two per-stage bars, confusion matrices, hypnograms
+    # heat map, two per-stage bars, confusion matrices, hypnograms, unanimous bars, hypnodensity, drift lines
+    charts = check_charts(page, expected=8)
+    kinds = {c["chart"].split(" ")[0] for c in charts}
+    assert {"Hypnodensity", "Unanimous", "Drift:"} <= kinds, kinds
+    density = page.locator("svg.chart.hypnodensity").first
+    expect(density).to_be_visible()
+    assert density.locator("rect.model").count() > 0 and density.locator("rect").count() > 40
+    bands = page.locator(".human-band")  # heat map scale, both per-stage charts, unanimous, drift
+    assert bands.count() >= 5
+    for k in range(bands.count()):
+        box = bands.nth(k).bounding_box()
+        assert box and box["width"] > 0 and box["height"] >= 2.5, k
     heatmap = next(c for c in charts if c["chart"].startswith("Cohen's κ per rater pair"))
     assert heatmap["height"] < 400
     assert any(t["kind"] == "cell" and t["text"].startswith("-0.") for t in heatmap["texts"])  # kappa < 0 labelled
     page.screenshot(path=SHOTS / "scoring-dashboard.png", full_page=True)
     page.locator("#per-stage").screenshot(path=SHOTS / "scoring-dashboard-per-stage.png")
     page.locator("#pairs").screenshot(path=SHOTS / "scoring-dashboard-pairs.png")
+    page.locator(".hypnodensity").first.screenshot(path=SHOTS / "scoring-dashboard-hypnodensity.png")
+    page.locator("#unanimous").screenshot(path=SHOTS / "scoring-dashboard-unanimous.png")
+    page.locator("#per-rater").screenshot(path=SHOTS / "scoring-dashboard-per-rater.png")
 
     page.goto(f"{live_server.url}/rating/{rating_campaign.pk}/dashboard/")
     expect(page.locator("#published-references")).to_contain_text("arXiv:2603.26738")

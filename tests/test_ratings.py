@@ -115,7 +115,8 @@ def test_raters_never_learn_the_source(make_user, client, db):
     bodies = [api.post(f"{base}/ahead/?count=5").content]
     served = json.loads(bodies[0])
     assert set(served[0]) == {"item", "recording", "index", "onset_s", "recording_epoch_count", "stage", "rules",
-                              "rationale", "rating"}
+                              "rationale", "rating", "evidence"}
+    assert served[0]["evidence"] is None  # the campaign does not show the evidence check
     assert served[0]["rules"][0]["title"]  # the catalog's text comes with each rule id
     for row in served:
         api.post(f"{base}/ratings/", {"item": row["item"], "scores": dict.fromkeys(campaign.rubric.keys, 3),

@@ -126,8 +126,10 @@ def create_campaign(name, *, recordings=None, cohort=None, sample="all", sample_
                     disagreement_model=None, overlap=2, raters=(), adjudicators=(), unit="epoch",
                     reservation_timeout_s=900, show_reference=False, show_model_outputs=False,
                     show_other_labels=False, rescore_share=0.0, rationale_mode=False, key_dwell_ms=300,
-                    signal_view=CLINICAL_VIEW, signal_view_switchable=True, user=None, description="") -> ScoringCampaign:
-    """A new campaign with its items; InputError names what is wrong with the request."""
+                    signal_view=CLINICAL_VIEW, signal_view_switchable=True, review_model=None, user=None,
+                    description="") -> ScoringCampaign:
+    """A new campaign with its items; InputError names what is wrong with the request. A `review_model` makes
+    it a review campaign: raters accept or correct that model's stages, least confident first."""
     name = (name or "").strip()
     if not name:
         raise InputError("the campaign needs a name")
@@ -160,6 +162,7 @@ def create_campaign(name, *, recordings=None, cohort=None, sample="all", sample_
         raise InputError(f"overlap {overlap} is more than the number of raters ({len(rater_users)}): "
                          "an item could never get its labels")
     model = _model(disagreement_model)
+    review_model = _model(review_model)
     chosen_recordings = _recordings(recordings, cohort)
     epoch_ids = sample_epochs(chosen_recordings, sample, sample_size, seed, model)
     if not epoch_ids:
@@ -172,7 +175,7 @@ def create_campaign(name, *, recordings=None, cohort=None, sample="all", sample_
         show_reference=bool(show_reference), show_model_outputs=bool(show_model_outputs),
         show_other_labels=bool(show_other_labels), rescore_share=rescore_share, rationale_mode=bool(rationale_mode),
         key_dwell_ms=dwell, signal_view=signal_view, signal_view_switchable=signal_view_switchable,
-        created_by=user if getattr(user, "is_authenticated", False) else None,
+        review_model=review_model, created_by=user if getattr(user, "is_authenticated", False) else None,
     )
     recording_of = dict(Epoch.objects.filter(pk__in=epoch_ids).values_list("pk", "recording_id"))
     used = sorted({recording_of[pk] for pk in epoch_ids})

@@ -10,12 +10,15 @@ from collections import Counter, defaultdict
 from itertools import combinations
 
 from django.contrib.auth import get_user_model
+from django.db.models import Count
 
 from annotation.models import CampaignItem
 from annotation.services.consensus import campaign_consensus
 from annotation.services.queue import current_labels
+from annotation.services.review import review_curve
 from core.services import agreement
 from datasets.constants import STAGES
+from inference.models import Prediction
 
 REFERENCE, CONSENSUS = "reference", "consensus"
 
@@ -26,6 +29,7 @@ LEE_2022 = ("Lee YJ, Lee JY, Cho JH, Choi JH. Interrater reliability of sleep st
             "J Clin Sleep Med 2022;18(1):193-202.")
 SIESTA = ("Danker-Hopfe H, Anderer P, Zeitlhofer J, et al. Interrater reliability for sleep scoring according to the "
           "Rechtschaffen & Kales and the new AASM standard. J Sleep Res 2009;18(1):74-84.")
+BAKKER = "Bakker JP, et al. (2022), hypnodensity from multiple expert scorers."
 PUBLISHED = {
     "agreement_with_majority": {"value": 0.826, "source": "AASM inter-scorer reliability program (Rosenberg & Van Hout 2013)",
                                 "citation": AASM_ISR},
@@ -37,7 +41,24 @@ PUBLISHED = {
                     "citation": LEE_2022},
     "siesta": {"agreement": 0.820, "kappa": 0.76, "source": "SIESTA, AASM rules (Danker-Hopfe et al. 2009)",
                "citation": SIESTA},
+    "unanimous": {"6": 0.46, "9": 0.38, "12": 0.32, "source": "share of unanimous epochs with 6 / 9 / 12 scorers "
+                                                              "(Bakker et al. 2022)", "citation": BAKKER},
 }
+# The published human figures as ranges, the band every agreement chart draws (low = high: one study's figure).
+HUMAN_RANGES = {
+    "cohen_kappa": {"low": PUBLISHED["cohen_kappa"]["low"], "high": PUBLISHED["cohen_kappa"]["high"],
+                    "source": "95% CI of the pooled Cohen's κ (Lee et al. 2022); SIESTA 0.76 lies inside"},
+    "agreement": {"low": PUBLISHED["siesta"]["agreement"], "high": PUBLISHED["agreement_with_majority"]["value"],
+                  "source": "agreement with the majority: SIESTA 82.0% (Danker-Hopfe et al. 2009), "
+                            "AASM ISR 82.6% (Rosenberg & Van Hout 2013)"},
+    "stage_kappa": {s: {"low": PUBLISHED["stage_kappa"][s], "high": PUBLISHED["stage_kappa"][s]} for s in STAGES},
+    "stage_agreement": {s: {"low": v, "high": v} for s, v in PUBLISHED["stage_agreement_with_majority"].items()
+                        if s in STAGES},
+    "unanimous": {"low": min(v for k, v in PUBLISHED["unanimous"].items() if k.isdigit()),
+                  "high": max(v for k, v in PUBLISHED["unanimous"].items() if k.isdigit()),
+                  "source": "6 to 12 scorers (Bakker et al. 2022); fewer raters agree unanimously more often"},
+}
+DRIFT_BLOCK = 20  # a rater's labels per drift block
 
 
 def _finite(value):
@@ -120,6 +141,11 @@ def campaign_statistics(campaign) -> dict:
     result["against"] = {name: [{"rater": names.get(r), **_pair_summary(pairs, r, name)} for r in scorers]
                          for name in truths}
     result["intra_rater"] = _intra_rater(labels, names)
+    result["human_ranges"] = HUMAN_RANGES
+    result["unanimous"] = _unanimous(first)
+    result["hypnodensity"] = _hypnodensity(campaign, first)
+    result["per_rater"] = _per_rater(campaign, consensus, names, result["intra_rater"])
+    result["review_curve"] = review_curve(campaign)  # review campaigns only (None otherwise)
     return result
 
 
@@ -147,3 +173,75 @@ def _intra_rater(labels, names) -> list[dict]:
         triples = [("first", e, a) for e, a, _ in rows] + [("again", e, b) for e, _, b in rows]
         out.append({"rater": names.get(rater), **_pair_summary(triples, "first", "again")})
     return out
+
+
+def _unanimous(triples) -> dict:
+    """The share of unanimous epochs (items with two ratings or more), overall and per plurality stage."""
+    shares = agreement.unanimity(triples, STAGES)
+    return {"overall": {"value": _finite(shares["overall"].value), "n": shares["overall"].n},
+            "per_stage": {s: {"value": v.value, "n": v.n} for s, v in shares["per_label"].items()},
+            "method": "first-pass labels; epochs rated twice or more; per stage over the epochs whose plurality "
+                      "stage (no tie) it is"}
+
+
+def _hypnodensity(campaign, first) -> list[dict]:
+    """Per recording: each rated epoch's share of raters per stage (first-pass labels) beside the stage and
+    probability of the model version with the most predictions on the campaign's epochs, and the recording's
+    unanimous shares."""
+    items = CampaignItem.objects.filter(campaign=campaign).values_list("epoch_id", "recording_id", "epoch__index")
+    epochs = {e: recording for e, recording, _ in items}
+    index_of = {e: index for e, _, index in items}
+    predictions = (Prediction.objects.made_from_current_signals()
+                   .filter(epoch_id__in=list(epochs), stage__in=STAGES))
+    counts = predictions.values("model_version_id", "model_version__name").annotate(n=Count("pk"))
+    version = max(counts, key=lambda c: (c["n"], c["model_version_id"]), default=None)
+    model = {} if version is None else {
+        e: (stage, p) for e, stage, p in predictions.filter(model_version_id=version["model_version_id"])
+        .values_list("epoch_id", "stage", "probability")}
+    shares = agreement.label_shares(first, STAGES)
+    raters = Counter(e for _, e, _ in first)
+    out = []
+    for recording, epoch_count in campaign.recordings.order_by("pk").values_list("pk", "epoch_count"):
+        rated = sorted((e for e in shares if epochs.get(e) == recording), key=index_of.get)
+        out.append({
+            "recording": recording, "epoch_count": epoch_count,
+            "model_version": version and version["model_version__name"],
+            "epochs": [{"index": index_of[e], "raters": raters[e], "shares": shares[e],
+                        "model_stage": model.get(e, (None, None))[0],
+                        "model_probability": model.get(e, (None, None))[1]} for e in rated],
+            "unanimous": _unanimous([t for t in first if epochs.get(t[1]) == recording]),
+        })
+    return out
+
+
+def _per_rater(campaign, consensus, names, intra_rater) -> dict:
+    """Per rater, for one table and one plot: seconds per epoch, drift (agreement with the consensus in
+    blocks of DRIFT_BLOCK of their first-pass labels, in the order saved) and intra-rater agreement."""
+    labels = (current_labels(campaign).order_by("created_at", "pk")
+              .values_list("rater_id", "item__epoch_id", "stage", "rescore", "seconds_spent"))
+    seconds, hits = defaultdict(list), defaultdict(list)
+    for rater, epoch, stage, rescore, spent in labels:
+        if spent is not None:
+            seconds[rater].append(spent)
+        if not rescore and epoch in consensus:
+            hits[rater].append(stage == consensus[epoch])
+    intra = {row["rater"]: row for row in intra_rater}
+    rows = []
+    for rater in sorted(set(seconds) | set(hits)):
+        blocks = [hits[rater][k:k + DRIFT_BLOCK] for k in range(0, len(hits[rater]), DRIFT_BLOCK)]
+        drift = [{"block": b + 1, "first_label": b * DRIFT_BLOCK + 1, "agreement": sum(block) / len(block),
+                  "n": len(block)} for b, block in enumerate(blocks)]
+        name = names.get(rater, str(rater))
+        rows.append({
+            "rater": name,
+            "seconds_per_epoch": {"median": statistics.median(seconds[rater]) if seconds[rater] else None,
+                                  "mean": statistics.fmean(seconds[rater]) if seconds[rater] else None,
+                                  "n": len(seconds[rater])},
+            "drift": drift,
+            "drift_change": drift[-1]["agreement"] - drift[0]["agreement"] if len(drift) >= 2 else None,
+            "intra_rater": {k: intra[name][k] for k in ("kappa", "agreement", "n")} if name in intra else None,
+        })
+    return {"block_labels": DRIFT_BLOCK, "raters": rows,
+            "method": "seconds: every label with a time (re-scores too); drift: the rater's first-pass labels of "
+                      "epochs with a consensus, in the order saved, in blocks, against the consensus (which counts "
+                      "the rater's own label); drift_change: last block minus first"}

@@ -7,7 +7,7 @@ as the API, pages, dashboard and demo use them.
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models import Count, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from annotation.models import CampaignItem, Label, RecordingReservation, Reservation, ScoringCampaign
@@ -20,6 +20,18 @@ StaleLabel = StaleAnswer
 
 
 class ScoringQueue(WorkQueue):
+    held_order = (F("held_confidence").asc(nulls_first=True), "item__position")
+
+    def _held(self, campaign, rater, now):
+        """The rater's live reservations; in a review campaign with the items' confidence, to serve the least
+        confident first."""
+        held = super()._held(campaign, rater, now)
+        if campaign.review_model_id is None:
+            return held.alias(held_confidence=Value(0.0))
+        from annotation.services.review import confidence
+
+        return held.alias(held_confidence=confidence(campaign.review_model, epoch=OuterRef("item__epoch_id")))
+
     def clean(self, campaign, fields: dict) -> dict:
         stage = fields.get("stage")
         if stage not in STAGES:
@@ -42,8 +54,28 @@ class ScoringQueue(WorkQueue):
         elif rule_ids or rationale:
             raise InputError("this campaign does not collect rationales: send a stage (and uncertain) only, "
                              "without rule_ids or rationale")
+        proposed = fields.get("proposed_stage")
         return {"stage": stage, "uncertain": bool(fields.get("uncertain")), "rule_ids": rule_ids,
-                "rationale": rationale, "seconds_spent": fields.get("seconds_spent")}
+                "rationale": rationale, "seconds_spent": fields.get("seconds_spent"),
+                "accepted": None if proposed is None else stage == proposed}
+
+    def submit(self, campaign, rater, item, **fields):
+        """WorkQueue.submit; in a review campaign the label records whether it accepts the model's proposal."""
+        fields.pop("proposed_stage", None)
+        if campaign.review_model_id is not None:
+            from annotation.services.review import proposal
+
+            found = proposal(campaign, item.epoch_id)
+            fields["proposed_stage"] = found.stage if found else None
+        return super().submit(campaign, rater, item, **fields)
+
+    def order(self, items, campaign, rater):
+        """Review campaigns serve the model's least confident epochs first; others keep queue position."""
+        if campaign.review_model_id is None:
+            return super().order(items, campaign, rater)
+        from annotation.services.review import order_by_confidence
+
+        return order_by_confidence(items, campaign)
 
     def reserve_one(self, campaign, rater, now):
         if campaign.unit == ScoringCampaign.RECORDING:

@@ -423,6 +423,34 @@ def agreement_with_majority(triples: Ratings) -> Agreement:
     return Agreement(float(counts.max(1).sum() / m.sum()), int(m.sum()))
 
 
+def label_shares(triples: Ratings, labels: Sequence) -> dict:
+    """Per rated item, the share of its ratings giving each of `labels` (several raters' hypnodensity
+    when the labels are stages)."""
+    t = table(triples, labels)
+    counts = _counts(t)
+    m = counts.sum(1)
+    return {t.items[u]: dict(zip(t.values, (counts[u] / m[u]).tolist())) for u in np.flatnonzero(m)}
+
+
+def unanimity(triples: Ratings, labels: Sequence) -> dict:
+    """Share of items rated twice or more on which every rating agrees, overall and per label (over the
+    items whose plurality label, without a tie, is that label), each with its number of items n."""
+    t = table(triples, labels)
+    counts = _counts(t)
+    counts = counts[counts.sum(1) >= 2]
+    unanimous = counts.max(1) == counts.sum(1)
+    top = counts.max(1, keepdims=True)
+    untied = (counts == top).sum(1) == 1
+    modal = counts.argmax(1)
+    per_label = {}
+    for k, label in enumerate(t.values):
+        chosen = untied & (modal == k)
+        if chosen.any():
+            per_label[label] = Agreement(float(unanimous[chosen].mean()), int(chosen.sum()))
+    overall = Agreement(float(unanimous.mean()), len(unanimous)) if len(unanimous) else Agreement(math.nan, 0)
+    return {"overall": overall, "per_label": per_label}
+
+
 def majority(triples: Ratings) -> dict:
     """Per rated item, its plurality label (None on a tie), the share holding it, a tie flag, the
     number of ratings and the modal labels (several on a tie: the adjudication candidates)."""

@@ -16,6 +16,8 @@ MUTED = "#9aa8b9"  # axis titles and notes: contrast 6.9 on BACKGROUND
 GRID = "#2a3542"
 EMPTY = "#1c2530"  # a cell without a value
 REFERENCE = "#ffffff"  # published reference marks
+BAND = "#1f3d33"  # published human range: MUTED text on it keeps 4.9:1
+BAND_EDGE = "#4f9a7c"
 FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif'
 SERIES = ("#4c9be8", "#f2c94c", "#e5566d", "#6fcf97", "#bb6bd9", "#9ad0f5")
 AGREEMENT_DIGITS = 3
@@ -101,16 +103,20 @@ def colour_bar(x: float, y: float, height: float, scale, ticks, title: str) -> s
 
 def heatmap_svg(rows: list[str], columns: list[str], values: list[list], labels: list[list[str]], *, title: str,
                 row_title: str, column_title: str, scale=AGREEMENT_SCALE, scale_title: str, ticks=(-1, 0, 0.5, 1),
-                tooltips: list[list[str]] | None = None, cell: int = 52) -> str:
-    """A matrix of cells coloured by `values` (None: empty cell) and labelled by `labels`, with a colour scale."""
+                tooltips: list[list[str]] | None = None, cell: int = 52, band: dict | None = None) -> str:
+    """A matrix of cells coloured by `values` (None: empty cell) and labelled by `labels`, with a colour scale;
+    `band` ({"low", "high", "label"}) is marked beside the scale and named under the title."""
     column_block = max(map(_text_width, columns)) * 0.7 + 14
     left = max(map(_text_width, rows)) + 34
-    top = 30
+    top = 46 if band else 30
     grid_w, grid_h = len(columns) * cell, len(rows) * cell
     bar_h = max(grid_h, 110)
     width = max(left + grid_w + 92, _text_width(title) + 16)
     height = top + max(grid_h, bar_h) + column_block + 26
+    width = max(width, _text_width(band["label"], 11) + 150) if band else width
     parts = [svg_open(width, height, "heatmap", title), text(8, 18, title, bold=True)]
+    if band:
+        parts.append(text(8, 34, f"white bar by the scale: {band['label']}", colour=MUTED, size=11))
     parts.append(text(12, top + grid_h / 2, row_title, anchor="middle", colour=MUTED, rotate=-90))
     for i, row in enumerate(rows):
         y = top + i * cell
@@ -128,13 +134,20 @@ def heatmap_svg(rows: list[str], columns: list[str], values: list[list], labels:
         parts.append(text(x + 4, top + grid_h + 14, column, anchor="end", rotate=-35))
     parts.append(text(left + grid_w / 2, height - 8, column_title, anchor="middle", colour=MUTED))
     parts.append(colour_bar(left + grid_w + 16, top, bar_h, scale, ticks, scale_title))
+    if band:
+        low, high = scale[0][0], scale[-1][0]
+        y_low, y_high = (top + bar_h * (high - v) / (high - low) for v in (band["low"], band["high"]))
+        parts.append(f'<line x1="{left + grid_w + 11}" x2="{left + grid_w + 11}" y1="{y_high:.1f}" '
+                     f'y2="{y_low + 1.5:.1f}" stroke="{REFERENCE}" stroke-width="4" class="human-band">'
+                     f'<title>{escape(band["label"])}</title></line>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 def kappa_heatmap_svg(names: list[str], pairs: list[dict], *, label: str = "Cohen's κ",
-                      items_key: str = "n") -> str:
-    """Kappa (or another agreement figure) of every rater pair as a symmetric heat map; the diagonal is empty."""
+                      items_key: str = "n", band: dict | None = None) -> str:
+    """Kappa (or another agreement figure) of every rater pair as a symmetric heat map; the diagonal is empty;
+    `band` marks a range on the colour scale (heatmap_svg)."""
     found = {(p["a"], p["b"]): p for p in pairs} | {(p["b"], p["a"]): p for p in pairs}
     values, labels, tips = [], [], []
     for row in names:
@@ -145,29 +158,35 @@ def kappa_heatmap_svg(names: list[str], pairs: list[dict], *, label: str = "Cohe
                                             f": {agreement_text(p['kappa'])} on {p[items_key]} items")
                      for column, p in zip(names, pair_rows)])
     return heatmap_svg(names, names, values, labels, title=f"{label} per rater pair", row_title="rater",
-                       column_title="rater", scale_title=label, tooltips=tips)
+                       column_title="rater", scale_title=label, tooltips=tips, band=band)
 
 
 def bar_chart_svg(categories: list[str], series: list[dict], *, title: str, y_title: str, x_title: str,
                   value_text=agreement_text, reference: dict | None = None, reference_label: str = "",
-                  width: int = 460, height: int = 280) -> str:
+                  band: dict | None = None, width: int = 460, height: int = 280) -> str:
     """Bars per category, one per series ({"name", "values": {category: value}, "colour": str or {category: str}}),
     each labelled with its value (negative bars go below zero; a missing value says 'n/a'). `reference`
-    ({category: value}) draws a dashed white mark per category, named `reference_label` in the legend."""
+    ({category: value}) draws a dashed white mark per category, named `reference_label` in the legend;
+    `band` ({"low", "high", "label"}) a shaded range behind the bars (human_band)."""
     values = [v for s in series for v in s["values"].values() if v is not None and not math.isnan(v)]
     low = min(0.0, math.floor(min(values, default=0) * 4) / 4)
     high = 1.0
     legend = [(s["name"], s["colour"] if isinstance(s["colour"], str) else None) for s in series if len(series) > 1]
     if reference:
         legend.append((reference_label, REFERENCE))
+    if band:
+        legend.append((band["label"], BAND))
     left, right, top = 52, 10, 44
     bottom = 40 + 18 * len(legend)
+    height += 18 * bool(band)
     plot_h, plot_w = height - top - bottom, width - left - right
 
     def y_of(value):
         return top + plot_h * (high - value) / (high - low)
 
     parts = [svg_open(width, height, "bars", title), text(8, 18, title, bold=True)]
+    if band:
+        parts.append(human_band(left, width - right, y_of, band))
     step_tick = 0.25 if high - low <= 1.5 else 0.5
     for k in range(math.ceil(low / step_tick - 1e-9), math.floor(high / step_tick + 1e-9) + 1):
         tick, y = k * step_tick, y_of(k * step_tick)
@@ -208,7 +227,63 @@ def bar_chart_svg(categories: list[str], series: list[dict], *, title: str, y_ti
         y = top + plot_h + 50 + 18 * n
         mark = (f'<line x1="{left}" x2="{left + 16}" y1="{y - 4}" y2="{y - 4}" stroke="{colour}" stroke-width="2" '
                 'stroke-dasharray="4 3"/>' if colour == REFERENCE else
-                f'<rect x="{left + 2}" y="{y - 10}" width="12" height="10" fill="{colour}"/>')
+                f'<rect x="{left + 2}" y="{y - 10}" width="12" height="10" fill="{colour}"'
+                + (f' stroke="{BAND_EDGE}"/>' if colour == BAND else '/>'))
         parts.append(mark + text(left + 22, y, name, size=11))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def human_band(x0: float, x1: float, y_of, band: dict) -> str:
+    """The published human range ({"low", "high", "label"}) as a shaded strip from x0 to x1 (at least 3 px
+    tall, for a single published figure), to draw behind a chart's marks."""
+    top, bottom = y_of(band["high"]), y_of(band["low"])
+    if bottom - top < 3:
+        top, bottom = (top + bottom) / 2 - 1.5, (top + bottom) / 2 + 1.5
+    return (f'<rect x="{x0:.1f}" y="{top:.1f}" width="{x1 - x0:.1f}" height="{bottom - top:.1f}" fill="{BAND}" '
+            f'stroke="{BAND_EDGE}" stroke-width="0.8" class="human-band"><title>{escape(band["label"])}</title></rect>')
+
+
+def line_chart_svg(series: list[dict], *, title: str, x_title: str, y_title: str, band: dict | None = None,
+                   value_text=agreement_text, width: int = 560, height: int = 300) -> str:
+    """Values from 0 to 1 against whole-number x, one line with dots per series ({"name", "colour",
+    "points": [(x, y, tooltip)]}), a legend per series and the `band` behind them (human_band)."""
+    legend = [(s["name"], s["colour"]) for s in series] + ([(band["label"], BAND)] if band else [])
+    left, right, top = 52, 14, 34
+    bottom = 42 + 18 * len(legend)
+    height += 18 * len(legend)
+    plot_h, plot_w = height - top - bottom, width - left - right
+    x_max = max((x for s in series for x, _, _ in s["points"]), default=1)
+
+    def x_of(x):
+        return left + plot_w * ((x - 1) / (x_max - 1) if x_max > 1 else 0.5)
+
+    def y_of(value):
+        return top + plot_h * (1 - value)
+
+    parts = [svg_open(width, height, "lines", title), text(8, 18, title, bold=True)]
+    if band:
+        parts.append(human_band(left, width - right, y_of, band))
+    for k in range(5):
+        y = y_of(k / 4)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                     f'stroke="{MUTED if k == 0 else GRID}"/>')
+        parts.append(text(left - 6, y + 4, f"{k / 4:g}", anchor="end", size=11))
+    for x in range(1, x_max + 1, max(1, x_max // 10)):
+        parts.append(text(x_of(x), top + plot_h + 16, str(x), anchor="middle", size=11))
+    parts.append(text(14, top + plot_h / 2, y_title, anchor="middle", colour=MUTED, rotate=-90))
+    parts.append(text(left + plot_w / 2, top + plot_h + 32, x_title, anchor="middle", colour=MUTED))
+    for s in series:
+        points = " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y, _ in s["points"])
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{s["colour"]}" stroke-width="2"/>')
+        for x, y, tip in s["points"]:
+            label = escape(f"{s['name']} · {tip}: {value_text(y)}")
+            parts.append(f'<circle cx="{x_of(x):.1f}" cy="{y_of(y):.1f}" r="3.5" fill="{s["colour"]}">'
+                         f'<title>{label}</title></circle>')
+    for n, (name, colour) in enumerate(legend):
+        y = top + plot_h + 50 + 18 * n
+        edge = f' stroke="{BAND_EDGE}"' if colour == BAND else ""
+        parts.append(f'<rect x="{left + 2}" y="{y - 10}" width="12" height="10" fill="{colour}"{edge}/>'
+                     + text(left + 22, y, name, size=11))
     parts.append("</svg>")
     return "".join(parts)

@@ -69,6 +69,17 @@ STAGE_MAPS = {
     "mass-ex": MASS_EX_STAGE_MAP,
 }
 
+# How exports write each stage (datasets/services/hypnogram_export.py): Sleep-EDF's labels and NSRR's concepts,
+# each read back by the maps above to the same stage.
+EDF_EXPORT_LABELS = {
+    "W": "Sleep stage W", "N1": "Sleep stage 1", "N2": "Sleep stage 2", "N3": "Sleep stage 3", "R": "Sleep stage R",
+    UNSCORED: "Sleep stage ?",
+}
+NSRR_EXPORT_CONCEPTS = {
+    "W": "Wake|0", "N1": "Stage 1 sleep|1", "N2": "Stage 2 sleep|2", "N3": "Stage 3 sleep|3", "R": "REM sleep|5",
+    UNSCORED: "Unscored|9",
+}
+
 NSRR_STAGE_EVENT_TYPE = "Stages|Stages"
 MASS_EX_COLUMNS = ("custom_id", "Subject", "N", "Stage", "applicable_rules")
 CSV_COLUMNS = ("onset", "duration", "stage")

@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix,
 from datasets.constants import STAGES, UNSCORED
 from datasets.models import Epoch
 from inference.models import ModelVersion, Prediction
+from inference.services.evidence import contradicted_share
 
 REFERENCES = ("hypnogram", "consensus")
 # Reference stages that come from later apps, by name: cohort -> {epoch id: (recording id, stage, rule ids)}.
@@ -96,7 +97,7 @@ def evaluate(model_version: ModelVersion, cohort, *, reference: str = "hypnogram
     if epoch_ids is not None:
         predictions = predictions.filter(epoch_id__in=epoch_ids)
     rows = list(predictions.values_list("epoch_id", "epoch__recording__name", "status", "stage", "rule_ids",
-                                        "unknown_rule_ids"))
+                                        "unknown_rule_ids", "evidence"))
     attempted = [r for r in rows if r[2] != Prediction.SKIPPED]
     failures = sum(1 for r in attempted if r[2] == Prediction.FAILED)
     scored = [r for r in attempted if r[2] in PARSED and r[0] in references]
@@ -118,6 +119,9 @@ def evaluate(model_version: ModelVersion, cohort, *, reference: str = "hypnogram
         "pooled": stage_metrics(y_true, y_pred),
         "per_subject": [{"subject": subject, **_subject(*pair)} for subject, pair in sorted(by_subject.items())],
         "rule_iou": rule_iou([(r[4] + r[5], references[r[0]][2]) for r in scored]),  # every id the output cited
+        # rationales citing a rule the measured signal contradicts (inference.services.evidence)
+        "contradicted": contradicted_share(r[6] for r in scored),
+        "contradicted_by_stage": {s: contradicted_share(r[6] for r in scored if r[3] == s) for s in STAGES},
     }
 
 
@@ -140,7 +144,7 @@ def compare(model_versions: list[ModelVersion], cohort, *, reference: str = "hyp
 
 
 TABLE_COLUMNS = ["model", "n", "accuracy", "macro_f1", "kappa", *[f"f1_{s}" for s in STAGES],
-                 "rule_iou_all_epochs", "rule_iou_annotated_epochs", "parse_failure_rate"]
+                 "rule_iou_all_epochs", "rule_iou_annotated_epochs", "parse_failure_rate", "contradicted_share"]
 
 
 def table_rows(reports: list[dict]) -> list[dict]:
@@ -154,6 +158,7 @@ def table_rows(reports: list[dict]) -> list[dict]:
             "rule_iou_all_epochs": report["rule_iou"]["all_epochs"]["mean"],
             "rule_iou_annotated_epochs": report["rule_iou"]["annotated_epochs"]["mean"],
             "parse_failure_rate": report["parse_failure_rate"],
+            "contradicted_share": report["contradicted"]["share"],
         })
     return rows
 

@@ -19,11 +19,11 @@ from django.utils import timezone
 
 from core.services.queue import send
 
-from datasets.constants import TARGET_SFREQ
 from datasets.models import Epoch, EpochImage
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 from inference.services.backends import EpochQuery, get_backend
 from inference.services.baseline import rule_conflict
+from inference.services.evidence import check_predictions, epoch_starts
 from inference.services.parsing import parse_output
 
 CHUNK_SIZE = {"gpu": 64, "cpu": 120}
@@ -145,7 +145,9 @@ def run_chunk(job_id: int, epoch_ids: list[int]) -> str:
             return InferenceJob.CANCELLED
         batch = context[start : start + batch_size]
         outputs = backend.predict(_queries(batch, neighbours, backend.needs_images))
-        _write(job, [_prediction(job, e, out, digest, rules) for e, out in zip(batch, outputs)])
+        predictions = [_prediction(job, e, out, digest, rules) for e, out in zip(batch, outputs)]
+        check_predictions(predictions)
+        _write(job, predictions)
     InferenceJob.objects.filter(pk=job.pk).update(chunks_done=F("chunks_done") + 1)
     return finish_if_complete(job)
 
@@ -184,21 +186,17 @@ def _queries(epochs: list[Epoch], neighbours, needs_images: bool) -> list[EpochQ
             epoch__index__in={i for _, i in wanted},
         ).values_list("epoch__recording_id", "epoch__index", "storage_name")
         images = {(r, i): _read(name) for r, i, name in names if (r, i) in wanted}
+    starts = {r: epoch_starts(r) for r in {e.recording_id for e in epochs}}  # once per recording of the chunk
     return [
         EpochQuery(
             epoch_id=e.pk, recording_id=e.recording_id, index=e.index,
             images=tuple(images[(e.recording_id, i)] for i in around[e.pk]) if needs_images else None,
             signal_file=e.recording.signal_file, derivations=tuple(e.recording.derivations),
-            epoch_starts=_epoch_starts(e.recording_id),
+            epoch_starts=starts[e.recording_id],
         )
         for e in epochs
     ]
 
-
-@lru_cache(maxsize=16)
-def _epoch_starts(recording_id: int) -> tuple[int, ...]:
-    onsets = Epoch.objects.filter(recording_id=recording_id).order_by("index").values_list("onset_s", flat=True)
-    return tuple(round(onset * TARGET_SFREQ) for onset in onsets)
 
 
 def _read(name: str) -> bytes:

@@ -28,6 +28,7 @@ from datasets.models import Cohort, Epoch, Recording
 from datasets.services.signals import checked_signal_view
 from datasets.services.rationales import EXPERT_RATIONALE_SOURCES
 from inference.models import ModelVersion, Prediction
+from inference.services.evidence import check_rationales
 from ratings.models import RatingCampaign, RatingItem, Rubric
 from ratings.services.queue import RATING
 from ratings.services.rubric import check_dimensions, default_dimensions, parse_rubric
@@ -142,7 +143,8 @@ def read_item_list(text: str, pool: list[Candidate], source: str = "item list") 
 @transaction.atomic
 def create_rating_campaign(name, *, cohorts, raters, model_versions=(), expert_sources=(), sample_size=None,
                            seed=0, overlap=2, reservation_timeout_s=900, fast_floor_s=5.0, key_dwell_ms=300,
-                           signal_view=MODEL_VIEW, signal_view_switchable=True, item_list=None, rubric=None, description="", user=None) -> RatingCampaign:
+                           signal_view=MODEL_VIEW, signal_view_switchable=True, show_evidence=False, item_list=None,
+                           rubric=None, description="", user=None) -> RatingCampaign:
     """A new campaign with its items and rubric; InputError names what is wrong with the request.
 
     `rubric`: None for the default, Markdown text, or a list of dimensions. `item_list`: CSV text."""
@@ -188,27 +190,47 @@ def create_rating_campaign(name, *, cohorts, raters, model_versions=(), expert_s
     campaign = RatingCampaign.objects.create(
         name=name, description=description, sample_size=sample_size, sample_seed=seed, overlap=overlap,
         reservation_timeout_s=int(reservation_timeout_s), fast_floor_s=float(fast_floor_s),
-        key_dwell_ms=dwell, signal_view=signal_view, signal_view_switchable=signal_view_switchable, expert_sources=list(expert_sources or ()), created_by=user if getattr(user, "is_authenticated", False) else None)
+        key_dwell_ms=dwell, signal_view=signal_view, signal_view_switchable=signal_view_switchable, show_evidence=bool(show_evidence), expert_sources=list(expert_sources or ()), created_by=user if getattr(user, "is_authenticated", False) else None)
     campaign.cohorts.set(cohorts)
     campaign.model_versions.set(versions)
     campaign.raters.set(users)
     Rubric.objects.create(campaign=campaign, version=1, dimensions=dimensions)
     # Rows are written in a random order with random positions: neither ids nor order reveal the origin.
     order = np.random.default_rng([seed, 1]).permutation(len(chosen))
+    evidence = _evidence(chosen)
     RatingItem.objects.bulk_create([
         RatingItem(campaign=campaign, position=position, epoch_id=c.epoch_id, recording_id=c.recording_id,
                    origin=c.origin, model_version_id=c.model_version_id, prediction_id=c.prediction_id,
                    source=c.source, stage=c.stage, rule_ids=c.rule_ids, rationale=c.rationale,
-                   reference_stage=c.reference_stage, correct=c.stage == c.reference_stage)
-        for position, c in ((p, chosen[i]) for p, i in enumerate(order))
+                   reference_stage=c.reference_stage, correct=c.stage == c.reference_stage, evidence=evidence[i])
+        for position, i, c in ((p, i, chosen[i]) for p, i in enumerate(order))
     ], batch_size=5000)
     audit.record(ChangeRecord.CREATE, campaign, actor=user,
                  after=audit.snapshot(campaign, items=len(chosen), rubric={"version": 1, "dimensions": dimensions}))
     return campaign
 
 
+def _evidence(chosen: list[Candidate]) -> list[dict]:
+    """Each rationale's evidence check (inference.services.evidence), whatever its origin: a prediction's stored
+    check, else one made here from its recording's measurements (expert rationales, unchecked predictions)."""
+    stored = dict(Prediction.objects.filter(pk__in=[c.prediction_id for c in chosen if c.prediction_id])
+                  .exclude(evidence={}).values_list("pk", "evidence"))
+    missing = [c for c in chosen if c.prediction_id not in stored]
+    checked = iter(check_rationales([(c.recording_id, c.epoch_index, c.rule_ids) for c in missing]))
+    return [stored[c.prediction_id] if c.prediction_id in stored else next(checked) for c in chosen]
+
+
+def check_unchecked_items(campaign) -> int:
+    """Check the items not checked yet (campaigns made before the evidence check); returns how many."""
+    items = list(campaign.items.filter(evidence={}).select_related("epoch"))
+    for item, checked in zip(items, check_rationales([(i.recording_id, i.epoch.index, i.rule_ids) for i in items])):
+        item.evidence = checked
+    RatingItem.objects.bulk_update(items, ["evidence"], batch_size=500)
+    return len(items)
+
+
 EDITABLE = ("description", "overlap", "raters", "reservation_timeout_s", "fast_floor_s", "key_dwell_ms", "signal_view",
-            "signal_view_switchable")
+            "signal_view_switchable", "show_evidence")
 
 
 @transaction.atomic
@@ -241,6 +263,10 @@ def update_rating_campaign(campaign, *, user=None, **changes) -> RatingCampaign:
         raise InputError("the campaign needs at least one rater")
     if overlap > len(users):
         raise InputError(f"overlap must be between 1 and the number of raters ({len(users)}), got {overlap}")
+    if "show_evidence" in changes:
+        campaign.show_evidence = bool(changes["show_evidence"])
+        if campaign.show_evidence:
+            check_unchecked_items(campaign)
     RATING.change_overlap(campaign, overlap)
     campaign.save()
     if "raters" in changes:

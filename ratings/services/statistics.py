@@ -18,9 +18,12 @@ import json
 from collections import Counter, defaultdict
 from statistics import mean, median, stdev
 
+from scipy.stats import spearmanr
+
 from core.services import agreement
 from datasets.constants import STAGES
 from inference.services.evaluation import spreadsheet_safe
+from inference.services.evidence import contradicted_share, is_contradicted
 from ratings.services.queue import RATING
 from ratings.services.rubric import SCALE
 
@@ -193,7 +196,51 @@ def campaign_statistics(campaign) -> dict:
     out["paper_table"] = _paper_table(rows, dims, seed)
     out["raters"] = _rater_reliability(rows, dims)
     out["corrections"] = _corrections(rows)
+    out["contradicted"] = _contradicted(campaign, rows, rubric)
     return out
+
+
+ACCURACY_WORDS = ("accura", "correct")
+CONTRADICTED_METHOD = ("a rationale is contradicted when its epoch's measured signal contradicts a rule it cites "
+                       "(inference.services.evidence); Spearman's rho (scipy.stats.spearmanr) over the rated, checked "
+                       "items between contradicted (1) or not (0) and the item's mean first-pass score on the "
+                       "accuracy dimension")
+
+
+def accuracy_dimension(rubric) -> str | None:
+    """The key of the rubric dimension about factual accuracy or correctness (None when there is none)."""
+    return next((d["key"] for d in rubric.dimensions
+                 if any(word in f"{d['key']} {d['title']}".lower() for word in ACCURACY_WORDS)), None)
+
+
+def _contradicted(campaign, rows, rubric) -> dict:
+    """The share of rationales citing a rule their signal contradicts, overall, by source and by source and
+    stage, and its Spearman correlation (with n) with the accuracy scores."""
+    items = [{**i, "source": i["model_version__name"] or f"expert: {i['source']}"}
+             for i in campaign.items.values("id", "stage", "evidence", "source", "model_version__name")]
+    by_source, by_source_stage = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    for item in items:
+        by_source[item["source"]].append(item["evidence"])
+        by_source_stage[item["source"]][item["stage"]].append(item["evidence"])
+    dim = accuracy_dimension(rubric)
+    scores = defaultdict(list)
+    for r in rows if dim else ():
+        scores[r["item_id"]].append(r["scores"][dim])
+    paired = [(float(is_contradicted(i["evidence"])), mean(scores[i["id"]])) for i in items
+              if i["evidence"] and scores[i["id"]]]
+    rho = p = None
+    if len(paired) >= 3 and len({x for x, _ in paired}) > 1 and len({y for _, y in paired}) > 1:
+        result = spearmanr([x for x, _ in paired], [y for _, y in paired])
+        rho, p = _num(result.statistic), _num(result.pvalue)
+    return {
+        "method": CONTRADICTED_METHOD,
+        "overall": contradicted_share(i["evidence"] for i in items),
+        "unchecked_items": sum(1 for i in items if not i["evidence"]),
+        "by_source": {source: contradicted_share(found) for source, found in sorted(by_source.items())},
+        "by_source_stage": {source: {stage: contradicted_share(stages[stage]) for stage in STAGES if stage in stages}
+                            for source, stages in sorted(by_source_stage.items())},
+        "accuracy_spearman": {"dimension": dim, "rho": rho, "p": p, "n": len(paired)},
+    }
 
 
 # --- reports: the agreement_report command and the dashboard's downloads --------------------------
@@ -267,6 +314,12 @@ def render_report(stats, fmt: str) -> str:
                      f"{_fmt(i['value'], 3)} [{_fmt(i['low'], 3)}, {_fmt(i['high'], 3)}] | "
                      f"{_fmt(icc['value'], 3)} ({icc['raters']} raters × {icc['items']} items) | "
                      f"{o['items']} × {o['raters']} |")
+    contradicted, rho = stats["contradicted"], stats["contradicted"]["accuracy_spearman"]
+    lines += ["", "## Rationale evidence check", "", "| source | rationales with a contradicted rule |", "|---|---|"]
+    lines += [f"| {source} | {_fmt(None if c['share'] is None else 100 * c['share'], 0)}% ({c['contradicted']} of "
+              f"{c['rationales']}) |" for source, c in contradicted["by_source"].items()]
+    lines += ["", f"Spearman's ρ with the {rho['dimension'] or 'accuracy'} scores: {_fmt(rho['rho'], 3)} "
+                  f"(p {_fmt(rho['p'], 3)}, n = {rho['n']} items). {contradicted['method'].capitalize()}."]
     published = stats["published"]
     lines += ["", f"Intervals: {stats['method']['bootstrap']}.", "",
               "## Published reference (not this campaign)", "",

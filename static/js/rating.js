@@ -76,6 +76,22 @@
     renderScores();
   }
 
+  function showEvidence(box, evidence) {
+    // Each cited rule's verdict against the measured signal, with its measured values and thresholds.
+    const rows = evidence.rules.map((r) => {
+      const li = document.createElement("li");
+      li.className = `verdict verdict-${r.verdict.replace(" ", "-")}`;
+      li.append(Object.assign(document.createElement("strong"), { textContent: `${r.rule} ${r.verdict}` }));
+      const why = r.criteria.map((c) => `${c.quantity}${c.channel ? ` (${c.channel})` : ""}: ${c.value_text}, needs ${c.threshold}`);
+      if (r.note) why.push(r.note);
+      if (why.length) li.append(Object.assign(document.createElement("span"), { className: "muted small", textContent: ` ${why.join("; ")}` }));
+      return li;
+    });
+    const head = Object.assign(document.createElement("p"), { className: "label", textContent: `Evidence check: ${evidence.summary.verdict}` });
+    box.replaceChildren(head, Object.assign(document.createElement("ul"), { className: "evidence-list" }));
+    box.lastChild.replaceChildren(...rows);
+  }
+
   async function show(served) {
     queue.showing(served);
     byId("work").hidden = false; byId("done").hidden = true;
@@ -96,6 +112,7 @@
       return li;
     }));
     byId("item-rationale").textContent = served.rationale;
+    if (served.evidence && byId("item-evidence")) showEvidence(byId("item-evidence"), served.evidence);
     dims.forEach((d) => d.classList.remove("missing"));
     focusDimension(0);
     try {

@@ -1,7 +1,8 @@
 // The scoring page: the fair queue's next item in the signal view, keyboard scoring with auto-advance,
 // saves that survive going offline (answer_queue.js), time per epoch, the rater's own hypnogram. In
 // rationale mode the rule ids and rationale belong to the epoch shown (empty on a new one, its label's
-// own on going back) and a label needs both.
+// own on going back) and a label needs both. In a review campaign the model's stage is shown as a proposal:
+// Enter or A accepts it, a stage key corrects it (the server records which).
 (function () {
   const root = document.getElementById("scoring");
   if (!root) return;
@@ -91,6 +92,7 @@
     document.querySelectorAll(".stage-btn").forEach((b) => b.classList.toggle("active", !!row && b.dataset.stage === row.stage));
     byId("current-label").textContent = row && row.stage ? `Your label: ${row.stage}${row.uncertain ? " (uncertain)" : ""}` : "No label yet.";
     showContext(next);
+    if (reviewMode) showProposal(next);
     drawHypnogram();
     queue.shown();
   }
@@ -137,6 +139,22 @@
     queue.advance();
   }
 
+  // --- review mode: the model's proposal, accepted with one key ---
+  const reviewMode = root.dataset.review === "1";
+  function showProposal(item) {
+    const box = byId("proposal");
+    box.dataset.stage = item.proposal ? item.proposal.stage : "";
+    box.textContent = item.proposal
+      ? `Model proposes ${item.proposal.stage}${item.proposal.rule_ids.length ? " · " + item.proposal.rule_ids.join(", ") : ""}`
+        + " — Enter or A accepts, a stage key corrects."
+      : "No model proposal for this epoch: score it with a stage key.";
+    if (rationaleMode && item.proposal && !shownAnswer) rules.set(item.proposal.rule_ids);
+  }
+  function acceptProposal() {
+    const item = queue.item;
+    if (item && item.proposal && queue.takesKeys) score(item.proposal.stage);
+  }
+
   function toggleUncertain() { uncertain = !uncertain; byId("uncertain").dataset.on = uncertain ? "1" : "0"; }
 
   document.addEventListener("keydown", (event) => {
@@ -152,6 +170,7 @@
       "?": () => { byId("help").hidden = !byId("help").hidden; },
       Escape: () => { byId("help").hidden = true; queue.acknowledge(); },
       ...(rationaleMode && { i: () => rules.focus(), n: () => byId("rationale").focus() }),
+      ...(reviewMode && { Enter: acceptProposal, a: acceptProposal }),
     };
     if (STAGE_KEYS[key]) { event.preventDefault(); if (queue.takesKeys) score(STAGE_KEYS[key]); }
     else if (actions[name] && (item || !name.startsWith("Arrow"))) { event.preventDefault(); actions[name](); }

@@ -5,7 +5,7 @@
 // framed; pages of 90, 30, 15 or 10 s; gain per channel or per channel kind, stated as µV per division (a division
 // is half a band); traces clipped at their band's edges (an option, on by default); ±37.5 µV guides on EEG, the
 // mid-epoch marker, and a measure tool at every page width: drag across a wave to read its duration,
-// peak-to-peak amplitude and dominant frequency. Its keys are its own (KEYS), listed in the page's key strip
+// peak-to-peak amplitude and dominant frequency (on the frontal trace also the slow-wave cover of the N3 rule). Its keys are its own (KEYS), listed in the page's key strip
 // (#key-strip) with the technologist's filters below it.
 (function (global) {
   const COLOURS = { "F4-M1": "#FFFF00", "C4-M1": "#00FF00", "O2-M1": "#FF0000", LOC: "#00FFFF", ROC: "#FF00FF", "Chin EMG": "#0000FF" };
@@ -47,6 +47,33 @@
   }
 
   const fmt = (v) => String(Number(v.toFixed(2)));
+
+  // N3 helper: the slow-wave definition of the 20 % rule (0.5–2 Hz, ≥ 75 µV peak-to-peak, frontal). The span is
+  // smoothed over 0.25 s (keeps the slow waves, drops faster activity); a wave runs from one upward crossing of
+  // the span's mean to the next; those lasting 0.5–2 s with ≥ 75 µV p-p are marked covered.
+  const SLOW_WAVE = { minS: 0.5, maxS: 2, minPeakToPeak: 75, frontal: "F4-M1" };
+  function slowWaveCover(x, sfreq) {
+    const half = Math.max(1, Math.round(sfreq / 8));
+    const smooth = x.map((_, i) => {
+      const from = Math.max(0, i - half), to = Math.min(x.length, i + half + 1);
+      let sum = 0;
+      for (let k = from; k < to; k++) sum += x[k];
+      return sum / (to - from);
+    });
+    const mean = smooth.reduce((a, b) => a + b, 0) / smooth.length;
+    const covered = new Uint8Array(x.length);
+    let start = -1;
+    for (let i = 1; i < smooth.length; i++) {
+      if (!(smooth[i - 1] < mean && smooth[i] >= mean)) continue;
+      const seconds = (i - start) / sfreq;
+      if (start >= 0 && seconds >= SLOW_WAVE.minS && seconds <= SLOW_WAVE.maxS) {
+        const wave = smooth.slice(start, i);
+        if (Math.max(...wave) - Math.min(...wave) >= SLOW_WAVE.minPeakToPeak) covered.fill(1, start, i);
+      }
+      start = i;
+    }
+    return covered;
+  }
 
   class SignalView {
     // The canvas says how the campaign shows signals: data-view ("model" or "clinical") and data-switchable ("1").
@@ -409,10 +436,28 @@
       return { derivation: d.derivations[band], duration, peakToPeak: pp, frequency: dominantFrequency(segment, d.sfreq) };
     }
 
+    // The shares of the dragged span and of the current epoch covered by slow waves (frontal trace only).
+    slowWaves(band, fromSample, toSample) {
+      const d = this.data;
+      const segment = Array.from(d.rows[band].subarray(fromSample, toSample + 1), (v) => v * d.scale_uv);
+      const covered = slowWaveCover(segment, d.sfreq);
+      const origin = d.current * d.epoch_samples;
+      let inSpan = 0, inEpoch = 0;
+      covered.forEach((c, k) => {
+        inSpan += c;
+        if (c && fromSample + k >= origin && fromSample + k < origin + d.epoch_samples) inEpoch += 1;
+      });
+      return { span: inSpan / covered.length, epoch: inEpoch / d.epoch_samples };
+    }
+
     describe(m) {
       const r = this.measure(m.band, m.from, m.to);
       const f = r.frequency === null ? "—" : r.frequency.toFixed(1) + " Hz";
-      return `${r.derivation}: ${r.duration.toFixed(2)} s · ${r.peakToPeak.toFixed(0)} µV p-p · ${f}`;
+      const text = `${r.derivation}: ${r.duration.toFixed(2)} s · ${r.peakToPeak.toFixed(0)} µV p-p · ${f}`;
+      if (r.derivation !== SLOW_WAVE.frontal) return text;
+      const sw = this.slowWaves(m.band, m.from, m.to);
+      const pct = (v) => `${Math.floor(v * 100)}%`;
+      return `${text} · slow waves (0.5–2 Hz, ≥ 75 µV p-p): ${pct(sw.span)} of the span, ${pct(sw.epoch)} of the current epoch (N3: ≥ 20%)`;
     }
   }
 

@@ -10,7 +10,7 @@ from core.services.specfile import load_spec
 FIELDS = {"name", "description", "recordings", "cohort", "sample", "sample_size", "seed", "disagreement_model",
           "overlap", "raters", "adjudicators", "unit", "reservation_timeout_s", "show_reference",
           "show_model_outputs", "show_other_labels", "rescore_share", "rationale_mode", "key_dwell_ms",
-          "signal_view", "signal_view_switchable"}
+          "signal_view", "signal_view_switchable", "review_model"}
 
 
 class Command(BaseCommand):

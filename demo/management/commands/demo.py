@@ -18,6 +18,7 @@ from datasets.services import imports
 from datasets.services.ingest import find_existing
 from datasets.services.synthetic import write_synthetic_edf
 from inference.models import InferenceJob, ModelVersion, Prediction
+from inference.services.evidence import check_stored, is_contradicted
 from inference.services.jobs import start_job
 from inference.services.versions import save_version
 
@@ -25,6 +26,7 @@ DEMO_ACCOUNTS = {  # username: (role, password); demo only, printed at start
     "rater": (RATER, "rater-demo-pass"),
     "rater2": (RATER, "rater2-demo-pass"),
     "rater3": (RATER, "rater3-demo-pass"),
+    "reviewer": (RATER, "reviewer-demo-pass"),
     "curator": (CURATOR, "curator-demo-pass"),
     "researcher": (RESEARCHER, "researcher-demo-pass"),
     "admin": (ADMIN, "admin-demo-pass"),
@@ -36,6 +38,11 @@ SCORING_RATERS = ("rater", "rater2", "rater3")
 RATIONALE_CAMPAIGN = "Demo rationales"
 RATIONALE_RATERS = ("rater2", "rater3")  # simulated experts writing rule ids and rationales
 RATING_CAMPAIGN = "Demo rating"
+REVIEW_CAMPAIGN = "Demo review"
+# The review campaign has a rater of its own: it shows the model's stages and hides the reference, so its raters'
+# rating items would wait until they had reviewed the whole night. The first epochs are reviewed by simulation.
+REVIEWER = "reviewer"
+REVIEWED_BY_SIMULATION = 80
 RATING_RATERS = ("rater", "rater2", "rater3")
 RELEASE_NAME = "demo-release"
 # A clinical export names the file and header after the patient: imported under a pseudonymous subject id,
@@ -84,6 +91,7 @@ class Command(BaseCommand):
         self._baseline(recording)
         self._scoring(recording, opts["seed"])
         self._rationales(recording, opts["seed"])
+        self._review(recording, opts["seed"])
         self._rating(opts["seed"])
         self._release()
         if opts["no_serve"]:
@@ -148,6 +156,7 @@ class Command(BaseCommand):
         job = start_job(version, recording=recording, inline=True)
         if job.state != InferenceJob.SUCCEEDED:
             raise CommandError(f"baseline run failed: {job.error}")
+        check_stored(Prediction.objects.filter(model_version=version, evidence={}))  # made before the evidence check
         total = Prediction.objects.filter(model_version=version, epoch__recording=recording).count()
         self.stdout.write(f"Baseline predictions: {total} of {recording.epoch_count} epochs (first and last skipped)")
 
@@ -218,6 +227,49 @@ class Command(BaseCommand):
         self.stdout.write(f"Scoring campaign '{RATIONALE_CAMPAIGN}' (rationale mode): {labelled} epochs with rule ids "
                           f"and rationales by {', '.join(RATIONALE_RATERS)} (simulated)")
 
+    def _review(self, recording, seed: int):
+        """A review campaign over the baseline's predictions of the night, least confident epochs first: a simulated
+        expert accepts or corrects the first epochs as `reviewer`, who goes on in the browser; the review curve is
+        simulated in full."""
+        import uuid
+
+        import numpy as np
+
+        from annotation.models import ScoringCampaign
+        from annotation.services import queue
+        from annotation.services.campaigns import create_campaign
+        from annotation.services.review import review_curve
+
+        if ScoringCampaign.objects.filter(name=REVIEW_CAMPAIGN).exists():
+            self.stdout.write(f"Scoring campaign '{REVIEW_CAMPAIGN}' already set up")
+            return
+        campaign = create_campaign(
+            REVIEW_CAMPAIGN, recordings=[recording], overlap=1, raters=[REVIEWER], unit="epoch",
+            review_model=BASELINE_VERSION, seed=seed,
+            description="Review of the baseline's stages, least confident first: Enter accepts the proposal, a stage "
+                        "key corrects it. The first epochs were reviewed by a simulated expert.",
+        )
+        rng = np.random.default_rng([seed, 3])
+        expert = get_user_model().objects.get(username=REVIEWER)
+        for _ in range(REVIEWED_BY_SIMULATION):
+            served = queue.next_item(campaign, expert)
+            if served is None:
+                break
+            truth = served[0].epoch.stage
+            stage = truth if rng.random() < SIMULATED_AGREEMENT[truth] else str(rng.choice(NEIGHBOURS[truth]))
+            queue.submit_label(campaign, expert, served[0], stage=stage, client_id=uuid.uuid4(),
+                               seconds_spent=float(rng.uniform(3, 15)))
+        curve = review_curve(campaign)["simulated"]
+
+        def share(value):
+            return f"{value:.1%}" if value is not None else "not reached"
+
+        self.stdout.write(f"Scoring campaign '{REVIEW_CAMPAIGN}' (review of {BASELINE_VERSION}): {curve['epochs']} epochs, "
+                          f"{REVIEWER} reviewed {REVIEWED_BY_SIMULATION} (simulated); simulated review curve: "
+                          + "; ".join(f"κ ≥ {level} after {share(curve['confidence']['share_for_kappa'][level])} of the "
+                                      f"epochs least confident first, {share(curve['random']['share_for_kappa'][level])} "
+                                      "in random order" for level in curve["confidence"]["share_for_kappa"]))
+
     def _rating(self, seed: int):
         """A rating campaign mixing the baseline's rationales with the simulated experts' (rationale-mode scoring),
         origins hidden; two simulated rater accounts (rater2, rater3) have rated some, so the dashboard has
@@ -240,9 +292,10 @@ class Command(BaseCommand):
             return
         campaign = create_rating_campaign(
             RATING_CAMPAIGN, cohorts=[DEMO_COHORT], model_versions=[BASELINE_VERSION], expert_sources=["scoring"],
-            raters=RATING_RATERS, sample_size=40, seed=seed, overlap=2,
+            raters=RATING_RATERS, sample_size=40, seed=seed, overlap=2, show_evidence=True,
             description="Baseline and expert rationales (origin hidden), stratified by stage and by correct versus "
-                        "incorrect stage; rater2 and rater3 are simulated.",
+                        "incorrect stage, each with the evidence check of its cited rules; rater2 and rater3 are "
+                        "simulated.",
         )
         rng = np.random.default_rng(seed)
         keys = campaign.rubric.keys
@@ -254,7 +307,8 @@ class Command(BaseCommand):
                 if served is None:
                     break
                 item = served[0]
-                centre = quality.setdefault(item.pk, rng.normal(4.0 if item.correct else 2.6, 0.6))
+                contradicted = 0.8 * is_contradicted(item.evidence)  # simulated raters notice contradicted rules
+                centre = quality.setdefault(item.pk, rng.normal((4.0 if item.correct else 2.6) - contradicted, 0.6))
                 scores = {key: int(np.clip(np.rint(centre + rng.normal(0, 0.6)), 1, 5)) for key in keys}
                 RATING.submit(campaign, rater, item, scores=scores, client_id=uuid.uuid4(),
                               seconds_spent=float(rng.uniform(3, 40)))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +43,7 @@ class EpochQuery:
 class RawOutput:
     epoch_id: int
     text: str  # the model's raw text, always stored
-    probability: float | None = None  # stage probability where the backend has one
+    probability: float | None = None  # stage probability where the backend has one (see stage_probability)
     origin_note: str = ""  # where the stage came from, beyond the model version (the baseline's classifier)
     error: str = ""  # transport or runtime failure (stored as a failed prediction)
 
@@ -88,3 +90,24 @@ class Backend:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+STAGE_VALUE = re.compile(r'"sleep_stage"\s*:\s*"(W|N1|N2|N3|R)"')
+
+
+def stage_probability(tokens: list[tuple[str, float]]) -> float | None:
+    """The probability of the stage the output names: exp of the summed log-probabilities of the generated
+    tokens that spell the last `"sleep_stage"` value; None when the text names no stage.
+
+    `tokens` are (text, log-probability) of each generated token, in order (vLLM's `logprobs`, or the
+    transformers backend's logits)."""
+    matches = list(STAGE_VALUE.finditer("".join(token for token, _ in tokens)))
+    if not matches:
+        return None
+    start, end = matches[-1].span(1)
+    total, offset = 0.0, 0
+    for token, logprob in tokens:
+        if offset < end and offset + len(token) > start:
+            total += logprob
+        offset += len(token)
+    return math.exp(total)

@@ -12,13 +12,15 @@ from functools import lru_cache
 
 from inference.services.backends.base import Backend, EpochQuery, RawOutput
 from inference.services.baseline import BASELINE_VERSION, NightAnalysis, analyse_night, explain_epoch, origin_note
+from inference.services.evidence import recording_measurements
 
 
 @lru_cache(maxsize=2)
 def _analysis(signal_file: str, derivations: tuple[str, ...], epoch_starts: tuple[int, ...]) -> NightAnalysis:
     from datasets.services.storage import load_array
 
-    return analyse_night(load_array(signal_file), derivations, epoch_starts)
+    measured = recording_measurements(signal_file, derivations, epoch_starts)  # the evidence check reads these too
+    return analyse_night(load_array(signal_file), derivations, epoch_starts, measurements=measured)
 
 
 def output_text(obj: dict) -> str:

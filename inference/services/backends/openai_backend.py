@@ -5,7 +5,8 @@ the environment variable holding the key, one of INFERENCE_API_KEY_ENVS, default
 empty sends "EMPTY", which vLLM accepts); concurrency (requests in flight, default 8); timeout_s (per
 request, default 120); max_retries (default 3) with exponential backoff backoff_s * 2**attempt (default
 1 s) on connection errors, timeouts, 408, 429 and 5xx; system_prompt_file (under INFERENCE_PROMPT_DIRS);
-temperature, top_p, max_new_tokens (sent as max_tokens).
+temperature, top_p, max_new_tokens (sent as max_tokens). Token log-probabilities are requested
+(`logprobs`): the stage's probability is read from them; a server that sends none leaves it empty.
 
 A query that still fails yields RawOutput(text="", error=...) instead of raising, so one bad query
 does not lose the batch.
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from openai import APIConnectionError, APIStatusError, OpenAI, OpenAIError
 
 from inference.services.backends.allowlist import DEFAULT_API_KEY_ENV
-from inference.services.backends.base import USER_TURN, Backend, EpochQuery, RawOutput
+from inference.services.backends.base import USER_TURN, Backend, EpochQuery, RawOutput, stage_probability
 
 
 def _retryable(exc: Exception) -> bool:
@@ -47,6 +48,14 @@ def user_content(images: tuple[bytes, bytes, bytes]) -> list[dict]:
             url = "data:image/png;base64," + base64.b64encode(images[value]).decode("ascii")
             parts.append({"type": "image_url", "image_url": {"url": url}})
     return parts
+
+
+def _stage_probability(choice) -> float | None:
+    """The stage's probability from the choice's token log-probabilities; None when the server sent none."""
+    tokens = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not tokens:
+        return None
+    return stage_probability([(token.token, token.logprob) for token in tokens])
 
 
 class OpenAIBackend(Backend):
@@ -80,6 +89,7 @@ class OpenAIBackend(Backend):
             "temperature": decoding["temperature"],
             "top_p": decoding["top_p"],
             "max_tokens": decoding["max_new_tokens"],
+            "logprobs": True,
         }
         # Retries are ours (configurable backoff); the client's own are off.
         client = OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "EMPTY",
@@ -107,5 +117,5 @@ class OpenAIBackend(Backend):
             content = response.choices[0].message.content if getattr(response, "choices", None) else None
             if not isinstance(content, str):
                 return RawOutput(query.epoch_id, text="", error="unusable response: no choices[0].message.content")
-            return RawOutput(query.epoch_id, text=content)
+            return RawOutput(query.epoch_id, text=content, probability=_stage_probability(response.choices[0]))
         return RawOutput(query.epoch_id, text="", error=f"{error} (after {self.max_retries + 1} attempts)")

@@ -9,7 +9,8 @@ INFERENCE_PROMPT_DIRS); temperature, top_p, max_new_tokens.
 A temperature <= 1e-5 decodes greedily (what the published 1e-6 means). The rest of decoding (repetition
 penalty, end-of-turn ids) comes from the checkpoint's generation_config.json, as vLLM also takes it. The chat
 is the published one (system prompt, then USER_TURN) through the checkpoint's chat template; images are
-resized within the authors' pixel limits (IMAGE_PIXELS).
+resized within the authors' pixel limits (IMAGE_PIXELS). The stage's probability is read from the logits of
+the tokens that spell it (softmax of the raw logits, before any sampling warpers).
 
 Models load once per process and (folder, dtype, device). A failing batch raises: the job layer retries.
 """
@@ -28,7 +29,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, Qwen2_5_VLProcessor
 
 from inference.services.backends.allowlist import allowed_path
-from inference.services.backends.base import USER_TURN, Backend, EpochQuery, RawOutput
+from inference.services.backends.base import USER_TURN, Backend, EpochQuery, RawOutput, stage_probability
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 GREEDY_TEMPERATURE = 1e-5
@@ -104,12 +105,13 @@ class TransformersBackend(Backend):
             batch = queries[start : start + self.batch_size]
             images = [[Image.open(io.BytesIO(png)).convert("RGB") for png in query.images] for query in batch]
             inputs = processor(text=[prompt] * len(batch), images=images, padding=True, return_tensors="pt")
-            texts = self._generate(model, processor, inputs.to(model.device), prefix)
-            outputs.extend(RawOutput(epoch_id=q.epoch_id, text=text) for q, text in zip(batch, texts, strict=True))
+            texts, probabilities = self._generate(model, processor, inputs.to(model.device), prefix)
+            outputs.extend(RawOutput(epoch_id=q.epoch_id, text=text, probability=probability)
+                           for q, text, probability in zip(batch, texts, probabilities, strict=True))
         return outputs
 
     @torch.inference_mode()
-    def _generate(self, model, processor, inputs, prefix: str | None) -> list[str]:
+    def _generate(self, model, processor, inputs, prefix: str | None) -> tuple[list[str], list[float | None]]:
         decoding = self.decoding()
         temperature = float(decoding["temperature"])
         greedy = temperature <= GREEDY_TEMPERATURE
@@ -125,9 +127,18 @@ class TransformersBackend(Backend):
             do_sample=not greedy,
             max_new_tokens=int(decoding["max_new_tokens"]),
             pad_token_id=processor.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
             **sampling,
         )
-        return processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        new = generated.sequences[:, inputs["input_ids"].shape[1] :]
+        texts = processor.batch_decode(new, skip_special_tokens=True)
+        logprobs = torch.stack(generated.logits, dim=1).float().log_softmax(-1).gather(-1, new.unsqueeze(-1))[..., 0]
+        decode = processor.tokenizer.decode
+        probabilities = [stage_probability([(decode([token], skip_special_tokens=True), float(logprob))
+                                            for token, logprob in zip(row.tolist(), row_logprobs.tolist())])
+                         for row, row_logprobs in zip(new, logprobs)]
+        return texts, probabilities
 
     def _prefix_cache(self, model, processor, prefix: str, inputs):
         """The system turn's key/value cache copied for each row; None where a row is padded or starts otherwise.
