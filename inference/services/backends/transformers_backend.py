@@ -133,7 +133,10 @@ class TransformersBackend(Backend):
         )
         new = generated.sequences[:, inputs["input_ids"].shape[1] :]
         texts = processor.batch_decode(new, skip_special_tokens=True)
-        logprobs = torch.stack(generated.logits, dim=1).float().log_softmax(-1).gather(-1, new.unsqueeze(-1))[..., 0]
+        # one step at a time: stacking every step's float32 log-softmax held batch x steps x vocab at once
+        # (82 GiB peak at batch 128 on an H200, against 22 GiB without the probabilities)
+        logprobs = torch.stack([step.float().log_softmax(-1).gather(-1, new[:, t : t + 1])[:, 0]
+                                for t, step in enumerate(generated.logits)], dim=1)
         decode = processor.tokenizer.decode
         probabilities = [stage_probability([(decode([token], skip_special_tokens=True), float(logprob))
                                             for token, logprob in zip(row.tolist(), row_logprobs.tolist())])
