@@ -20,14 +20,17 @@ StaleLabel = StaleAnswer
 
 
 class ScoringQueue(WorkQueue):
-    held_order = (F("held_confidence").asc(nulls_first=True), "item__position")
+    def held_ordering(self, campaign) -> tuple:
+        """In a review campaign the least confident of the rater's reservations first."""
+        if campaign.review_model_id is None:
+            return super().held_ordering(campaign)
+        return (F("held_confidence").asc(nulls_first=True), "item__position")
 
     def _held(self, campaign, rater, now):
-        """The rater's live reservations; in a review campaign with the items' confidence, to serve the least
-        confident first."""
+        """The rater's live reservations; in a review campaign with the items' confidence (held_ordering)."""
         held = super()._held(campaign, rater, now)
         if campaign.review_model_id is None:
-            return held.alias(held_confidence=Value(0.0))
+            return held
         from annotation.services.review import confidence
 
         return held.alias(held_confidence=confidence(campaign.review_model, epoch=OuterRef("item__epoch_id")))

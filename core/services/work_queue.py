@@ -185,8 +185,13 @@ class WorkQueue:
         return self.reservations.objects.filter(item__campaign=campaign, rater=rater, labelled=False,
                                                 expires_at__gt=now)
 
-    def _held_items(self, held):
-        return held.select_related(*(f"item__{name}" for name in self.item_related)).order_by(*self.held_order)
+    def held_ordering(self, campaign) -> tuple:
+        """The order in which a rater's own live reservations are served (`held_order` by default)."""
+        return self.held_order
+
+    def _held_items(self, campaign, held):
+        return (held.select_related(*(f"item__{name}" for name in self.item_related))
+                .order_by(*self.held_ordering(campaign)))
 
     def next_item(self, campaign, rater, now=None):
         """(item, rescore) for the rater, reserving a slot; None when nothing is left for them.
@@ -196,7 +201,7 @@ class WorkQueue:
         self.release_expired(campaign, now)
         now = _now(now)
         with transaction.atomic():
-            own = self._held_items(self._held(campaign, rater, now)).first()
+            own = self._held_items(campaign, self._held(campaign, rater, now)).first()
             if own is not None:
                 return own.item, False
             rescore = self.pending_rescore(campaign, rater)
@@ -218,7 +223,7 @@ class WorkQueue:
             for _ in range(count - held.count()):
                 if self.reserve_one(campaign, rater, now) is None:
                     break
-        return [(r.item, False) for r in self._held_items(held)[:count]]
+        return [(r.item, False) for r in self._held_items(campaign, held)[:count]]
 
     def reservation_of(self, campaign, rater, item):
         return self.reservations.objects.filter(item=item, rater=rater, item__campaign=campaign).first()
