@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from config.storage_url import storage_from_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SLEEPREVIEW_VAR", BASE_DIR / "var"))
 
@@ -108,8 +110,11 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "media/"
+# Stored files: the local folder MEDIA_ROOT, or an S3-compatible bucket when STORAGE_URL is set
+# (s3://bucket/prefix?endpoint=URL&region=NAME, credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+STORAGE_URL = os.environ.get("STORAGE_URL", "")
 STORAGES = {
-    "default": {
+    "default": storage_from_url(STORAGE_URL) if STORAGE_URL else {
         "BACKEND": os.environ.get("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -129,6 +134,7 @@ CACHES = {
     if CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 HEALTHZ_CACHE_SECONDS = int(os.environ.get("HEALTHZ_CACHE_SECONDS", "5"))
+HEALTHZ_WORKER_TIMEOUT_SECONDS = float(os.environ.get("HEALTHZ_WORKER_TIMEOUT_SECONDS", "1"))
 
 # Celery: Redis when REDIS_URL is set, otherwise the filesystem transport (no server needed).
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -149,9 +155,14 @@ CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "0") == "1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"datasets.*": {"queue": "default"}, "core.*": {"queue": "default"},
-                      "inference.resume_job": {"queue": "default"}}  # inference chunks name their queue: gpu or cpu
+# Queues per machine role: io (imports, releases, sweeps, re-queuing), cpu (CPU baseline and network-bound
+# OpenAI-compatible inference, statistics), gpu (transformers inference). Inference chunks name their queue
+# when sent (inference.models.ModelVersion.queue); everything else is routed here by task name.
+WORKER_QUEUES = ("io", "cpu", "gpu")  # what /healthz asks workers about
+CELERY_TASK_DEFAULT_QUEUE = "io"
+CELERY_TASK_ROUTES = {"datasets.*": {"queue": "io"}, "releases.*": {"queue": "io"}, "core.*": {"queue": "io"},
+                      "inference.resume_job": {"queue": "io"},
+                      "annotation.*": {"queue": "cpu"}, "ratings.*": {"queue": "cpu"}}
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "core.sweep", "schedule": float(os.environ.get("SWEEP_INTERVAL_SECONDS", "300"))},
 }

@@ -31,6 +31,13 @@ def _check_storage() -> str:
     return type(default_storage._wrapped).__name__
 
 
+def _check_workers() -> dict[str, list[str]]:
+    """Each queue → the workers taking it (empty: none answered one broadcast within the timeout)."""
+    replies = celery_app.control.inspect(timeout=settings.HEALTHZ_WORKER_TIMEOUT_SECONDS).active_queues() or {}
+    return {queue: sorted(worker for worker, taken in replies.items() if any(q["name"] == queue for q in taken))
+            for queue in settings.WORKER_QUEUES}
+
+
 CHECKS = {"database": _check_database, "broker": _check_broker, "storage": _check_storage}
 
 
@@ -47,6 +54,11 @@ def _report() -> dict:
             report[key] = {"ok": True, "backend": check()}
         except Exception as exc:  # report, don't crash: this endpoint is for monitors
             report[key] = _failure(exc)
+    if report["broker"]["ok"]:  # a queue without workers is reported, not a failure: work waits for one
+        try:
+            report["workers"] = {"ok": True, "queues": _check_workers()}
+        except Exception as exc:
+            report["workers"] = _failure(exc)
     return report
 
 
@@ -59,10 +71,11 @@ def _is_staff(request) -> bool:
 
 @require_safe
 def healthz(request):
-    """{"status": "ok"} or {"status": "degraded"} (503), no login needed; staff also see each component.
+    """{"status": "ok"} or {"status": "degraded"} (503), no login needed; staff also see each component
+    and each queue's workers.
 
-    Read-only checks (a SELECT, a storage listing, a broker connection), cached HEALTHZ_CACHE_SECONDS
-    so a flood of probes does not open a broker connection each.
+    Read-only checks (a SELECT, a storage listing, a broker connection, a worker ping), cached
+    HEALTHZ_CACHE_SECONDS so a flood of probes does not open a broker connection each.
     """
     report = cache.get(CACHE_KEY)
     if report is None:

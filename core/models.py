@@ -41,6 +41,8 @@ class BackgroundJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life of the worker running it")
     lease = models.PositiveIntegerField(default=0, help_text="claims so far; the worker holding the job has the last")
+    queue = models.CharField(max_length=32, blank=True, help_text="the Celery queue it was taken from")
+    worker = models.CharField(max_length=255, blank=True, help_text="the hostname of the worker holding it")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -71,11 +73,12 @@ class BackgroundJob(models.Model):
         self.refresh_from_db()
         return bool(updated)
 
-    def claim(self) -> bool:
+    def claim(self, *, queue: str = "", worker: str = "") -> bool:
         """PENDING -> RUNNING, or take over a RUNNING job whose worker has been silent past the lease.
 
         False when another worker holds the job or it has finished: the caller must not run it. On
-        success this instance holds the new lease.
+        success this instance holds the new lease, and the row names the claiming worker and its queue
+        (empty when run outside a worker).
         """
         now = timezone.now()
         stale = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
@@ -85,7 +88,7 @@ class BackgroundJob(models.Model):
             .filter(models.Q(state=self.PENDING) | models.Q(state=self.RUNNING, heartbeat_at__lt=stale)
                     | models.Q(state=self.RUNNING, heartbeat_at__isnull=True))
             .update(state=self.RUNNING, started_at=Coalesce("started_at", models.Value(now)),
-                    heartbeat_at=now, error="", lease=lease)
+                    heartbeat_at=now, error="", lease=lease, queue=queue, worker=worker)
         )
         self.refresh_from_db()
         if updated:

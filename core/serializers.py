@@ -7,8 +7,11 @@ from core.access import policy_for
 class BackgroundJobSerializer(serializers.ModelSerializer):
     """A job's state and its one progress shape; subclasses list their own fields after JOB_FIELDS."""
 
-    JOB_FIELDS = ["id", "state", "progress", "message", "error", "created_at", "started_at", "finished_at"]
+    JOB_FIELDS = ["id", "state", "progress", "message", "error", "queue", "worker", "created_at", "started_at",
+                  "finished_at"]
     progress = serializers.SerializerMethodField()
+    queue = serializers.CharField(read_only=True, help_text="the Celery queue the job was taken from")
+    worker = serializers.CharField(read_only=True, help_text="the hostname of the worker holding it")
 
     def get_progress(self, job) -> dict:
         return job.progress()

@@ -54,7 +54,9 @@ class ModelVersion(models.Model):
 
     @property
     def queue(self) -> str:
-        return "cpu" if self.backend == self.BASELINE else "gpu"
+        """Where its chunks run: only the transformers backend needs a GPU worker; the OpenAI-compatible one
+        waits on a remote server, so it runs beside the baseline on the cpu queue."""
+        return "gpu" if self.backend == self.TRANSFORMERS else "cpu"
 
     @property
     def settings_hash(self) -> str:

@@ -1,6 +1,7 @@
 """Celery tasks of the inference app: thin wrappers around services/jobs.py."""
 from celery import shared_task
 
+from core.services.queue import placement
 from inference.models import InferenceJob
 from inference.services import jobs
 
@@ -9,7 +10,7 @@ from inference.services import jobs
 def run_chunk(self, job_id: int, epoch_ids: list[int]) -> str:
     """One chunk of a job; redelivered after a worker crash, retried with backoff after an error."""
     try:
-        return jobs.run_chunk(job_id, epoch_ids)
+        return jobs.run_chunk(job_id, epoch_ids, **placement(self.request))
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             InferenceJob.objects.get(pk=job_id).fail(f"chunk failed after {self.max_retries} retries: {exc}")

@@ -75,6 +75,7 @@ def broker_at(url: str, **conf):
     """Point the Celery app at another broker (and conf values) for a block; its connection and
     producer pools are dropped on the way in and out, so nothing keeps a connection to the other one."""
     from django.conf import settings
+    from kombu import pools
 
     from config.celery import app
 
@@ -82,10 +83,10 @@ def broker_at(url: str, **conf):
     saved_setting = settings.CELERY_BROKER_URL
 
     def drop_pools():
-        if app._pool is not None:
-            app._pool.force_close_all()
+        pools.reset()  # kombu's pools per broker, closed and forgotten (a closed one would be handed out again)
         app._pool = None
         app.amqp._producer_pool = None
+        app.control.mailbox.__dict__.pop("producer_pool", None)  # the control mailbox (inspect) caches it
 
     drop_pools()
     app.conf.update(broker_url=url, **conf)
@@ -100,14 +101,15 @@ def broker_at(url: str, **conf):
 
 @pytest.fixture
 def celery_worker(transactional_db, settings):
-    """A real Celery worker (solo pool, in a thread) on the configured broker: filesystem or Redis."""
+    """A real Celery worker (solo pool, in a thread) of the io and cpu queues on the configured broker:
+    filesystem or Redis."""
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app, ensure_broker_folders
 
     ensure_broker_folders()
     app.conf.task_always_eager = False
-    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, queues=["default", "cpu"],
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, queues=["io", "cpu"],
                       shutdown_timeout=30) as worker:
         yield worker
 

@@ -27,9 +27,9 @@ from tests.conftest import broker_at
 ROOT = Path(__file__).resolve().parent.parent
 # Variables that would steer a child process away from the environment a test sets up.
 STEERING = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG",
-            "CACHE_URL", "MEDIA_ROOT", "STATIC_ROOT", "STORAGE_BACKEND", "SLEEPREVIEW_VAR", "CELERY_BROKER_URL",
-            "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "LOGIN_THROTTLE_RATE", "MAX_UPLOAD_BYTES",
-            "DJANGO_ALLOW_ASYNC_UNSAFE"}
+            "CACHE_URL", "MEDIA_ROOT", "STATIC_ROOT", "STORAGE_BACKEND", "STORAGE_URL", "SLEEPREVIEW_VAR",
+            "CELERY_BROKER_URL", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "LOGIN_THROTTLE_RATE",
+            "MAX_UPLOAD_BYTES", "DJANGO_ALLOW_ASYNC_UNSAFE"}
 PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings_production",
     "SECRET_KEY": "x7Kq9-Lm2Vb8Zr4Tw6Yh1Nc3Pd5Fg0Js-Qa8Ue2Io4Rk6Wl9Xm1Cv3Bn5Hy7Tz",

@@ -37,10 +37,11 @@ class Workers:
         self.env = {**os.environ, "DATABASE_URL": database_url(), "MEDIA_ROOT": str(media_root),
                     "CELERY_VISIBILITY_TIMEOUT": "8", "DJANGO_SETTINGS_MODULE": "config.settings"}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, queues: str = "cpu") -> None:
+        """A worker process named `name@<host>` taking `queues` (the OpenAI-compatible backend's by default)."""
         log = open(self.tmp_path / f"{name}.log", "w")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu", "-P", "solo", "-n", f"{name}@%h",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "solo", "-n", f"{name}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
@@ -66,7 +67,7 @@ class Workers:
 def workers(tmp_path, media_root):
     ensure_broker_folders()
     with app.connection_for_write() as conn:  # nothing left over from earlier runs
-        conn.default_channel.queue_purge("gpu")
+        conn.default_channel.queue_purge("cpu")  # the OpenAI-compatible backend's queue
     pool = Workers(tmp_path, media_root)
     yield pool
     pool.stop_all()

@@ -64,7 +64,7 @@ from config.celery import app
 # Redis: sweep for unacknowledged messages past the visibility timeout every second (default: every ~100 s)
 app.conf.broker_transport_options = {**app.conf.broker_transport_options, "unacked_restore_interval": 1,
                                      "unacked_restore_throttle": 1}
-app.worker_main(["worker", "-Q", "default", "-P", "solo", "-n", sys.argv[1] + "@%h", "--without-gossip",
+app.worker_main(["worker", "-Q", "io", "-P", "solo", "-n", sys.argv[1] + "@%h", "--without-gossip",
                  "--without-mingle", "--without-heartbeat", "-l", "info"])
 """
 
@@ -72,7 +72,7 @@ app.worker_main(["worker", "-Q", "default", "-P", "solo", "-n", sys.argv[1] + "@
 def database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
+        return f"sqlite:///{Path(db['NAME']).resolve()}"  # absolute: workers may run in other folders
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
@@ -91,7 +91,7 @@ def start_worker(transactional_db, tmp_path, media_root):
     """start(name, pause=""): a worker process in its own process group (killed at the end if still there)."""
     ensure_broker_folders()
     with app.connection_for_write() as conn:  # nothing left over from earlier runs
-        conn.default_channel.queue_purge("default")
+        conn.default_channel.queue_purge("io")
     env = {**os.environ, "DATABASE_URL": database_url(), "MEDIA_ROOT": str(media_root),
            "DJANGO_SETTINGS_MODULE": "config.settings", "CELERY_VISIBILITY_TIMEOUT": "8", "JOB_LEASE_SECONDS": "1",
            "PAUSE_FLAG": str(tmp_path / "paused")}

@@ -41,6 +41,7 @@ def test_api_upload_is_imported_by_the_worker(celery_worker, make_user, night_ed
     assert not [name for name in stored_files(media_root) if name.startswith("uploads/")]
     detail = api.get(f"/api/imports/{job.pk}/").json()
     assert detail["state"] == "succeeded" and detail["recording"] == recording.pk
+    assert detail["queue"] == "io" and detail["worker"]  # who took it, from where (tests/test_queues.py: the name)
     # the import's change record was written by the worker, for the curator who uploaded
     from core.models import ChangeRecord
 

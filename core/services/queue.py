@@ -26,3 +26,8 @@ def send(name: str, args: tuple = (), *, queue: str | None = None) -> None:
             app.send_task(name, args=args, queue=queue)
 
     transaction.on_commit(publish, robust=True)
+
+
+def placement(request) -> dict[str, str]:
+    """The queue and worker hostname of the Celery task request being run (empty when run eagerly)."""
+    return {"queue": (request.delivery_info or {}).get("routing_key") or "", "worker": request.hostname or ""}

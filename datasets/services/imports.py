@@ -131,14 +131,14 @@ class JobProgress:
             raise JobCancelled(f"import #{self.job.pk} is no longer running")
 
 
-def run_job(job_id: int, echo: Progress | None = None) -> ImportJob:
+def run_job(job_id: int, echo: Progress | None = None, *, queue: str = "", worker: str = "") -> ImportJob:
     """Run one import job to its end; bad input marks it failed with the message, never raises.
 
     Claiming is a compare-and-set: a redelivered message for a job another worker holds, or for a
-    finished job, does nothing.
+    finished job, does nothing. `queue` and `worker` name where it runs (the job page shows them).
     """
     job = ImportJob.objects.get(pk=job_id)
-    if not job.claim():
+    if not job.claim(queue=queue, worker=worker):
         return job
     keep_upload = False
     finish = None  # the job's final transition, made only after its files are gone (pollers see a clean end)

@@ -1,4 +1,4 @@
-"""Content-addressed files in Django's default storage, and local access to stored files."""
+"""Content-addressed files in Django's default storage (a local folder or S3), and local access to stored files."""
 from __future__ import annotations
 
 import hashlib
@@ -49,6 +49,9 @@ def save_file(path: Path, prefix: str, sha256: str, ext: str) -> str:
 
 def _touch(name: str) -> None:
     """Renew a reused file's age, so the storage sweep's grace period covers the import now using it."""
+    if hasattr(default_storage, "touch"):  # object storage (core.storage.S3Storage)
+        default_storage.touch(name)
+        return
     try:
         os.utime(default_storage.path(name))
     except (NotImplementedError, FileNotFoundError):

@@ -26,7 +26,7 @@ from inference.services.baseline import rule_conflict
 from inference.services.evidence import check_predictions, epoch_starts
 from inference.services.parsing import parse_output
 
-CHUNK_SIZE = {"gpu": 64, "cpu": 120}
+CHUNK_SIZE = {ModelVersion.TRANSFORMERS: 64, ModelVersion.OPENAI: 64, ModelVersion.BASELINE: 120}
 NO_PRECEDING = "skipped: first epoch of its sequence, no preceding epoch for the three-image context"
 NO_SUBSEQUENT = "skipped: last epoch of its sequence, no subsequent epoch for the three-image context"
 
@@ -64,7 +64,7 @@ def missing_epochs(job: InferenceJob):
 def enqueue_missing(job: InferenceJob, *, chunk_size: int | None = None, queue: bool = True) -> list[list[int]]:
     """Chunk the target's epochs still lacking a prediction (start or resume) and queue them unless told not to."""
     missing = list(missing_epochs(job).values_list("id", flat=True))
-    size = chunk_size or CHUNK_SIZE[job.model_version.queue]
+    size = chunk_size or CHUNK_SIZE[job.model_version.backend]
     chunks = [missing[i : i + size] for i in range(0, len(missing), size)]
     if not missing:
         job.succeed("every target epoch has a prediction")
@@ -113,13 +113,18 @@ def version_hash(model_version: ModelVersion, backend) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def run_chunk(job_id: int, epoch_ids: list[int]) -> str:
-    """Predict the chunk's epochs that still lack a prediction; safe to run twice or concurrently."""
+def run_chunk(job_id: int, epoch_ids: list[int], *, queue: str = "", worker: str = "") -> str:
+    """Predict the chunk's epochs that still lack a prediction; safe to run twice or concurrently.
+
+    `queue` and `worker` name where the chunk runs: the job row shows the worker of its latest chunk.
+    """
     job = InferenceJob.objects.select_related("model_version").get(pk=job_id)
     if job.is_finished:
         return job.state
-    if job.state == InferenceJob.PENDING:
-        job.claim()  # the first chunk to arrive starts the job; a lost race leaves it RUNNING all the same
+    if job.state == InferenceJob.PENDING:  # the first chunk to arrive starts the job; a lost race leaves it RUNNING
+        job.claim(queue=queue, worker=worker)
+    elif worker:
+        InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.RUNNING).update(queue=queue, worker=worker)
     model_version = job.model_version
     try:
         backend = backend_for(model_version)

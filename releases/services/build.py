@@ -164,10 +164,11 @@ def write_contents(release, root: Path, tick) -> dict:
     return {"epochs": epochs, "changelog": counts}
 
 
-def build_release(release_id: int, echo=None) -> Release:
-    """Build one release to its end (claimed by compare-and-set: a redelivered message does nothing)."""
+def build_release(release_id: int, echo=None, *, queue: str = "", worker: str = "") -> Release:
+    """Build one release to its end (claimed by compare-and-set: a redelivered message does nothing);
+    `queue` and `worker` name where it runs."""
     release = Release.objects.get(pk=release_id)
-    if not release.claim():
+    if not release.claim(queue=queue, worker=worker):
         return release
 
     def tick(done, total):

@@ -8,6 +8,7 @@
   const read = (data, path) => path.split(".").reduce((v, k) => (v == null ? v : v[k]), data);
   const show = (el, value) => {
     if (el.dataset.format === "seconds") return value == null ? "—" : Math.round(value) + " s";
+    if (el.dataset.format === "dash") return value ? String(value) : "—";
     return value == null ? "" : String(value);
   };
   function render(root, job) {

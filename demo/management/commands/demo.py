@@ -344,7 +344,7 @@ class Command(BaseCommand):
         """runserver with a Celery worker beside it; Ctrl-C or SIGTERM stops both."""
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-l", "warning", "-Q", "default,cpu",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-l", "warning", "-Q", "io,cpu",
              "--concurrency", "1", "-n", "demo@%h"],
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
             start_new_session=True,  # its own process group: stopped below, pool process included
