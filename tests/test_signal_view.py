@@ -8,23 +8,12 @@ from playwright.sync_api import expect
 from annotation.models import Label, ScoringCampaign
 from annotation.services.campaigns import create_campaign
 from core.roles import RATER
-from tests.test_browser import SHOTS, browser  # noqa: F401  (fixture)
+from tests.test_browser import SHOTS, browser, login  # noqa: F401  (fixture)
 from tests.test_rating_page import rating_campaign
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 KEYS = ["w", "1", "2", "2", "3", "3", "2", "r", "r", "2"]
 STAGES = {"w": "W", "1": "N1", "2": "N2", "3": "N3", "r": "R"}
-
-
-def login(browser, live_server, user):  # noqa: F811
-    """A signed-in page, wherever the sign-in lands."""
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", "pw-for-tests-123")
-    page.click("button[type=submit]")
-    expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
-    return page
 
 
 def drag(page, band: int, start: float, end: float) -> None:
