@@ -7,7 +7,6 @@ from the same bucket. The test process's own media folder stays empty throughout
 """
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from releases.models import Release
 from releases.services.build import create_release
 from tests.conftest import stored_files
 from tests.factories import assign_rater
-from tests.test_release_worker import database_url, wait_until
+from tests.test_release_worker import database_url, stop_worker, wait_until
 
 BUCKET = "sleepreview-test"
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -133,12 +132,7 @@ def remote_worker(s3_storage, transactional_db, tmp_path):
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     process.log = log
     yield process, absent_media
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+    stop_worker(process)
 
 
 def finished(model, pk, process, what: str):

@@ -107,12 +107,17 @@ def start_worker(transactional_db, tmp_path, media_root):
     yield start
     for process in processes:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+            stop_worker(process)
+
+
+def stop_worker(process) -> None:
+    """SIGTERM to a worker's process group; SIGKILL if it has not exited within 30 s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
 
 def stored(release) -> dict[str, str]:
