@@ -87,12 +87,15 @@ def hypnodensity_svg(recording: dict, *, width: int = 960) -> str:
     model = f"; model: {recording['model_version']}, probability of its stage" if recording["model_version"] else ""
     parts.append(text(left + plot_w / 2, axis_y + 32, f"epoch index (rated epochs in time order){model}",
                       anchor="middle", colour=MUTED))
-    for k, stage in enumerate(STAGES):
-        x = left + k * 60
-        parts.append(f'<rect x="{x}" y="{axis_y + 44}" width="10" height="10" fill="{STAGE_COLOURS[stage]}"/>'
-                     + text(x + 14, axis_y + 53, stage, size=11))
+    parts.append(_stage_legend(left, axis_y + 44))
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _stage_legend(left: float, top: float) -> str:
+    """A swatch and the name of each stage, in a row from `left` at `top`."""
+    return "".join(f'<rect x="{left + k * 60}" y="{top}" width="10" height="10" fill="{STAGE_COLOURS[stage]}"/>'
+                   + text(left + k * 60 + 14, top + 9, stage, size=11) for k, stage in enumerate(STAGES))
 
 
 def drift_svg(per_rater: dict) -> str:
@@ -130,10 +133,7 @@ def stacked_hypnograms_svg(rows: list[tuple[str, dict[int, str]]], n_epochs: int
         parts.append(text(x, plot_bottom + 16, f"{hour} h", anchor="middle", size=11))
     parts.append(text(left + (width - left - right) / 2, plot_bottom + 32, "time from the start of the recording",
                       anchor="middle", colour=MUTED))
-    for k, stage in enumerate(STAGES):
-        x = left + k * 60
-        parts.append(f'<rect x="{x}" y="{plot_bottom + 44}" width="10" height="10" fill="{STAGE_COLOURS[stage]}"/>'
-                     + text(x + 14, plot_bottom + 53, stage, size=11))
+    parts.append(_stage_legend(left, plot_bottom + 44))
     parts.append("</svg>")
     return "".join(parts)
 
