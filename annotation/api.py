@@ -22,7 +22,7 @@ from annotation.services.campaigns import create_campaign, update_campaign, visi
 from annotation.services.dashboard import campaign_statistics
 from core.access import policy_for
 from core.api import CampaignQueueViewSet, sees_everything
-from core.schema import PAGE_PARAMETERS, filter_parameters
+from core.schema import OBJECT, OBJECTS, PAGE_PARAMETERS, filter_parameters
 from datasets.exceptions import InputError
 from inference.models import ModelVersion, Prediction
 
@@ -58,6 +58,7 @@ class CampaignViewSet(CampaignQueueViewSet):
     create_campaign, update_campaign = staticmethod(create_campaign), staticmethod(update_campaign)
     visible_campaigns = staticmethod(visible_campaigns)
 
+    @extend_schema(responses={200: OBJECT})
     @action(detail=True, methods=["get"])
     def statistics(self, request, pk=None):
         """Every figure of the campaign dashboard (roles that see reference data)."""
@@ -75,7 +76,7 @@ class CampaignViewSet(CampaignQueueViewSet):
             expires_at = timezone.now() + timezone.timedelta(seconds=campaign.reservation_timeout_s)
         else:
             label = None  # served from an unlabelled reservation: the rater has not labelled it yet
-            expires_at = queue.reservation_of(campaign, user, item).expires_at
+            expires_at = item.hold.expires_at  # the queue serves a first-pass item with its reservation
         body = {
             "item": item.pk, "recording": item.recording_id, "epoch": item.epoch_id, "index": item.epoch.index,
             "onset_s": item.epoch.onset_s, "recording_epoch_count": item.recording.epoch_count,
@@ -93,7 +94,9 @@ class CampaignViewSet(CampaignQueueViewSet):
             body["proposal"] = {"stage": found.stage, "rule_ids": found.rule_ids} if found else None
         return body
 
-    @extend_schema(methods=["GET"], parameters=[*filter_parameters(LabelFilter), *PAGE_PARAMETERS])
+    @extend_schema(methods=["GET"], parameters=[*filter_parameters(LabelFilter), *PAGE_PARAMETERS],
+                   responses={200: OBJECT})
+    @extend_schema(methods=["POST"], request=LabelInputSerializer, responses={200: OBJECT, 201: OBJECT})
     @action(detail=True, methods=["get", "post"])
     def labels(self, request, pk=None):
         """GET: the requester's current labels (curators, researchers: everyone's). POST: save a label."""
@@ -111,7 +114,7 @@ class CampaignViewSet(CampaignQueueViewSet):
             "id": label.pk, "item": label.item_id, "stage": label.stage, "uncertain": label.uncertain,
             "revision": label.revision, "created_at": label.created_at})
 
-    @extend_schema(parameters=filter_parameters(LabelFilter))
+    @extend_schema(parameters=filter_parameters(LabelFilter), responses={200: OBJECTS})
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
         """The append-only history (?item=): every version, who saved it, when, and the value it replaced."""
@@ -138,7 +141,8 @@ class CampaignViewSet(CampaignQueueViewSet):
             out.append(row)
         return Response(out)
 
-    @extend_schema(parameters=[OpenApiParameter("recording", int, required=True, description="recording id")])
+    @extend_schema(parameters=[OpenApiParameter("recording", int, required=True, description="recording id")],
+                   responses={200: OBJECTS})
     @action(detail=True, methods=["get"])
     def hypnogram(self, request, pk=None):
         """The requester's own labels of one recording (?recording=), for the scoring page's mini hypnogram and
@@ -152,6 +156,8 @@ class CampaignViewSet(CampaignQueueViewSet):
                                                             "rule_ids", "rationale", "revision")
         return Response([{"item": row.pop("item_id"), "index": row.pop("item__epoch__index"), **row} for row in rows])
 
+    @extend_schema(methods=["GET"], responses={200: OBJECTS})
+    @extend_schema(methods=["POST"], request=AdjudicationInputSerializer, responses={200: OBJECT, 201: OBJECT})
     @action(detail=True, methods=["get", "post"])
     def adjudication(self, request, pk=None):
         """GET: tied and low-agreement items with their labels. POST {item, stage, reason}: resolve one."""

@@ -2,6 +2,7 @@
 import django_filters
 
 from annotation.models import Label, ScoringCampaign
+from core.filters import IdFilter
 
 
 class CampaignFilter(django_filters.FilterSet):
@@ -11,9 +12,9 @@ class CampaignFilter(django_filters.FilterSet):
 
 
 class LabelFilter(django_filters.FilterSet):
-    recording = django_filters.NumberFilter(field_name="item__recording_id", help_text="recording id")
-    rater = django_filters.NumberFilter(field_name="rater_id", help_text="rater (user) id")
-    item = django_filters.NumberFilter(field_name="item_id", help_text="campaign item id")
+    recording = IdFilter(field_name="item__recording_id", help_text="recording id")
+    rater = IdFilter(field_name="rater_id", help_text="rater (user) id")
+    item = IdFilter(field_name="item_id", help_text="campaign item id")
 
     class Meta:
         model = Label

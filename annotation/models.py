@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import models
 
 from core.models import QueueReservation, RevisedAnswer
+from core.services import statistics_cache
 from datasets.constants import CLINICAL_VIEW, SIGNAL_VIEW_CHOICES, STAGE_CHOICES, STAGES
 from datasets.models import Epoch, Recording
 from inference.models import ModelVersion
@@ -143,3 +144,10 @@ class Adjudication(models.Model):
 
     class Meta:
         ordering = ["item", "-created_at"]
+
+
+class StatisticsJob(statistics_cache.StatisticsJob):
+    """A computation of a big campaign's dashboard statistics (annotation.services.dashboard), kept as its cache."""
+
+    task_name = "annotation.statistics"
+    campaign = models.ForeignKey(ScoringCampaign, on_delete=models.CASCADE, related_name="statistics_jobs")

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from annotation.models import Adjudication, Label, ScoringCampaign
 from core.services.work_queue import MAX_KEY_DWELL_MS
-from datasets.constants import CLINICAL_VIEW, SIGNAL_VIEW_CHOICES, STAGES
+from datasets.constants import CLINICAL_VIEW, MAX_RATIONALE_CHARS, SIGNAL_VIEW_CHOICES, STAGES
 
 
 class CampaignSerializer(serializers.ModelSerializer):
@@ -12,8 +12,8 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     raters = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
     adjudicators = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
-    disagreement_model = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    review_model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    disagreement_model = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    review_model = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     recordings = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     item_count = serializers.SerializerMethodField()
 
@@ -91,10 +91,11 @@ class CampaignEditSerializer(serializers.Serializer):
 
 class LabelInputSerializer(serializers.Serializer):
     item = serializers.IntegerField()
-    stage = serializers.CharField()
+    stage = serializers.CharField(max_length=16)
     uncertain = serializers.BooleanField(required=False, default=False)
-    rule_ids = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    rationale = serializers.CharField(required=False, allow_blank=True, default="")
+    rule_ids = serializers.ListField(child=serializers.CharField(max_length=32), required=False, default=list,
+                                     max_length=50)
+    rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_RATIONALE_CHARS)
     seconds_spent = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0)
     client_id = serializers.UUIDField()
     base_revision = serializers.IntegerField(required=False, allow_null=True, default=None)

@@ -78,15 +78,16 @@ class DashboardView(PolicyViewMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         from annotation.services import plots
-        from annotation.services.consensus import can_adjudicate, for_adjudication
-        from annotation.services.dashboard import campaign_statistics
+        from annotation.services.consensus import can_adjudicate
+        from annotation.services.dashboard import dashboard_statistics
 
         campaign = get_object_or_404(ScoringCampaign, pk=self.kwargs["pk"])
-        stats = campaign_statistics(campaign)
-        figures = plots.dashboard_figures(stats)
-        return super().get_context_data(campaign=campaign, stats=stats, figures=figures,
-                                        hypnograms=_stacked_hypnograms(campaign, plots),
-                                        to_adjudicate=len(for_adjudication(campaign)),
+        snapshot = dashboard_statistics(campaign)  # a big campaign's last stored figures, with their age
+        stats = snapshot.result
+        figures = plots.dashboard_figures(stats) if stats else {}
+        return super().get_context_data(campaign=campaign, stats=stats, figures=figures, snapshot=snapshot,
+                                        hypnograms=_stacked_hypnograms(campaign, plots) if stats else [],
+                                        to_adjudicate=stats["to_adjudicate"] if stats else 0,
                                         may_adjudicate=can_adjudicate(self.request.user, campaign), **kwargs)
 
 
@@ -97,16 +98,17 @@ def _stacked_hypnograms(campaign, plots, limit: int = 3) -> list[tuple[str, str]
     from annotation.services.consensus import campaign_consensus
     from annotation.services.queue import current_labels
 
-    consensus = campaign_consensus(campaign)
-    index_of = dict(campaign.items.values_list("epoch_id", "epoch__index"))
     out = []
-    for recording in campaign.recordings.order_by("pk")[:limit]:
+    for recording in campaign.recordings.order_by("pk")[:limit]:  # each recording's items only (big campaigns)
+        consensus = campaign_consensus(campaign, recording=recording)
+        index_of = dict(campaign.items.filter(recording=recording).values_list("epoch_id", "epoch__index"))
         rows = defaultdict(dict)
         labels = current_labels(campaign, rescore=False).filter(item__recording=recording)
         for rater, index, stage in labels.values_list("rater__username", "item__epoch__index", "stage"):
             rows[rater][index] = stage
         agreed = {index_of[s.epoch_id]: s.stage for s in consensus.values() if s.stage and s.epoch_id in index_of}
-        agreed = {i: s for i, s in agreed.items() if i in {x for r in rows.values() for x in r}}
+        labelled = {x for r in rows.values() for x in r}
+        agreed = {i: s for i, s in agreed.items() if i in labelled}
         strips = sorted(rows.items()) + [("consensus", agreed)]
         out.append((recording.pk, plots.stacked_hypnograms_svg(strips, recording.epoch_count)))
     return out

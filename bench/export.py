@@ -14,11 +14,16 @@ The database is a throw-away one: PostgreSQL when DATABASE_URL points at a serve
 The build runs in a child process (`bench/export.py --build-only RELEASE_ID`): peak_rss_mb is the build's
 own peak, the child's VmHWM (/proc/self/status), not the data generation's. (RUSAGE_CHILDREN's ru_maxrss
 would not do: Linux keeps the high-water mark of the image forked from this big parent across exec.)
-Last line: one JSON object.
+With --s3 the files go to moto's S3 server started on loopback (tests/s3.py) through STORAGE_URL, as a
+multi-site deployment stores them. --save DIR writes the built release's files (from storage) under DIR;
+--check-against DIR compares them byte for byte (SHA-256) with such a saved build and lists the files that
+differ. Last line: one JSON object (with the load average at the end of the build).
 
-    .venv/bin/python bench/export.py [--recordings 100] [--epochs 1000] [--profile FILE] [--keep]
+    .venv/bin/python bench/export.py [--recordings 100] [--epochs 1000] [--profile FILE] [--keep] [--s3]
+                                     [--save DIR] [--check-against DIR]
 """
 import argparse
+import contextlib
 import cProfile
 import hashlib
 import json
@@ -146,7 +151,8 @@ def build_only(release_id: int, profile: str | None) -> None:
     status = Path("/proc/self/status").read_text()
     peak_kb = int(status.split("VmHWM:")[1].split()[0])
     print(json.dumps({"seconds": seconds, "peak_rss_mb": round(peak_kb / 1024, 1), "state": release.state,
-                      "error": release.error, "epochs": release.epochs}))
+                      "error": release.error, "epochs": release.epochs,
+                      "load_avg": [round(x, 2) for x in os.getloadavg()]}))
 
 
 def admin_sql(server: str, sql: str) -> None:
@@ -164,15 +170,49 @@ def main():
     parser.add_argument("--db", default="sleepreview_export_bench", help="database name (PostgreSQL)")
     parser.add_argument("--keep", action="store_true", help="keep the database (SQLite: its temporary folder)")
     parser.add_argument("--profile", help="write the build's cProfile stats here")
+    parser.add_argument("--s3", action="store_true", help="store on moto's S3 server on loopback (STORAGE_URL)")
+    parser.add_argument("--save", metavar="DIR", help="write the built release's files under DIR")
+    parser.add_argument("--check-against", metavar="DIR", help="compare the built files with those saved in DIR")
     parser.add_argument("--build-only", type=int, metavar="RELEASE_ID", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_only:
         return build_only(args.build_only, args.profile)
 
+    with contextlib.ExitStack() as stack:
+        storage_url = ""
+        if args.s3:
+            from tests.s3 import s3_server_on_loopback
+
+            endpoint = stack.enter_context(s3_server_on_loopback("sleepreview-bench"))
+            storage_url = f"s3://sleepreview-bench/export?endpoint={endpoint}&region=us-east-1"
+        run(args, storage_url)
+
+
+def compare_files(release, folder: Path) -> list[str]:
+    """The release's stored files whose bytes differ from (or are missing in) `folder`."""
+    from releases.services.export import sha256_of
+
+    return sorted(f.path for f in release.files.all()
+                  if not (folder / f.path).is_file() or sha256_of(folder / f.path) != f.sha256)
+
+
+def save_files(release, folder: Path) -> None:
+    from django.core.files.storage import default_storage
+
+    for row in release.files.all():
+        target = folder / row.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with default_storage.open(row.storage_name, "rb") as source:
+            target.write_bytes(source.read())
+
+
+def run(args, storage_url: str) -> None:
     var = tempfile.mkdtemp(prefix="export-bench-")
     url = os.environ.get("DATABASE_URL", "")
     server = url.rsplit("/", 1)[0] if url.startswith("postgres") else None
-    env = {k: v for k, v in os.environ.items() if k not in ("MEDIA_ROOT", "DATABASE_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("MEDIA_ROOT", "DATABASE_URL", "STORAGE_URL")}
+    if storage_url:
+        env["STORAGE_URL"] = storage_url
     env.update(SLEEPREVIEW_VAR=var, DJANGO_SETTINGS_MODULE="config.settings", DEBUG="0",
                CELERY_TASK_ALWAYS_EAGER="0")
     if server:
@@ -206,7 +246,14 @@ def main():
         if built["state"] != "succeeded":
             raise SystemExit(f"the build {built['state']}: {built['error']}")
         summary = {"seconds": built["seconds"], "peak_rss_mb": built["peak_rss_mb"], "epochs": names["epochs"],
-                   "exported": built["epochs"], "database": "postgresql" if server else "sqlite"}
+                   "exported": built["epochs"], "database": "postgresql" if server else "sqlite",
+                   "storage": "s3" if storage_url else "local", "load_avg": built["load_avg"]}
+        release.refresh_from_db()
+        if args.save:
+            save_files(release, Path(args.save))
+        if args.check_against:
+            differ = compare_files(release, Path(args.check_against))
+            summary.update(identical=not differ, differ=differ)
     finally:
         if server and not args.keep:
             from django.db import connections

@@ -1,4 +1,5 @@
-"""Login required for every page (the API authenticates itself in DRF); a cap on request sizes."""
+"""Login required for every page (the API authenticates itself in DRF); a cap on request sizes; 503 when the
+database is unreachable, 507 when the storage is full."""
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse, JsonResponse
@@ -67,3 +68,50 @@ class AuditContext:
             response = self.get_response(request)
         response["X-Request-ID"] = context.request_id
         return response
+
+
+class DatabaseUnavailable:
+    """A request whose database connection was lost or refused gets 503 with Retry-After and a plain message
+    (JSON under /api/), never a 500 with a traceback. The request's transaction rolled back, so nothing of it
+    was saved; the broken connection is closed, so the next request opens a new one."""
+
+    RETRY_AFTER_SECONDS = 5
+    MESSAGE = "The database is unavailable right now; nothing was saved. Please try again in a few seconds."
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from core.models import database_lost
+
+        if not database_lost(exception):
+            return None
+        if request.path.startswith("/api/"):
+            response = JsonResponse({"detail": self.MESSAGE}, status=503)
+        else:
+            response = HttpResponse(self.MESSAGE, status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(self.RETRY_AFTER_SECONDS)
+        return response
+
+
+class StorageFullResponse:
+    """A request that could not store a file for lack of room (core.storage.StorageFull) gets 507 Insufficient
+    Storage with the message naming the file (JSON under /api/), never a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from core.storage import StorageFull
+
+        if not isinstance(exception, StorageFull):
+            return None
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": str(exception)}, status=507)
+        return HttpResponse(str(exception), status=507, content_type="text/plain; charset=utf-8")

@@ -50,6 +50,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "config.middleware.AuditContext",
     "config.middleware.LoginRequiredEverywhere",
+    "config.middleware.DatabaseUnavailable",
+    "config.middleware.StorageFullResponse",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -77,6 +79,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
+        conn_health_checks=True,  # a kept connection the server dropped is replaced, not handed to a request
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -115,7 +118,7 @@ MEDIA_URL = "media/"
 STORAGE_URL = os.environ.get("STORAGE_URL", "")
 STORAGES = {
     "default": storage_from_url(STORAGE_URL) if STORAGE_URL else {
-        "BACKEND": os.environ.get("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "BACKEND": os.environ.get("STORAGE_BACKEND", "core.storage.FileSystemStorage"),
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
@@ -172,6 +175,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # this old (its message may never have reached the broker) is queued again by the sweep.
 JOB_LEASE_SECONDS = int(os.environ.get("JOB_LEASE_SECONDS", "900"))
 JOB_PENDING_REQUEUE_SECONDS = int(os.environ.get("JOB_PENDING_REQUEUE_SECONDS", "600"))
+# A job whose database connection is lost mid-run is queued again this many times, then fails saying so.
+JOB_DATABASE_RETRIES = int(os.environ.get("JOB_DATABASE_RETRIES", "2"))
+# A campaign with more answers (labels, ratings) than this shows its last stored statistics with their age, and a
+# `cpu` job recomputes them (core.services.statistics_cache); smaller ones are computed on each request.
+STATISTICS_INLINE_LIMIT = int(os.environ.get("STATISTICS_INLINE_LIMIT", "30000"))
 # Stored files no row references are deleted by the sweep once older than this (imports in flight
 # write their files before their rows).
 STORAGE_SWEEP_GRACE_SECONDS = int(os.environ.get("STORAGE_SWEEP_GRACE_SECONDS", str(24 * 3600)))
@@ -197,8 +205,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.access.PolicyPermission"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.Pagination",
     "PAGE_SIZE": 100,
     # Client address for the throttles: REMOTE_ADDR (0), or the address this many proxies back in
     # X-Forwarded-For (1 behind one reverse proxy). Never the raw header, which clients can forge.
@@ -212,6 +220,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"ScoringUnitEnum": "annotation.models.ScoringCampaign.UNIT_CHOICES"},
 }
 
 # Signal preparation (rendering.md): default mains frequency for recordings that do not say.

@@ -87,11 +87,16 @@ class Policy:
             scope |= q
         return scope
 
+    def reaches_every_recording(self) -> bool:
+        """True when no scope narrows this user's recordings (curators, researchers, admins; not raters)."""
+        scope = self.recording_scope()
+        return not scope.children and not scope.negated
+
     def reachable(self, queryset: QuerySet, recording_path: str = "") -> QuerySet:
         """`queryset` narrowed to rows whose recording (at `recording_path`, '' for recordings) is reachable."""
-        scope = self.recording_scope()
-        if not scope.children and not scope.negated:
+        if self.reaches_every_recording():
             return queryset
+        scope = self.recording_scope()
         if not recording_path:
             return queryset.filter(scope)
         from django.apps import apps

@@ -1,9 +1,11 @@
 """One REST viewset for every campaign on the core work queue (scoring, rating).
 
 It lists, shows and creates campaigns, and serves the rater's queue: next, ahead, release, and the save
-of an answer with its outcomes (412 on a stale revision, 403 without a reservation, 400 on bad input).
+of an answer with its outcomes (412 on a stale revision, 409 when what the item was served under changed,
+e.g. its rubric, 403 without a reservation, 400 on bad input).
 """
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -16,8 +18,8 @@ from core.filters import ChangeRecordFilter
 from core.models import ChangeRecord
 from core.serializers import ChangeRecordSerializer
 from core.services import audit
-from core.schema import AHEAD_COUNT
-from core.services.work_queue import NotReserved, StaleAnswer
+from core.schema import AHEAD_COUNT, OBJECT, OBJECTS
+from core.services.work_queue import AnswerConflict, NotReserved, StaleAnswer
 
 
 def sees_everything(user) -> bool:
@@ -53,6 +55,14 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         if self.action == "partial_update":
             return self.edit_serializer
         return self.staff_serializer if sees_everything(self.request.user) else self.rater_serializer
+
+    def get_serializer(self, *args, **kwargs):
+        """The schema documents a campaign as either role's view of it (the generator has no user)."""
+        if getattr(self, "swagger_fake_view", False) and self.action in ("list", "retrieve"):
+            return PolymorphicProxySerializer(
+                component_name=f"{self.campaign_model.__name__}ForRole", resource_type_field_name=None,
+                serializers=[self.staff_serializer, self.rater_serializer])
+        return super().get_serializer(*args, **kwargs)
 
     def create(self, request, *args, **kwargs):
         data = self.create_serializer(data=request.data)
@@ -113,6 +123,8 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         except StaleAnswer as exc:
             return Response({"detail": str(exc), "current_revision": exc.current_revision},
                             status=status.HTTP_412_PRECONDITION_FAILED)
+        except AnswerConflict as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except NotReserved as exc:
             raise PermissionDenied(str(exc)) from None
         except InputError as exc:
@@ -121,6 +133,7 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
 
     # --- the rater's queue -------------------------------------------------------------------
 
+    @extend_schema(request=None, responses={200: OBJECT, 204: None})
     @action(detail=True, methods=["post"])
     def next(self, request, pk=None):
         """Reserve and return the rater's next item, in the campaign's order for them (204 when none is left)."""
@@ -130,7 +143,7 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(self.served(campaign, *served))
 
-    @extend_schema(parameters=[AHEAD_COUNT])
+    @extend_schema(request=None, parameters=[AHEAD_COUNT], responses={200: OBJECTS})
     @action(detail=True, methods=["post"])
     def ahead(self, request, pk=None):
         """The next item and up to ?count= (at most 5) further reserved ones, so the page can go on offline."""
@@ -141,6 +154,7 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         return Response([self.served(campaign, item, rescore)
                          for item, rescore in self.work_queue.reserve_ahead(campaign, request.user, int(count))])
 
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OBJECT})
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
         """Give back an item the rater abandons."""

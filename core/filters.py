@@ -1,7 +1,20 @@
 """Filters of the audit trail, shared by the audit page and GET /api/audit/."""
 import django_filters
+from django import forms
 
 from core.models import ChangeRecord
+
+
+class IdFilter(django_filters.NumberFilter):
+    """An id or index in a query: a whole number from 0 to 2^63 − 1; anything else is a 400 naming the parameter
+    (a larger number would overflow the database's integer, a 500)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
 
 
 class ChangeRecordFilter(django_filters.FilterSet):

@@ -4,7 +4,8 @@ Every transition is a conditional UPDATE (compare-and-set on the state), so two 
 same job (a redelivered message, a second delivery of an upload) can never both run it, and a
 cancel cannot be overwritten by a late success. A worker holds a job under the number of its claim
 (the lease): once another worker takes a silent job over, the first one's progress, success and
-failure are refused, so a stalled worker that wakes up never writes over its successor. Progress has
+failure are refused, so a stalled worker that wakes up never writes over its successor; its results are
+refused too, as each service writes them in a transaction that first asks `still_held`. Progress has
 one shape for every kind of job.
 """
 from __future__ import annotations
@@ -12,13 +13,24 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import InterfaceError, OperationalError, connections, models, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 
 class StorageNameField(models.CharField):
     """The name of a file in Django's default storage; the storage sweep spares every name held here."""
+
+
+def database_lost(exc: BaseException) -> bool:
+    """True when `exc` is a lost or refused database connection (the server went away, a backend was
+    terminated); every connection it left broken is closed first, so the next query opens a new one."""
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and not connection.is_usable():
+            connection.close()
+    return True
 
 
 class BackgroundJob(models.Model):
@@ -62,6 +74,15 @@ class BackgroundJob(models.Model):
     def _held(self, queryset):
         """`queryset` narrowed to the lease this worker holds (as is, for a caller that never claimed)."""
         return queryset if self.held_lease is None else queryset.filter(lease=self.held_lease)
+
+    def still_held(self) -> bool:
+        """Call inside the transaction that writes a result (rows, or stored names put into rows): True when
+        the job is still RUNNING under this worker's lease. The row is then locked (its heartbeat renewed)
+        until commit, so a takeover waits for the result or the result sees the takeover. False: write nothing."""
+        if not transaction.get_connection().in_atomic_block:
+            raise RuntimeError("still_held() must run inside the transaction of the writes it guards")
+        rows = self._held(type(self).objects.filter(pk=self.pk, state=self.RUNNING))
+        return bool(rows.update(heartbeat_at=timezone.now()))
 
     # --- transitions ---------------------------------------------------------------------------
 
@@ -133,6 +154,21 @@ class BackgroundJob(models.Model):
         return self._transition((self.PENDING, self.RUNNING, self.FAILED, self.CANCELLED), state=self.PENDING,
                                 error="", finished_at=None, heartbeat_at=None, **fields)
 
+    def retry_after_database_loss(self, error: str) -> bool:
+        """After the database connection was lost mid-run (the run's transactions rolled back, its files are
+        the sweep's): back to PENDING and queued again while the job has been claimed fewer than
+        JOB_DATABASE_RETRIES + 1 times, else FAILED with `error`. Only while this worker holds the job;
+        True when queued again."""
+        from core.services.queue import send
+
+        if self.lease <= settings.JOB_DATABASE_RETRIES and self._transition(
+                (self.RUNNING,), held=True, state=self.PENDING, heartbeat_at=None,
+                message="the database connection was lost; queued again"):
+            send(self.task_name, (self.pk,))
+            return True
+        self.fail(error, message="failed: the database connection was lost")
+        return False
+
     # --- one progress shape --------------------------------------------------------------------
 
     def progress(self) -> dict:
@@ -170,6 +206,9 @@ class QueueReservation(models.Model):
     expires_at = models.DateTimeField(db_index=True)
     labelled = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    served_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="when the rater's clock on the item started: reserved, served again "
+                                               "for re-scoring, or the rater's last save while held ahead")
 
     class Meta:
         abstract = True
@@ -184,7 +223,9 @@ class RevisedAnswer(models.Model):
 
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     rescore = models.BooleanField(default=False, help_text="given when the item was served again, unannounced")
-    seconds_spent = models.FloatField(null=True, blank=True)
+    seconds_spent = models.FloatField(null=True, blank=True, help_text="the time the browser reports (not trusted)")
+    server_seconds = models.FloatField(null=True, blank=True,
+                                       help_text="the time the server measured from the item's serving to the save")
     revision = models.PositiveIntegerField(default=1)
     replaces = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by")
     client_id = models.UUIDField(unique=True, help_text="idempotency key of the save (a retried save is not duplicated)")

@@ -1,5 +1,27 @@
-"""OpenAPI parameters shared by the work-queue APIs (drf-spectacular documents list-view filters only)."""
+"""The API's OpenAPI schema class, and parameters shared by the work-queue APIs (drf-spectacular documents
+list-view filters only)."""
+from drf_spectacular import openapi
+from drf_spectacular.plumbing import build_array_type, build_basic_type, force_instance
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
+
+# Response bodies that actions build by hand (not a serializer): a JSON object, a JSON array of objects.
+OBJECT = build_basic_type(OpenApiTypes.OBJECT)
+OBJECTS = build_array_type(OBJECT)
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's, with the fields a serializer blinds (core.serializers.BlindedFieldsMixin) optional:
+    the roles that may not see them get the object without them."""
+
+    def _map_basic_serializer(self, serializer, direction):
+        result = super()._map_basic_serializer(serializer, direction)
+        blinded = {name for names in getattr(force_instance(serializer), "blinded_fields", {}).values() for name in names}
+        if blinded and "required" in result:
+            result["required"] = [name for name in result["required"] if name not in blinded]
+            if not result["required"]:
+                del result["required"]
+        return result
 
 
 def filter_parameters(filterset_class) -> list[OpenApiParameter]:

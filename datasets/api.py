@@ -1,5 +1,5 @@
 """REST API of the datasets app (session or token auth; the core access policy on every endpoint)."""
-from django.db.models import Count, ProtectedError
+from django.db.models import ProtectedError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -19,8 +19,13 @@ from datasets.services.hypnogram_export import OUTPUTS, export_hypnogram
 
 
 class CohortViewSet(viewsets.ModelViewSet):
+    """Cohorts as the cohort page shows them: a rater sees only those of the recordings they reach, counted."""
+
     serializer_class = CohortSerializer
-    queryset = Cohort.objects.annotate(recording_count=Count("recordings")).order_by("name")
+    queryset = Cohort.objects.none()  # permission check: datasets.*_cohort
+
+    def get_queryset(self):
+        return recordings.visible_cohorts(self.request.user)
 
     def destroy(self, request, *args, **kwargs):
         cohort = self.get_object()
@@ -99,7 +104,16 @@ class ImportJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def retry(self, request, pk=None):
         """Queue a failed import again (its upload is kept when the failure was not the file's)."""
         try:
-            job = imports.retry(self.get_object())
+            job = imports.retry(self.get_object(), user=request.user)
+        except InputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(self.get_serializer(job).data)
+
+    @action(detail=True, methods=["post"])
+    def dismiss(self, request, pk=None):
+        """Leave a failed or cancelled import out of the job lists (its row and change records stay)."""
+        try:
+            job = imports.dismiss(self.get_object(), user=request.user)
         except InputError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         return Response(self.get_serializer(job).data)

@@ -30,6 +30,10 @@ SIGNAL_VIEW_CHOICES = [(MODEL_VIEW, "As the model saw it (100 Hz preparation)"),
                        (CLINICAL_VIEW, "Clinical (own sampling rate, AASM filters)")]
 
 MODEL_IMAGE_SIZE = (448, 224)  # width, height in pixels
+# Longest rationale (and rater note) kept: a MASS-EX reasoning text runs to ~1,500 characters; more is an error.
+MAX_RATIONALE_CHARS = 10_000
+# Longest hypnogram read (7 days, as psg.MAX_DURATION_S): a longer one is an error, not a night.
+MAX_HYPNOGRAM_SECONDS = 7 * 24 * 3600
 GRID_COLOUR = "#404040"
 
 # The 15 operationalised AASM rules cited by SleepVLM and MASS-EX (spec/rules.md): id, stage, title, text.

@@ -1,6 +1,7 @@
 """API filters of the datasets app (django-filter): a malformed value is a 400 naming the parameter."""
 import django_filters
 
+from core.filters import IdFilter
 from datasets.models import Epoch, ImportJob, Recording
 
 
@@ -13,9 +14,9 @@ class RecordingFilter(django_filters.FilterSet):
 
 
 class EpochFilter(django_filters.FilterSet):
-    recording = django_filters.NumberFilter(field_name="recording_id", help_text="recording id")
-    index_min = django_filters.NumberFilter(field_name="index", lookup_expr="gte")
-    index_max = django_filters.NumberFilter(field_name="index", lookup_expr="lte")
+    recording = IdFilter(field_name="recording_id", help_text="recording id")
+    index_min = IdFilter(field_name="index", lookup_expr="gte")
+    index_max = IdFilter(field_name="index", lookup_expr="lte")
 
     class Meta:
         model = Epoch

@@ -6,9 +6,18 @@ from datasets.services.channels import parse_channel_map
 from datasets.services.hypnograms import FORMATS
 
 
+# What each file input takes: the browser's file picker offers these (`accept`), the help text names them.
+PSG_TYPES = ".edf,.bdf"
+HYPNOGRAM_TYPES = ".edf,.xml,.csv,.tsv,.txt"
+MASSEX_TYPES = ".csv"
+
+
 class ImportForm(forms.Form):
-    file = forms.FileField(label="PSG file", help_text="EDF, EDF+ or BDF")
-    hypnogram = forms.FileField(required=False, help_text="Optional separate hypnogram: EDF+, NSRR XML, CSV/TSV, one stage per line, MASS-EX CSV")
+    file = forms.FileField(label="PSG file", widget=forms.ClearableFileInput(attrs={"accept": PSG_TYPES}),
+                           help_text="EDF, EDF+ (.edf) or BDF (.bdf)")
+    hypnogram = forms.FileField(required=False, widget=forms.ClearableFileInput(attrs={"accept": HYPNOGRAM_TYPES}),
+                                help_text="Optional separate hypnogram: EDF+ annotations (.edf), NSRR XML (.xml), "
+                                          "CSV/TSV (.csv, .tsv), one stage per line (.txt), MASS-EX CSV (.csv)")
     hypnogram_format = forms.ChoiceField(choices=[("", "Detect automatically")] + [(f, f) for f in FORMATS], required=False)
     cohort = forms.CharField(max_length=100, initial="default")
     subject_id = forms.CharField(
@@ -22,7 +31,8 @@ class ImportForm(forms.Form):
     )
     mains_hz = forms.FloatField(initial=settings.DEFAULT_MAINS_HZ, label="Mains frequency (Hz)", help_text="Notch filter: 50 Hz in MASS, 60 Hz in North America")
     trim_to_hypnogram = forms.BooleanField(required=False, help_text="Drop signal after the hypnogram's end (recorded on the recording)")
-    massex = forms.FileField(required=False, label="MASS-EX CSV", help_text="Optional: rules and rationale onto the scored epochs of the recording's hypnogram (row N on the scored epoch of rank N; stages checked)")
+    massex = forms.FileField(required=False, label="MASS-EX CSV", widget=forms.ClearableFileInput(attrs={"accept": MASSEX_TYPES}),
+                             help_text="Optional: rules and rationale onto the scored epochs of the recording's hypnogram (row N on the scored epoch of rank N; stages checked)")
     massex_contiguous = forms.BooleanField(required=False, label="MASS-EX epochs are contiguous", help_text="Only without a scored hypnogram: read the MASS-EX CSV as the hypnogram, N × 30 s from the start (recorded on the recording)")
 
     def clean_channel_map(self):

@@ -182,6 +182,8 @@ class ImportJob(BackgroundJob):
     subject_id = models.CharField(max_length=64, blank=True,
                                   help_text="given by the curator; empty: the file name's MASS id or the cohort's next number")
     recording = models.ForeignKey(Recording, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports")
+    dismissed_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="a curator dismissed the finished job: left out of the job lists")
 
     class Meta(BackgroundJob.Meta):
         pass

@@ -18,7 +18,7 @@ PROVENANCE_FIELDS = ["sha256", "source_filename", "edf_patient", "edf_recording"
 
 
 class CohortSerializer(serializers.ModelSerializer):
-    recording_count = serializers.IntegerField(read_only=True)
+    recording_count = serializers.IntegerField(read_only=True, default=0, help_text="recordings the requester reaches")
 
     class Meta:
         model = Cohort
@@ -78,9 +78,9 @@ class ImportJobSerializer(BackgroundJobSerializer):
         model = ImportJob
         fields = [*BackgroundJobSerializer.JOB_FIELDS, "cohort", "subject_id", "source_name", "hypnogram_name",
                   "hypnogram_format", "channel_map", "mains_hz", "trim_to_hypnogram", "massex_name", "massex_contiguous",
-                  "recording", "link", "link_text", "file", "hypnogram", "massex"]
+                  "recording", "link", "link_text", "dismissed_at", "file", "hypnogram", "massex"]
         read_only_fields = ["state", "message", "error", "source_name", "hypnogram_name", "massex_name", "recording",
-                            "created_at", "started_at", "finished_at"]
+                            "created_at", "started_at", "finished_at", "dismissed_at"]
 
     def get_link_text(self, job) -> str:
         return "Open recording"

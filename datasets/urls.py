@@ -16,5 +16,7 @@ urlpatterns = [
          name="epoch-clinical-signals"),
     path("imports/new/", views.ImportNewView.as_view(), name="import-new"),
     path("imports/<int:pk>/", views.ImportDetailView.as_view(), name="import"),
+    path("imports/<int:pk>/retry/", views.ImportActionView.as_view(action="retry"), name="import-retry"),
+    path("imports/<int:pk>/dismiss/", views.ImportActionView.as_view(action="dismiss"), name="import-dismiss"),
     path("images/<str:sha256>.png", views.ImageView.as_view(), name="image"),
 ]

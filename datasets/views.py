@@ -4,7 +4,6 @@ import json
 from django.contrib import messages
 from django.core.exceptions import BadRequest
 from django.core.files.storage import default_storage
-from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -16,8 +15,8 @@ from django.views.generic import DetailView, FormView, ListView, View
 from core.access import PolicyViewMixin
 from datasets.exceptions import InputError
 from datasets.forms import ImportForm
-from datasets.models import Cohort, Epoch, EpochImage, ImportJob, Recording
-from datasets.services import images, imports
+from datasets.models import Epoch, EpochImage, ImportJob, Recording
+from datasets.services import images, imports, recordings
 from datasets.services.hypnogram_export import export_choices, export_hypnogram
 from datasets.services.plots import STAGE_COLOURS, hypnogram_svg
 from datasets.services.signals import aasm_filters
@@ -31,8 +30,7 @@ class CohortListView(PolicyViewMixin, ListView):
     context_object_name = "cohorts"
 
     def get_queryset(self):
-        reachable = self.policy.reachable(Recording.objects.all()).values("pk")
-        return Cohort.objects.annotate(recording_count=Count("recordings", filter=Q(recordings__in=reachable))).order_by("name")
+        return recordings.visible_cohorts(self.request.user)
 
 
 class RecordingListView(PolicyViewMixin, ListView):
@@ -43,14 +41,15 @@ class RecordingListView(PolicyViewMixin, ListView):
     queryset = Recording.objects.select_related("cohort").order_by("cohort__name", "name")
 
     def get_queryset(self):
-        self.cohort = get_object_or_404(Cohort, pk=self.kwargs["cohort_id"]) if "cohort_id" in self.kwargs else None
+        self.cohort = (get_object_or_404(recordings.visible_cohorts(self.request.user), pk=self.kwargs["cohort_id"])
+                       if "cohort_id" in self.kwargs else None)
         queryset = super().get_queryset()
         return queryset.filter(cohort=self.cohort) if self.cohort else queryset
 
     def get_context_data(self, **kwargs):
         jobs = []
         if self.request.user.has_perm("datasets.view_importjob"):
-            jobs = ImportJob.objects.exclude(state=ImportJob.SUCCEEDED)
+            jobs = ImportJob.objects.exclude(state=ImportJob.SUCCEEDED).filter(dismissed_at__isnull=True)
             jobs = jobs.filter(cohort_name=self.cohort.name)[:20] if self.cohort else jobs[:20]
         return super().get_context_data(cohort=self.cohort, jobs=jobs, **kwargs)
 
@@ -141,6 +140,10 @@ class ImportNewView(PolicyViewMixin, FormView):
     template_name = "datasets/import_new.html"
     form_class = ImportForm
 
+    def get_initial(self):
+        """?cohort= and ?subject_id= fill the form (a failed import's page links here to import the file again)."""
+        return {**super().get_initial(), **{k: self.request.GET[k] for k in ("cohort", "subject_id") if self.request.GET.get(k)}}
+
     def form_valid(self, form):
         data = form.cleaned_data
         try:
@@ -162,6 +165,29 @@ class ImportDetailView(PolicyViewMixin, DetailView):
     template_name = "datasets/import_detail.html"
     context_object_name = "job"
     queryset = ImportJob.objects.select_related("recording")
+
+    def get_context_data(self, **kwargs):
+        job = self.object
+        again = f"{reverse('datasets:import-new')}?{urlencode({'cohort': job.cohort_name, 'subject_id': job.subject_id})}"
+        return super().get_context_data(retry_refusal=imports.retry_refusal(job), import_again=again, **kwargs)
+
+
+class ImportActionView(PolicyViewMixin, View):
+    """POST: retry or dismiss a failed import from its page (datasets.services.imports), then back to the page."""
+
+    permission_required = "datasets.change_importjob"
+    action = ""  # "retry" or "dismiss"
+
+    def post(self, request, pk):
+        job = get_object_or_404(ImportJob, pk=pk)
+        try:
+            getattr(imports, self.action)(job, user=request.user)
+        except InputError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.info(request, f"Import of {job.source_name} queued again." if self.action == "retry" else
+                          f"Import of {job.source_name} dismissed: left out of the job lists.")
+        return redirect("datasets:import", pk=job.pk)
 
 
 class EpochSignalsView(PolicyViewMixin, View):

@@ -1,14 +1,15 @@
 """API filters of the inference app (django-filter): a malformed value is a 400 naming the parameter."""
 import django_filters
 
+from core.filters import IdFilter
 from inference.models import InferenceJob, Prediction
 
 
 class PredictionFilter(django_filters.FilterSet):
-    epoch = django_filters.NumberFilter(field_name="epoch_id", help_text="epoch id")
-    recording = django_filters.NumberFilter(field_name="epoch__recording_id", help_text="recording id")
+    epoch = IdFilter(field_name="epoch_id", help_text="epoch id")
+    recording = IdFilter(field_name="epoch__recording_id", help_text="recording id")
     model_version = django_filters.CharFilter(field_name="model_version__name", help_text="model version name")
-    job = django_filters.NumberFilter(field_name="job_id", help_text="inference job id")
+    job = IdFilter(field_name="job_id", help_text="inference job id")
 
     class Meta:
         model = Prediction

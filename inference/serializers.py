@@ -2,6 +2,7 @@
 from rest_framework import serializers
 
 from core.serializers import BackgroundJobSerializer
+from datasets.constants import STAGE_CHOICES
 from datasets.models import Cohort, Recording
 from inference.models import AasmRule, InferenceJob, ModelVersion, Prediction
 from inference.services import jobs
@@ -67,6 +68,7 @@ class PredictionSerializer(serializers.ModelSerializer):
     """Curators and researchers (model outputs): the output with where its stage came from and any rule conflict."""
 
     model_version = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    stage = serializers.ChoiceField(choices=STAGE_CHOICES, allow_blank=True, read_only=True, help_text="empty unless parsed")
 
     class Meta:
         model = Prediction

@@ -4,6 +4,7 @@ Raters reach only the campaigns they rate in, see only their own ratings and ass
 item's origin: not the model name or version, not whether a rationale came from a model or an expert,
 not the reference stage.
 """
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
@@ -13,7 +14,7 @@ from rest_framework.routers import SimpleRouter
 
 from core.api import CampaignQueueViewSet, sees_everything
 from core.exceptions import InputError
-from core.schema import PAGE_PARAMETERS, filter_parameters
+from core.schema import OBJECT, OBJECTS, PAGE_PARAMETERS, filter_parameters
 from inference.models import AasmRule
 from inference.services.evidence import NOT_MEASURABLE, summarize
 from ratings.filters import RatingFilter
@@ -46,9 +47,10 @@ def served(campaign, item, rater, rescore: bool) -> dict:
     what `blind_item` takes, so nothing of the item's origin can reach the page."""
     # a first-pass item comes from the rater's unanswered reservation: no rating of theirs yet
     rating = RATING.current(campaign).filter(item=item, rater=rater, rescore=True).first() if rescore else None
-    return blind_item(item.pk, item.recording_id, item.epoch.index, item.epoch.onset_s, item.recording.epoch_count,
-                      item.stage, item.rule_ids, item.rationale, OwnRatingSerializer(rating).data if rating else None,
-                      item.evidence if campaign.show_evidence else None)
+    shown = blind_item(item.pk, item.recording_id, item.epoch.index, item.epoch.onset_s, item.recording.epoch_count,
+                       item.stage, item.rule_ids, item.rationale, OwnRatingSerializer(rating).data if rating else None,
+                       item.evidence if campaign.show_evidence else None)
+    return {**shown, "rubric_version": campaign.rubric.version}  # sent back with the rating (409 once edited)
 
 
 def blind_item(item_id: int, recording_id: int, index: int, onset_s: float, epoch_count: int, stage: str,
@@ -98,7 +100,8 @@ class RatingCampaignViewSet(CampaignQueueViewSet):
             raise PermissionDenied("item origins and statistics are not shown to raters")
         return campaign
 
-    @extend_schema(methods=["GET"], parameters=[*RATING_FILTER_PARAMETERS, *PAGE_PARAMETERS])
+    @extend_schema(methods=["GET"], parameters=[*RATING_FILTER_PARAMETERS, *PAGE_PARAMETERS], responses={200: OBJECT})
+    @extend_schema(methods=["POST"], request=RatingInputSerializer, responses={200: OBJECT, 201: OBJECT})
     @action(detail=True, methods=["get", "post"])
     def ratings(self, request, pk=None):
         """GET: the requester's current ratings (curators, researchers: everyone's). POST: save a rating."""
@@ -114,7 +117,7 @@ class RatingCampaignViewSet(CampaignQueueViewSet):
     def _save(self, request):
         return self.save_answer(request, RatingInputSerializer, lambda rating: OwnRatingSerializer(rating).data)
 
-    @extend_schema(parameters=RATING_FILTER_PARAMETERS)
+    @extend_schema(parameters=RATING_FILTER_PARAMETERS, responses={200: OBJECTS})
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
         """The append-only history (?item=): every version, when, and the scores it replaced."""
@@ -139,6 +142,8 @@ class RatingCampaignViewSet(CampaignQueueViewSet):
 
     # --- curators and researchers --------------------------------------------------------------
 
+    @extend_schema(methods=["GET"], responses={200: OBJECT})
+    @extend_schema(methods=["PUT"], request=OpenApiTypes.OBJECT, responses={200: OBJECT})
     @action(detail=True, methods=["get", "put"])
     def rubric(self, request, pk=None):
         """GET: the rubric in force. PUT {dimensions} or Markdown text: a new version, until the first rating."""
@@ -156,12 +161,14 @@ class RatingCampaignViewSet(CampaignQueueViewSet):
         return Response({"version": rubric.version, "dimensions": rubric.dimensions,
                          "frozen": rubrics.is_frozen(campaign)})
 
+    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: OBJECT})
     @action(detail=True, methods=["get"])
     def items(self, request, pk=None):
         """Every item with its origin (model version or expert source) and the reference stage."""
         campaign = self._staff_campaign()
         return self.page(campaign.items.select_related("model_version").order_by("position"), RatingItemSerializer)
 
+    @extend_schema(responses={200: OBJECT})
     @action(detail=True, methods=["get"])
     def statistics(self, request, pk=None):
         """Every figure of the rating dashboard (curators and researchers)."""

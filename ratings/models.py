@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 
 from core.models import QueueReservation, RevisedAnswer
+from core.services import statistics_cache
 from datasets.constants import MODEL_VIEW, SIGNAL_VIEW_CHOICES, STAGE_CHOICES, STAGES
 from datasets.models import Cohort, Epoch, Recording
 from inference.models import ModelVersion, Prediction
@@ -128,3 +129,10 @@ class Rating(RevisedAnswer):
         constraints = [
             models.UniqueConstraint(fields=["item", "rater", "rescore", "revision"], name="one_rating_per_revision"),
         ]
+
+
+class StatisticsJob(statistics_cache.StatisticsJob):
+    """A computation of a big campaign's statistics (ratings.services.statistics), kept as its cache."""
+
+    task_name = "ratings.statistics"
+    campaign = models.ForeignKey(RatingCampaign, on_delete=models.CASCADE, related_name="statistics_jobs")

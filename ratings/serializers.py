@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.services.work_queue import MAX_KEY_DWELL_MS
-from datasets.constants import MODEL_VIEW, SIGNAL_VIEW_CHOICES
+from datasets.constants import MAX_RATIONALE_CHARS, MODEL_VIEW, SIGNAL_VIEW_CHOICES
 from ratings.models import Rating, RatingCampaign, RatingItem
 
 
@@ -92,12 +92,17 @@ class RatingCampaignEditSerializer(serializers.Serializer):
 class RatingInputSerializer(serializers.Serializer):
     item = serializers.IntegerField()
     scores = serializers.DictField(child=serializers.IntegerField())
-    note = serializers.CharField(required=False, allow_blank=True, default="")
-    corrected_stage = serializers.CharField(required=False, allow_blank=True, default="")
-    corrected_rule_ids = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_RATIONALE_CHARS)
+    corrected_stage = serializers.CharField(required=False, allow_blank=True, default="", max_length=16)
+    corrected_rule_ids = serializers.ListField(child=serializers.CharField(max_length=32), required=False, default=list,
+                                              max_length=50)
     seconds_spent = serializers.FloatField(required=False, allow_null=True, default=None)
     client_id = serializers.UUIDField()
     base_revision = serializers.IntegerField(required=False, allow_null=True, default=None)
+    rubric_version = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1,
+        help_text="the rubric version the item was served with; a save under another version than the one in force "
+                  "is refused with 409")
 
 
 class OwnRatingSerializer(serializers.ModelSerializer):
@@ -116,7 +121,8 @@ class RatingSerializer(OwnRatingSerializer):
 
     rater_username = serializers.CharField(source="rater.username", read_only=True)
     origin = serializers.CharField(source="item.origin", read_only=True)
-    model_version = serializers.SlugRelatedField(source="item.model_version", slug_field="name", read_only=True)
+    model_version = serializers.SlugRelatedField(source="item.model_version", slug_field="name", read_only=True,
+                                                 allow_null=True)
 
     class Meta(OwnRatingSerializer.Meta):
         fields = OwnRatingSerializer.Meta.fields + ["rater", "rater_username", "rescore", "origin", "model_version"]
@@ -125,7 +131,7 @@ class RatingSerializer(OwnRatingSerializer):
 class RatingItemSerializer(serializers.ModelSerializer):
     """Curators and researchers: an item with its origin."""
 
-    model_version = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    model_version = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = RatingItem

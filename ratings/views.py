@@ -67,10 +67,13 @@ class DashboardView(PolicyViewMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         from ratings.services import plots
-        from ratings.services.statistics import campaign_statistics
+        from ratings.services.statistics import dashboard_statistics
 
         campaign = get_object_or_404(RatingCampaign, pk=self.kwargs["pk"])
-        stats = campaign_statistics(campaign)
+        snapshot = dashboard_statistics(campaign)  # a big campaign's last stored figures, with their age
+        stats = snapshot.result
+        if stats is None:
+            return super().get_context_data(campaign=campaign, stats=None, snapshot=snapshot, **kwargs)
         figures = plots.dashboard_figures(stats)
         titles = {d["key"]: d["title"] for d in stats["rubric"]["dimensions"]}
         dimensions = [{"key": key, "title": titles[key], "stats": d, "figures": figures[key]}
@@ -80,7 +83,7 @@ class DashboardView(PolicyViewMixin, TemplateView):
         contradicted = [{"source": source, **share, "stages": stats["contradicted"]["by_source_stage"][source]}
                         for source, share in stats["contradicted"]["by_source"].items()]
         return super().get_context_data(campaign=campaign, stats=stats, dimensions=dimensions, paper=paper,
-                                        raters=raters, contradicted=contradicted, **kwargs)
+                                        raters=raters, contradicted=contradicted, snapshot=snapshot, **kwargs)
 
 
 class ReportView(PolicyViewMixin, View):
@@ -93,16 +96,19 @@ class ReportView(PolicyViewMixin, View):
 
     def get(self, request, pk):
         from core.services.docs import markdown_html
-        from ratings.services.statistics import campaign_statistics, render_report
+        from ratings.services.statistics import campaign_statistics, dashboard_statistics, render_report
 
         campaign = get_object_or_404(RatingCampaign, pk=pk)
         fmt = request.GET.get("format")
         if fmt is not None and fmt not in self.CONTENT_TYPES:
             raise Http404(f"unknown format {fmt!r}")
-        stats = campaign_statistics(campaign)
+        snapshot = dashboard_statistics(campaign)  # a big campaign's last stored figures (downloads: else computed)
+        stats = snapshot.result
         if fmt is None:
-            return render(request, "ratings/report.html",
-                          {"campaign": campaign, "report": markdown_html(render_report(stats, "md"))})
+            return render(request, "ratings/report.html", {
+                "campaign": campaign, "snapshot": snapshot,
+                "report": stats and markdown_html(render_report(stats, "md"))})
+        stats = stats or campaign_statistics(campaign)
         if fmt == "json":
             return JsonResponse(stats)
         response = HttpResponse(render_report(stats, fmt), content_type=self.CONTENT_TYPES[fmt])

@@ -1,6 +1,8 @@
 """REST API of releases, under /api/releases/: create (queues the build), follow (the detail holds the
 provenance), cancel, list files.
 Curators create and cancel; curators and researchers read and download; raters see nothing."""
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -32,6 +34,7 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"detail": str(exc)}) from None
         return Response(ReleaseSerializer(release).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"], url_path=r"files/(?P<path>.+)")
     def file(self, request, pk=None, path=None):
         """Download one file of a built release, or an archive (`<name>-<version>.tar.gz` / `.zip`)."""

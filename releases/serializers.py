@@ -24,7 +24,7 @@ class ReleaseSerializer(BackgroundJobSerializer):
     scoring_campaigns = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     rating_campaigns = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     model_versions = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
-    previous = serializers.SlugRelatedField(slug_field="version", read_only=True)
+    previous = serializers.SlugRelatedField(slug_field="version", read_only=True, allow_null=True)
     files = ReleaseFileSerializer(many=True, read_only=True)
 
     class Meta:

@@ -168,6 +168,11 @@ class TestPages(RoleAccessTests):
         Access("import upload by PUT", "datasets:import-new", lambda w: "/imports/new/", expect(200, WRITERS),
                method="put", after=_form_errors),
         Access("import", "datasets:import", lambda w: f"/imports/{w.import_job.pk}/", expect(200, STAFF)),
+        # the world's failed import lost its upload: the retry is refused with a message on the page it leads back to
+        Access("retry import without upload", "datasets:import-retry", lambda w: f"/imports/{w.import_job.pk}/retry/",
+               expect(302, WRITERS), method="post", location=dict.fromkeys(WRITERS, "/imports/")),
+        Access("dismiss import", "datasets:import-dismiss", lambda w: f"/imports/{w.import_job.pk}/dismiss/",
+               expect(302, WRITERS), method="post", location=dict.fromkeys(WRITERS, "/imports/")),
         Access("runs", "inference:job-list", lambda w: "/inference/", expect(200, STAFF)),
         Access("start run", "inference:job-list", lambda w: "/inference/", expect(302, WRITERS), method="post",
                data=lambda w: {"model_version": w.version.pk, "recording": w.recording.pk},
@@ -261,6 +266,8 @@ class TestDatasetsApi(RoleAccessTests):
         api("retry import without upload", "importjob-retry", lambda w: f"/api/imports/{w.import_job.pk}/retry/",
             api_expect(400, WRITERS), method="post"),
         api("cancel import", "importjob-cancel", lambda w: f"/api/imports/{w.import_job.pk}/cancel/",
+            api_expect(200, WRITERS), method="post"),
+        api("dismiss import", "importjob-dismiss", lambda w: f"/api/imports/{w.import_job.pk}/dismiss/",
             api_expect(200, WRITERS), method="post"),
     ]
 

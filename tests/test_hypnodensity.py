@@ -92,7 +92,7 @@ def scored(night, make_user):
 
 def _labels(campaign) -> pd.DataFrame:
     rows = queue.current_labels(campaign).order_by("created_at", "pk").values(
-        "rater__username", "item__epoch_id", "item__epoch__index", "stage", "rescore", "seconds_spent")
+        "rater__username", "item__epoch_id", "item__epoch__index", "stage", "rescore", "server_seconds")
     return pd.DataFrame(list(rows)).rename(columns=lambda c: c.split("__")[-1])
 
 
@@ -143,8 +143,8 @@ def test_per_rater_seconds_drift_and_intra_rater_agreement(scored, role_client):
     assert stats["per_rater"]["block_labels"] == DRIFT_BLOCK and set(rows) == set(labels["username"])
     for name, own in labels.groupby("username", sort=False):
         row = rows[name]
-        assert row["seconds_per_epoch"]["median"] == pytest.approx(own["seconds_spent"].median())
-        assert row["seconds_per_epoch"]["mean"] == pytest.approx(own["seconds_spent"].mean())
+        assert row["seconds_per_epoch"]["median"] == pytest.approx(own["server_seconds"].median())
+        assert row["seconds_per_epoch"]["mean"] == pytest.approx(own["server_seconds"].mean())
         firsts = own[~own["rescore"] & own["epoch_id"].isin(consensus)]
         hits = (firsts["stage"].to_numpy() == firsts["epoch_id"].map(consensus).to_numpy()).astype(float)
         blocks = np.array_split(hits, np.arange(DRIFT_BLOCK, len(hits), DRIFT_BLOCK))

@@ -17,7 +17,6 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
-from moto.server import ThreadedMotoServer
 from rest_framework.test import APIClient
 
 from config.storage_url import storage_from_url
@@ -31,29 +30,17 @@ from releases.models import Release
 from releases.services.build import create_release
 from tests.conftest import stored_files
 from tests.factories import assign_rater
+from tests.s3 import s3_server_on_loopback
 from tests.test_release_worker import database_url, stop_worker, wait_until
 
 BUCKET = "sleepreview-test"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on a free loopback port, with the test bucket; yields its endpoint URL."""
-    saved = {key: os.environ.get(key) for key in AWS_ENV}
-    os.environ.update(AWS_ENV)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with s3_server_on_loopback(BUCKET) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 
 from annotation.models import Label
 from annotation.services.campaigns import create_campaign
-from core.roles import ADMIN, CURATOR, RATER
+from core.roles import ADMIN, CURATOR, RATER, RESEARCHER
 from datasets.models import Cohort, Epoch, ImportJob, Recording
 from datasets.services import identity, imports, pseudonyms, storage
 from datasets.services.hypnograms import ScoredEpoch
@@ -277,7 +277,7 @@ def test_the_date_policy_shifts_by_a_secret_cohort_offset_or_drops(db, tiny_fold
     offset = shifted.cohort.date_shift_days
     assert offset <= -365 and shifted.start_time == measured + timedelta(days=offset)
     assert shifted.start_time.time() == measured.time()  # whole days: the clock time stays
-    client.force_login(make_user(RATER))
+    client.force_login(make_user(RESEARCHER))  # reaches every cohort (a rater only those of their campaigns)
     cohorts = client.get("/api/cohorts/").json()["results"]
     assert {c["name"]: c["date_policy"] for c in cohorts} == {"Dropped": Cohort.DROP_DATES,
                                                               "Shifted": Cohort.SHIFT_DATES}

@@ -3,6 +3,7 @@ against reference packages, and the report command."""
 import json
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import krippendorff
 import numpy as np
@@ -115,7 +116,7 @@ def test_raters_never_learn_the_source(make_user, client, db):
     bodies = [api.post(f"{base}/ahead/?count=5").content]
     served = json.loads(bodies[0])
     assert set(served[0]) == {"item", "recording", "index", "onset_s", "recording_epoch_count", "stage", "rules",
-                              "rationale", "rating", "evidence"}
+                              "rationale", "rating", "evidence", "rubric_version"}
     assert served[0]["evidence"] is None  # the campaign does not show the evidence check
     assert served[0]["rules"][0]["title"]  # the catalog's text comes with each rule id
     for row in served:
@@ -194,7 +195,8 @@ def test_rubric_is_copied_editable_then_frozen_and_ratings_keep_their_version(ma
         rate(campaign, a, item, corrected_rule_ids=["X.9"], base_revision=1)
     with pytest.raises(StaleAnswer):
         rate(campaign, a, item, (2, 2, 2))  # another tab: no base revision although one exists
-    again, created = rate(campaign, a, item, (4, 4, 4), base_revision=1, seconds_spent=20)
+    again, created = rate(campaign, a, item, (4, 4, 4), base_revision=1, seconds_spent=1,
+                          now=rating.created_at + timedelta(seconds=20))  # the server's 20 s count, not the browser's 1
     assert created and again.revision == 2 and again.replaces == rating and not again.fast
     key = uuid.uuid4()
     scores = dict.fromkeys(campaign.rubric.keys, 1)

@@ -50,3 +50,52 @@ def test_a_tie_has_no_majority_in_the_consensus_table(make_user, db, media_root)
     release = built(scoring_campaigns=[campaign.name])
     rows = list(csv.DictReader(io.StringIO(read(release, "tables/consensus.csv").decode(), newline="")))
     assert [(r["tie"], r["majority"], r["stage"], r["agreement"]) for r in rows] == [("True", "", "", "0.5")]
+
+
+def test_consensus_table_matches_a_count_of_the_current_first_pass_labels(make_user, db, media_root):
+    """The consensus table and the consensus stage source (read from the export's own reading of the labels)
+    against a count made here from the label rows: re-scores and replaced labels left out, adjudication wins."""
+    from collections import Counter
+
+    from annotation.models import Adjudication
+    from releases.models import Release
+
+    recording, epochs = night()
+    raters = [make_user(RATER, f"count{i}") for i in range(3)]
+    first = create_campaign("First", recordings=[recording], raters=raters, overlap=3)
+    second = create_campaign("Second", recordings=[recording], raters=raters[:2], overlap=2)
+    picks = ["N2", "N3", "N2", "W", "R"]
+    for c, campaign in enumerate((first, second)):
+        for i, item in enumerate(campaign.items.order_by("position")):
+            for r, rater in enumerate(raters[:campaign.overlap]):
+                Label.objects.create(item=item, rater=rater, stage=picks[(i + r + c) % len(picks)],
+                                     client_id=uuid.uuid4())
+    items = list(first.items.order_by("position"))
+    submit_label(first, raters[0], items[0], client_id=uuid.uuid4(), base_revision=1, stage="R")  # replaces one
+    Label.objects.create(item=items[1], rater=raters[1], stage="W", rescore=True, client_id=uuid.uuid4())
+    Adjudication.objects.create(item=items[2], stage="N1", reason="spindles", adjudicator=raters[2])
+    release = built(stage_source=Release.CONSENSUS, scoring_campaigns=[first.name, second.name])
+
+    expected, stage_of = [], {}
+    index = {e.pk: e.index for e in epochs}
+    for campaign in (first, second):
+        for item in campaign.items.all():
+            stages = [label.stage for label in Label.objects.filter(item=item, rescore=False)
+                      if not Label.objects.filter(replaces=label).exists()]
+            if not stages:
+                continue
+            (top, n), *rest = Counter(stages).most_common()
+            tie = bool(rest) and rest[0][1] == n
+            adjudicated = item.adjudications.order_by("created_at", "pk").values_list("stage", flat=True).last()
+            stage = adjudicated or (None if tie else top)
+            expected.append((index[item.epoch_id], campaign.name, stage or "", "" if tie else top,
+                             n / len(stages), len(stages), tie, adjudicated or ""))
+            if stage:
+                stage_of.setdefault(item.epoch_id, stage)  # the first campaign's consensus wins
+    rows = list(csv.DictReader(io.StringIO(read(release, "tables/consensus.csv").decode(), newline="")))
+    assert [(int(r["epoch_index"]), r["campaign"], r["stage"], r["majority"], float(r["agreement"]), int(r["labels"]),
+             r["tie"] == "True", r["adjudicated"]) for r in rows] == sorted(expected, key=lambda e: e[:2])
+    assert any(e[6] for e in expected) and any(e[7] for e in expected)  # a tie and an adjudication are in it
+    coarse = list(csv.DictReader(io.StringIO(read(release, "annotations/coarse/01-03-0006.csv").decode(),
+                                             newline="")))
+    assert [r["Stage"] for r in coarse] == [stage_of[e.pk] for e in epochs if e.pk in stage_of]

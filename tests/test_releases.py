@@ -184,8 +184,13 @@ def test_a_new_version_has_a_changelog_against_the_previous(db, media_root):
 
 
 def _stored(release_pk):
+    """Any file left under the release's storage folder (empty folders aside: each build has its own)."""
+    def files(folder):
+        directories, names = default_storage.listdir(folder)
+        return bool(names) or any(files(f"{folder}/{d}") for d in directories)
+
     folder = f"releases/{release_pk}"
-    return default_storage.exists(folder) and any(default_storage.listdir(folder))
+    return default_storage.exists(folder) and files(folder)
 
 
 def test_failed_and_cancelled_builds_leave_nothing(db, media_root, monkeypatch):

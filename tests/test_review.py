@@ -3,10 +3,12 @@ correct, least confident first), the review curve on a hand-built case, the stat
 import json
 import math
 import uuid
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from sklearn.metrics import cohen_kappa_score
 
 from annotation.models import Label
@@ -158,8 +160,10 @@ def test_served_item_carries_the_proposal_and_labels_record_accept_or_correct(re
 def test_statistics_carry_the_review_curve(review_world, make_user, client):
     campaign, rater, version = review_world
     for stage, seconds in (("N1", 30.0), ("N2", 10.0)):  # epochs 5 and 1, both corrected to the reference
-        item, _ = queue.next_item(campaign, rater)
-        queue.submit_label(campaign, rater, item, stage=stage, client_id=uuid.uuid4(), seconds_spent=seconds)
+        served_at = timezone.now()
+        item, _ = queue.next_item(campaign, rater, now=served_at)
+        queue.submit_label(campaign, rater, item, stage=stage, client_id=uuid.uuid4(), seconds_spent=999,
+                           now=served_at + timedelta(seconds=seconds))  # the server's time counts, not the browser's
     client.force_login(make_user(CURATOR))
     stats = client.get(f"/api/scoring/campaigns/{campaign.pk}/statistics/").json()
     review = stats["review_curve"]

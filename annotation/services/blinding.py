@@ -19,9 +19,9 @@ def items_to_score_blind(user):
 
 
 def epochs_to_score_blind(user):
-    """The epochs of `items_to_score_blind` (None for someone with none)."""
-    items = items_to_score_blind(user)
-    return Epoch.objects.filter(pk__in=items.values("epoch_id")) if items.exists() else None
+    """The epochs of `items_to_score_blind`, as a lazy queryset: the rating queue puts it inside the one statement
+    that picks and reserves an item (no query of its own to find out whether there are any)."""
+    return Epoch.objects.filter(pk__in=items_to_score_blind(user).values("epoch_id"))
 
 
 def blind_scoring_assignments(rater_ids, recording_ids):

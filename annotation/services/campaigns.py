@@ -60,7 +60,7 @@ def _recordings(recordings, cohort) -> list[Recording]:
 def _int(value, what: str) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{what} must be an integer, got {value!r}") from None
 
 

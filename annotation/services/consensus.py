@@ -42,12 +42,20 @@ class ItemConsensus:
 
 
 def _summarise(items) -> dict[int, ItemConsensus]:
-    result = {pk: ItemConsensus(pk, epoch) for pk, epoch in items.values_list("pk", "epoch_id")}
     labels = Label.objects.filter(item__in=items, rescore=False, replaced_by__isnull=True)
-    for item_id, rater_id, stage in labels.values_list("item_id", "rater_id", "stage"):
+    adjudications = Adjudication.objects.filter(item__in=items).order_by("item_id", "created_at", "pk")
+    return summarise(items.values_list("pk", "epoch_id"), labels.values_list("item_id", "rater_id", "stage"),
+                     adjudications.values_list("item_id", "stage"))
+
+
+def summarise(items, labels, adjudications) -> dict[int, ItemConsensus]:
+    """item id -> consensus of (item id, epoch id) pairs, from their current first-pass labels as (item id,
+    rater id, stage) and their adjudications as (item id, stage), oldest first."""
+    result = {pk: ItemConsensus(pk, epoch) for pk, epoch in items}
+    for item_id, rater_id, stage in labels:
         result[item_id].labels[rater_id] = stage
-    for adjudication in Adjudication.objects.filter(item__in=items).order_by("item_id", "created_at", "pk"):
-        result[adjudication.item_id].adjudicated = adjudication.stage  # the latest stands
+    for item_id, stage in adjudications:
+        result[item_id].adjudicated = stage  # the latest stands
     for summary in result.values():
         if summary.labels:
             counts = Counter(summary.labels.values()).most_common()

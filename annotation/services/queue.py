@@ -80,6 +80,10 @@ class ScoringQueue(WorkQueue):
 
         return order_by_confidence(items, campaign)
 
+    def statement_key(self, campaign, rater):
+        """A review campaign's order depends on the model's predictions (its confidence source): never cached."""
+        return None if campaign.review_model_id is not None else super().statement_key(campaign, rater)
+
     def reserve_one(self, campaign, rater, now):
         if campaign.unit == ScoringCampaign.RECORDING:
             return self._next_in_recording(campaign, rater, now)
@@ -146,7 +150,6 @@ next_item = SCORING.next_item
 reserve_ahead = SCORING.reserve_ahead
 release = SCORING.release
 release_expired = SCORING.release_expired
-reservation_of = SCORING.reservation_of
 progress = SCORING.progress
 current_labels = SCORING.current
 visible_label = SCORING.visible

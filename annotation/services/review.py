@@ -130,8 +130,8 @@ def review_curve(campaign) -> dict | None:
     seconds, accepted = [], []
     for label in current_labels(campaign, rescore=False).select_related("item").order_by("created_at", "pk"):
         labels.setdefault(label.item.epoch_id, label.stage)
-        if label.seconds_spent is not None:
-            seconds.append(label.seconds_spent)
+        if label.server_seconds is not None:  # measured by the server, not reported by the browser
+            seconds.append(label.server_seconds)
         if label.accepted is not None:
             accepted.append(label.accepted)
     automatic = [r["proposal"] for r in rows]

@@ -13,10 +13,18 @@ Guarantees (kept by the unique constraints of the reservation model, whatever th
 - expired, unanswered reservations are deleted before candidates are chosen;
 - a rater asking again gets back their own live reservation first.
 
-Concurrency: PostgreSQL locks candidate items with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent
-raters take different items instead of waiting; every backend (SQLite too, where FOR UPDATE is a no-op)
-then creates the reservation for the lowest free slot inside a savepoint: an IntegrityError from the
-unique constraints means someone else took it (compare-and-set), and the next candidate is tried.
+Concurrency: one statement picks and reserves, INSERT INTO reservations SELECT (the first open item in the
+rater's order, its lowest free slot) ... RETURNING; on PostgreSQL the SELECT locks the picked item with
+FOR UPDATE SKIP LOCKED, so concurrent raters take different items instead of waiting (SQLite runs the
+statement under its database write lock). An IntegrityError from the unique constraints means a
+concurrent statement took that slot first (compare-and-set): the statement runs again. `next_item` is
+at most 3 queries: the rater's own live reservation, the pick, and the picked item with its relations
+(plus, at most once a second per process and campaign, the deletion of expired holds).
+
+Time per item is measured by the server: a reservation's `served_at` starts the rater's clock (when it is
+reserved, served again for re-scoring, or, for items held ahead, at the rater's last save), and an answer
+stores `server_seconds` from there to the save (a revision: from the version it replaces) beside the
+`seconds_spent` the browser reports; flags and statistics use the server's figure.
 
 Answers are an append-only history with idempotent saves (`client_id`) and optimistic concurrency
 (`base_revision`; a stale one raises StaleAnswer, HTTP 412 in the APIs).
@@ -31,10 +39,13 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, Subquery, Value
+from contextlib import nullcontext
+
+from django.db import IntegrityError, connections, transaction
+from django.db.models import Case, Count, DateTimeField, Exists, F, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -44,7 +55,7 @@ from core.services import audit
 
 RESCORE_AFTER = 10  # first-pass answers a rater needs before any re-scoring
 RESCORE_GAP = 5  # first-pass answers given since an item's answer before it is served again
-CANDIDATES = 4  # items locked per round
+CANDIDATES = 4  # recordings looked at per round (whole-recording unit)
 ROUNDS = 8
 MAX_AHEAD = 5  # items a page may hold ahead of the one on screen
 RELEASE_EVERY_S = 1.0
@@ -53,6 +64,10 @@ MAX_SECONDS_SPENT = 24 * 3600  # time on one item: more is a clock error, not wo
 
 class NotReserved(Exception):
     """A first answer without the rater's reservation of the item (and no free slot to take)."""
+
+
+class AnswerConflict(Exception):
+    """The answer was given under terms that changed since the item was served (e.g. its rubric): HTTP 409."""
 
 
 class StaleAnswer(Exception):
@@ -74,7 +89,7 @@ def key_dwell_ms(value) -> int:
     """A campaign's key dwell, checked: how long (ms) an item is shown before answer keys count."""
     try:
         dwell = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"key_dwell_ms must be a whole number of milliseconds, got {value!r}") from None
     if not 0 <= dwell <= MAX_KEY_DWELL_MS:
         raise InputError(f"key_dwell_ms must be between 0 and {MAX_KEY_DWELL_MS}")
@@ -94,6 +109,7 @@ class WorkQueue:
     def __init__(self, *, items, reservations, answers):
         self.items, self.reservations, self.answers = items, reservations, answers
         self._last_release: dict[int, float] = {}  # campaign id -> monotonic time of this process's last release
+        self._statements: dict[tuple, tuple] = {}  # compiled pick statements (_reserve_statement)
 
     # --- hooks ---------------------------------------------------------------------------------
 
@@ -101,13 +117,27 @@ class WorkQueue:
         """The order in which the rater is served open items (queue position by default)."""
         return items.order_by("position")
 
+    def open_in_order(self, campaign, rater):
+        """The items open for the rater in the order they are served (what `reserve_one` picks from)."""
+        return self.order(self.open_items(campaign, rater), campaign, rater)
+
     def reserve_one(self, campaign, rater, now):
         """A new reservation for the rater, or None when nothing is open for them."""
-        return self.reserve_from(campaign, rater, self.order(self.open_items(campaign, rater), campaign, rater), now)
+        return self.reserve_from(campaign, rater, lambda: self.open_in_order(campaign, rater), now,
+                                 key=self.statement_key(campaign, rater))
+
+    def statement_key(self, campaign, rater):
+        """All that the pick statement of `reserve_one` depends on besides the times (it is compiled once per
+        key, see _reserve_statement), or None where it depends on data too (it is compiled every time)."""
+        return campaign.pk, campaign.overlap, getattr(campaign, "sample_seed", None), rater.pk
 
     def clean(self, campaign, fields: dict) -> dict:
         """The answer's fields, checked (raise core.exceptions.InputError naming the problem)."""
         return fields
+
+    def check_in_transaction(self, campaign, fields: dict) -> None:
+        """Called first inside the save's transaction: lock and check again what the answer was given under
+        (raise AnswerConflict to refuse it)."""
 
     def after_save(self, campaign, rater, item, now) -> None:
         """Called inside the save's transaction (e.g. to extend a hold)."""
@@ -148,37 +178,83 @@ class WorkQueue:
                 .alias(taken=self._slots_taken(), mine=Exists(mine))
                 .filter(taken__lt=campaign.overlap, mine=False))
 
-    def _try_reserve(self, campaign, rater, item, now):
-        used = set(self.reservations.objects.filter(item=item).values_list("slot", flat=True))
-        free = [s for s in range(campaign.overlap) if s not in used]
-        if not free:
-            return None
-        try:
-            with transaction.atomic():
-                return self.reservations.objects.create(item=item, slot=free[0], rater=rater,
-                                                        expires_at=self.expiry(campaign, now))
-        except IntegrityError:
-            return None  # taken meanwhile (slot) or already ours: the next candidate
+    def _free_slot(self, overlap: int):
+        """SQL, per item: the lowest of its `overlap` slots that no reservation holds."""
+        def held(slot):
+            return Exists(self.reservations.objects.filter(item=OuterRef("pk"), slot=slot))
+        return Case(*(When(~held(slot), then=Value(slot)) for slot in range(overlap)), output_field=IntegerField())
 
-    def reserve_from(self, campaign, rater, items, now):
-        """A reservation of the first free item of `items` (ordered; the item comes with `item_related`);
-        None only when none is open for the rater.
+    def _reserve_statement(self, campaign, rater, items, now, key=None) -> tuple[str, list]:
+        """INSERT INTO reservations SELECT the first of `items` (a queryset, or a function that builds it) with its
+        lowest free slot ... RETURNING the new reservation's id; on PostgreSQL the picked item row is locked FOR
+        UPDATE SKIP LOCKED. Building and compiling the ORM query is most of a `next`'s CPU: with a `key` (all the
+        statement depends on besides the times) it is compiled once with placeholder times, which each call
+        replaces in the parameters."""
+        times = {"expires_at": self.expiry(campaign, now), "created_at": timezone.now(), "served_at": now}
+        db = self.items.objects.db
+        prep = DateTimeField().get_db_prep_value
+        cached = self._statements.get((db, key)) if key is not None else None
+        if cached is None:
+            placeholders = {name: datetime(2999, 12, 31, 23, 59, 59, n, tzinfo=dt_timezone.utc)
+                            for n, name in enumerate(times, start=1)}
+            sql, params = self._compile_reserve(campaign, rater, items() if callable(items) else items,
+                                                placeholders if key is not None else times)
+            if key is None:
+                return sql, params
+            where = {name: [i for i, p in enumerate(params) if p == prep(placeholders[name], connections[db])]
+                     for name in times}
+            if any(len(found) != 1 for found in where.values()):  # not found once each: compile every time
+                return self._compile_reserve(campaign, rater, items() if callable(items) else items, times)
+            if len(self._statements) > 10_000:
+                self._statements.clear()
+            cached = self._statements[(db, key)] = (sql, params, {name: found[0] for name, found in where.items()})
+        sql, params, where = cached
+        params = list(params)
+        for name, index in where.items():
+            params[index] = prep(times[name], connections[db])
+        return sql, params
+
+    def _compile_reserve(self, campaign, rater, items, times) -> tuple[str, list]:
+        connection = connections[items.db]
+        quote = connection.ops.quote_name
+        meta = self.reservations._meta
+        values = {"item": F("pk"), "slot": self._free_slot(campaign.overlap), "rater": Value(rater.pk),
+                  "expires_at": Value(times["expires_at"], DateTimeField()), "labelled": Value(False),
+                  "created_at": Value(times["created_at"], DateTimeField()),
+                  "served_at": Value(times["served_at"], DateTimeField())}
+        picked = items.annotate(**{f"reserve_{name}": value for name, value in values.items()})
+        picked = picked.values_list(*(f"reserve_{name}" for name in values))[:1]
+        select, params = picked.query.get_compiler(using=items.db).as_sql()
+        if connection.features.has_select_for_update_skip_locked:
+            select += " " + connection.ops.for_update_sql(skip_locked=True, of=(quote(self.items._meta.db_table),))
+        columns = ", ".join(quote(meta.get_field(name).column) for name in values)
+        return (f"INSERT INTO {quote(meta.db_table)} ({columns}) {select} RETURNING {quote(meta.pk.column)}",
+                list(params))
+
+    def reserve_from(self, campaign, rater, items, now, key=None):
+        """A reservation of the first free item of `items` (ordered; or a function that builds them; `key`: see
+        `_reserve_statement`), the item with `item_related`; None only when none is open for the rater.
 
         Rows other raters are reserving right now are skipped (PostgreSQL); when every open row is
         locked that way, it tries again shortly rather than answer "nothing left" while items remain.
         """
+        sql, params = self._reserve_statement(campaign, rater, items, now, key)
+        connection = connections[self.items.objects.db]
         for attempt in range(ROUNDS):
-            candidates = list(items.select_related(*self.item_related)
-                              .select_for_update(skip_locked=True, of=("self",))[:CANDIDATES])
-            if not candidates:
-                if not items.exists():
-                    return None
-                time.sleep(0.005 * (attempt + 1))
-                continue
-            for item in candidates:
-                reservation = self._try_reserve(campaign, rater, item, now)
-                if reservation is not None:
-                    return reservation
+            try:
+                # a savepoint only inside a caller's transaction; alone, the statement is its own transaction
+                with transaction.atomic(using=connection.alias) if connection.in_atomic_block else nullcontext():
+                    with connection.cursor() as cursor:
+                        cursor.execute(sql, params)
+                        row = cursor.fetchone()
+            except IntegrityError:
+                continue  # a concurrent statement took that slot (or the rater's other tab the item): pick again
+            if row is not None:
+                return (self.reservations.objects.select_related(*(f"item__{name}" for name in self.item_related))
+                        .get(pk=row[0]))
+            if not (items() if callable(items) else items).exists():
+                return None
+            time.sleep(0.005 * (attempt + 1))  # every open item is being reserved by someone right now
         return None
 
     def _held(self, campaign, rater, now):
@@ -196,19 +272,27 @@ class WorkQueue:
     def next_item(self, campaign, rater, now=None):
         """(item, rescore) for the rater, reserving a slot; None when nothing is left for them.
 
-        The item comes with `item_related` loaded; a first-pass item is served from the rater's unanswered
-        reservation, so the rater has no answer to it yet."""
+        The item comes with `item_related` loaded (a first-pass item with its reservation as `item.hold`); a
+        first-pass item is served from the rater's unanswered reservation, so the rater has no answer to it yet.
+        At most 3 queries without re-scoring (own reservation; pick and reserve; the item)."""
         self.release_expired(campaign, now)
         now = _now(now)
-        with transaction.atomic():
-            own = self._held_items(campaign, self._held(campaign, rater, now)).first()
-            if own is not None:
-                return own.item, False
-            rescore = self.pending_rescore(campaign, rater)
-            if rescore is not None:
-                return rescore, True
-            reservation = self.reserve_one(campaign, rater, now)
-            return (reservation.item, False) if reservation is not None else None
+        own = self._held_items(campaign, self._held(campaign, rater, now)).first()
+        if own is not None:
+            return self._serve(own), False
+        rescore = self.pending_rescore(campaign, rater)
+        if rescore is not None:
+            self.reservations.objects.filter(item=rescore, rater=rater).update(served_at=now)  # its clock starts
+            return rescore, True
+        reservation = self.reserve_one(campaign, rater, now)
+        return (self._serve(reservation), False) if reservation is not None else None
+
+    @staticmethod
+    def _serve(reservation):
+        """The reservation's item, with the reservation as `item.hold` (its expiry, without another query)."""
+        item = reservation.item
+        item.hold = reservation
+        return item
 
     def reserve_ahead(self, campaign, rater, count: int, now=None) -> list[tuple[object, bool]]:
         """Up to `count` items for the rater, the next first: `next_item`'s, then further reservations in
@@ -223,10 +307,7 @@ class WorkQueue:
             for _ in range(count - held.count()):
                 if self.reserve_one(campaign, rater, now) is None:
                     break
-        return [(r.item, False) for r in self._held_items(campaign, held)[:count]]
-
-    def reservation_of(self, campaign, rater, item):
-        return self.reservations.objects.filter(item=item, rater=rater, item__campaign=campaign).first()
+        return [(self._serve(r), False) for r in self._held_items(campaign, held)[:count]]
 
     def change_overlap(self, campaign, overlap: int) -> None:
         """Set `campaign.overlap` (the caller saves it, under the campaign's row lock): refused below the answers
@@ -321,7 +402,7 @@ class WorkQueue:
             raise InputError(f"client_id must be a UUID, got {client_id!r}") from None
         existing = self.answers.objects.filter(client_id=client_id).first()
         if existing is not None:
-            return self._same_save(existing, rater, item), False
+            return self._same_save(existing, rater, item, self.clean(campaign, {**fields, "seconds_spent": None})), False
         if seconds_spent is not None:
             try:
                 seconds_spent = float(seconds_spent)
@@ -340,47 +421,74 @@ class WorkQueue:
         fields = {**self.clean(campaign, {**fields, "seconds_spent": seconds_spent}), "client_id": client_id}
         try:
             with transaction.atomic():
+                self.check_in_transaction(campaign, fields)
                 current = self.visible(campaign, rater, item)
                 if current is None or (base_revision is None and not current.rescore
                                        and self.is_rescore_due(campaign, rater, item)):
                     if base_revision is not None:
                         raise StaleAnswer(None)
                     rescore = current is not None
-                    if not rescore:
-                        self._claim_slot(campaign, rater, item)
-                    answer = self.answers.objects.create(item=item, rater=rater, rescore=rescore, revision=1, **fields)
+                    served = self._served_at(item, rater) if rescore else self._claim_slot(campaign, rater, item)
+                    answer = self.answers.objects.create(item=item, rater=rater, rescore=rescore, revision=1, **fields,
+                                                         **self.timed(campaign, served, now))
                     audit.record(ChangeRecord.CREATE, answer, actor=rater, after=audit.snapshot(answer))
                 else:
                     if base_revision != current.revision:
                         raise StaleAnswer(current.revision)
                     answer = self.answers.objects.create(item=item, rater=rater, rescore=current.rescore,
-                                                         revision=current.revision + 1, replaces=current, **fields)
+                                                         revision=current.revision + 1, replaces=current, **fields,
+                                                         **self.timed(campaign, current.created_at, now))
                     audit.record(ChangeRecord.REVISE, answer, actor=rater, before=audit.snapshot(current),
                                  after=audit.snapshot(answer))
+                # the clock of items the rater holds ahead starts now: the next one is on screen from here
+                self.reservations.objects.filter(item__campaign=campaign, rater=rater, labelled=False) \
+                    .update(served_at=now)
                 self.after_save(campaign, rater, item, now)
                 return answer, True
         except IntegrityError:
             # A concurrent save: the same client_id (a retry) or the same revision from another tab.
             existing = self.answers.objects.filter(client_id=client_id).first()
             if existing is not None:
-                return self._same_save(existing, rater, item), False
+                return self._same_save(existing, rater, item, fields), False
             current = self.visible(campaign, rater, item)
             raise StaleAnswer(current.revision if current else None) from None
 
-    @staticmethod
-    def _same_save(answer, rater, item):
+    NOT_COMPARED = frozenset({"client_id", "seconds_spent", "rubric", "fast", "accepted"})
+
+    def _same_save(self, answer, rater, item, cleaned: dict):
+        """The answer a retried save (same client_id) made; refused when the retry is another answer."""
         if answer.rater_id != rater.pk or answer.item_id != item.pk:
             raise InputError("client_id was already used for another answer; send a new UUID for each save")
+        changed = sorted(key for key, value in cleaned.items()
+                         if key not in self.NOT_COMPARED and getattr(answer, key, value) != value)
+        if changed:
+            raise InputError(f"client_id was already used for a save with another {', '.join(changed)}; "
+                             "send a new UUID for each save")
         return answer
 
+    def timed(self, campaign, served, now) -> dict:
+        """The answer's fields measured by the server: `server_seconds` from `served` (when the rater's clock on
+        the item started) to the save; a subclass adds what it derives from them (e.g. a fast flag)."""
+        return {"server_seconds": None if served is None else round(max(0.0, (now - served).total_seconds()), 3)}
+
+    def _served_at(self, item, rater):
+        """When the rater's clock on the item started (their reservation's `served_at`, else its creation)."""
+        return (self.reservations.objects.filter(item=item, rater=rater)
+                .values_list(Coalesce("served_at", "created_at"), flat=True).first())
+
     def _claim_slot(self, campaign, rater, item):
-        """Mark the rater's own reservation answered: its slot is kept for good. No reservation: NotReserved."""
+        """Mark the rater's own reservation answered: its slot is kept for good; returns when the item was served
+        to the rater (`_served_at`). No reservation: NotReserved."""
         mine = self.reservations.objects.filter(item=item, rater=rater)
-        list(self.items.objects.select_for_update().filter(pk=item.pk))  # last slots answered one at a time
+        served = mine.filter(labelled=False).values(at=Coalesce("served_at", "created_at"))[:1]
+        # the item's row locked: last slots answered one at a time; with it, when the rater's reservation was served
+        locked = (self.items.objects.select_for_update(of=("self",)).filter(pk=item.pk)
+                  .values_list(Subquery(served), flat=True))
+        started = next(iter(locked), None)
         if mine.filter(labelled=False).update(labelled=True):
             if self.reservations.objects.filter(item=item, labelled=True).count() >= campaign.overlap:
                 self.items.objects.filter(pk=item.pk).update(complete=True)  # answered slots are kept for good
-            return
+            return started
         if mine.filter(labelled=True).exists():
             current = self.visible(campaign, rater, item)  # answered meanwhile from another tab
             raise StaleAnswer(current.revision if current else None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.parsers import expat
 
-from datasets.constants import EPOCH_SECONDS, RULE_IDS, UNSCORED
+from datasets.constants import EPOCH_SECONDS, MAX_HYPNOGRAM_SECONDS, MAX_RATIONALE_CHARS, RULE_IDS, UNSCORED
 from datasets.exceptions import InputError
 
 FORMATS = ("edf-annotations", "nsrr-xml", "csv", "per-line", "mass-ex")
@@ -215,10 +215,12 @@ def _detect_format(path: Path) -> str:
 def _read_edf_annotations(path: Path, onset: float) -> Hypnogram:
     import mne
 
+    from datasets.services.psg import shown_bytes
+
     with path.open("rb") as handle:
         version = handle.read(8)
     if version not in (b"0       ", b"\xffBIOSEMI"):
-        raise InputError(f"{path}: not an EDF+/BDF+ file (header starts with {version!r})")
+        raise InputError(f"{path}: not an EDF+/BDF+ file (header starts with {shown_bytes(version)})")
     try:
         annotations = mne.read_annotations(path)
     except Exception as error:  # mne raises many types for unreadable files
@@ -240,6 +242,8 @@ def _from_annotations(annotations, source: str, shift: float) -> Hypnogram:
                     f"{source}: {where}: unknown stage label; expected one of {', '.join(EDF_STAGE_MAP)}"
                 )
             continue
+        if not (math.isfinite(start) and math.isfinite(duration)):
+            raise InputError(f"{source}: {where}: onset and duration must be finite numbers of seconds")
         if duration <= 0:
             pointlike += 1
             duration = EPOCH_SECONDS
@@ -315,7 +319,10 @@ def _read_csv(path: Path, onset: float) -> Hypnogram:
             f"(comma, tab or semicolon separated); found {header.strip()[:80]!r}"
         )
     rows = _csv_rows(text, delimiter, path)
-    columns = [c.strip().lower() for c in next(rows)[1]]
+    columns = [c.strip().lower() for c in next(rows, (1, []))[1]]
+    if not set(CSV_COLUMNS) <= set(columns):  # the split found them, but the quoting of the header hides one
+        raise InputError(f"{path}: line 1: header must name the columns onset, duration and stage; read as CSV it "
+                         f"names {', '.join(repr(c[:20]) for c in columns[:8])}")
     index = {name: columns.index(name) for name in CSV_COLUMNS}
     stage_map = _lower_keys(TEXT_STAGE_MAP)
     intervals = []
@@ -327,7 +334,7 @@ def _read_csv(path: Path, onset: float) -> Hypnogram:
         stage = stage_map.get(_stage_token(label))
         if stage is None:
             raise InputError(
-                f"{path}: {where}: unknown stage {label!r}; expected one of {', '.join(TEXT_STAGE_MAP)}"
+                f"{path}: {where}: unknown stage {label[:40]!r}; expected one of {', '.join(TEXT_STAGE_MAP)}"
             )
         start = _number(row[index["onset"]], path, where, "onset")
         duration = _number(row[index["duration"]], path, where, "duration")
@@ -344,12 +351,12 @@ def _read_per_line(path: Path, onset: float) -> Hypnogram:
     for line_no, line in enumerate(lines, start=1):
         tokens = line.split()
         if len(tokens) != 1:
-            problem = f"expected one stage, found {line.strip()!r}" if tokens else "blank line inside the hypnogram"
+            problem = f"expected one stage, found {line.strip()[:40]!r}" if tokens else "blank line inside the hypnogram"
             raise InputError(f"{path}: line {line_no}: {problem}")
         stage = stage_map.get(_stage_token(tokens[0]))
         if stage is None:
             raise InputError(
-                f"{path}: line {line_no}: unknown stage {tokens[0]!r}; "
+                f"{path}: line {line_no}: unknown stage {tokens[0][:40]!r}; "
                 f"expected one of {', '.join(TEXT_STAGE_MAP)}"
             )
         onset_s = onset + (line_no - 1) * EPOCH_SECONDS
@@ -373,13 +380,15 @@ def read_mass_ex_rows(path) -> list[MassExRow]:
     index = {name: columns.index(name) for name in columns}
     has_reasoning = "reasoning_text" in index
     result: list[MassExRow] = []
+    custom_ids: dict[str, str] = {}
     for line_no, row in rows:
         where = f"line {line_no}"
         if len(row) != len(columns):
             raise InputError(f"{path}: {where}: expected {len(columns)} fields, found {len(row)}")
         n_text = row[index["N"]].strip()
-        if not n_text.isdigit():
-            raise InputError(f"{path}: {where}: N must be a non-negative integer, found {n_text!r}")
+        if not re.fullmatch(r"[0-9]{1,9}", n_text):
+            raise InputError(f"{path}: {where}: N must be a non-negative integer (at most 9 digits), "
+                             f"found {n_text[:40]!r}")
         n = int(n_text)
         if result and n <= result[-1].n:
             problem = "duplicates" if n == result[-1].n else "comes before"
@@ -387,18 +396,27 @@ def read_mass_ex_rows(path) -> list[MassExRow]:
                 f"{path}: {where}: epoch N={n} {problem} N={result[-1].n} of the previous row; "
                 "rows must be sorted by N without duplicates"
             )
+        custom_id = row[index["custom_id"]].strip()
+        if custom_id in custom_ids:
+            raise InputError(f"{path}: {where}: custom_id {custom_id[:80]!r} repeats that of {custom_ids[custom_id]}; "
+                             "each row needs its own custom_id")
+        custom_ids[custom_id] = where
         label = row[index["Stage"]].strip()
         if label not in MASS_EX_STAGE_MAP:
             raise InputError(
-                f"{path}: {where}: unknown stage {label!r}; expected one of {', '.join(MASS_EX_STAGE_MAP)}"
+                f"{path}: {where}: unknown stage {label[:40]!r}; expected one of {', '.join(MASS_EX_STAGE_MAP)}"
             )
         rule_ids = tuple(r.strip() for r in row[index["applicable_rules"]].split(",") if r.strip())
         for rule_id in rule_ids:
             if rule_id not in RULE_IDS:
                 raise InputError(
-                    f"{path}: {where}: unknown rule id {rule_id!r}; expected ids from {', '.join(RULE_IDS)}"
+                    f"{path}: {where}: unknown rule id {rule_id[:40]!r} in applicable_rules; "
+                    f"expected ids from {', '.join(RULE_IDS)}"
                 )
         rationale = row[index["reasoning_text"]].strip() if has_reasoning else ""
+        if len(rationale) > MAX_RATIONALE_CHARS:
+            raise InputError(f"{path}: {where}: reasoning_text has {len(rationale):,} characters, "
+                             f"more than {MAX_RATIONALE_CHARS:,}")
         result.append(MassExRow(n, MASS_EX_STAGE_MAP[label], rule_ids, rationale, row[index["Subject"]].strip(), where))
     return result
 
@@ -419,8 +437,15 @@ def _assemble(intervals: list[_Interval], fmt: str, source: str, notes: list[str
     if not intervals:
         return Hypnogram(epochs, fmt, source, notes)
     first = intervals[0].onset
+    if first < -TOLERANCE_S:
+        raise InputError(f"{source}: {intervals[0].where}: onset {first:g} s is before the recording start")
     end = first
     for interval in intervals:
+        if interval.onset + interval.duration - first > MAX_HYPNOGRAM_SECONDS:
+            raise InputError(
+                f"{source}: {interval.where}: the hypnogram would last past {MAX_HYPNOGRAM_SECONDS / 86400:g} days "
+                f"(interval at {interval.onset:g} s lasting {interval.duration:g} s); a hypnogram covers one recording"
+            )
         count = _epoch_count(interval, source)
         steps = (interval.onset - first) / EPOCH_SECONDS
         if abs(steps - round(steps)) * EPOCH_SECONDS > TOLERANCE_S:
@@ -487,7 +512,7 @@ def _number(text: str | None, path: Path, where: str, field: str) -> float:
     except (TypeError, ValueError):
         value = math.nan
     if not math.isfinite(value):
-        raise InputError(f"{path}: {where}: {field} must be a number of seconds, found {text!r}")
+        raise InputError(f"{path}: {where}: {field} must be a number of seconds, found {(text or '')[:40]!r}")
     return value
 
 

@@ -8,6 +8,7 @@ keeps the upload, so the job can be retried.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextlib import nullcontext
 from functools import partial
@@ -16,8 +17,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
+from core.models import ChangeRecord, database_lost
+from core.services import audit
 from core.services.queue import send
+from core.storage import StorageFull
 from datasets.exceptions import InputError
 from datasets.models import ImportJob, Recording
 from datasets.services import storage
@@ -79,12 +84,19 @@ def submit_upload(*, upload, cohort: str, hypnogram=None, hypnogram_format: str 
                      channel_map=channel_map, mains_hz=mains_hz, trim_to_hypnogram=trim_to_hypnogram,
                      massex_name=massex.name if massex else "", massex_contiguous=massex_contiguous,
                      subject_id=subject_id, user=user)
-    folder = f"uploads/{job.pk}"
+    folder, stored = f"uploads/{job.pk}", []
+
+    def store(file) -> str:
+        stored.append(default_storage.save(f"{folder}/{_safe_name(file.name)}", file))
+        return stored[-1]
+
     try:
-        source_path = default_storage.save(f"{folder}/{_safe_name(upload.name)}", upload)
-        hypnogram_path = default_storage.save(f"{folder}/{_safe_name(hypnogram.name)}", hypnogram) if hypnogram else ""
-        massex_path = default_storage.save(f"{folder}/{_safe_name(massex.name)}", massex) if massex else ""
-    except Exception as exc:
+        source_path = store(upload)
+        hypnogram_path = store(hypnogram) if hypnogram else ""
+        massex_path = store(massex) if massex else ""
+    except Exception as exc:  # e.g. core.storage.StorageFull: the request answers 507 (config.middleware)
+        for name in stored:  # the job's own upload folder, shared with nothing
+            default_storage.delete(name)
         job.fail(f"the upload could not be stored: {exc}")
         raise
     with transaction.atomic():
@@ -101,15 +113,41 @@ def _safe_name(name: str) -> str:
     return base if len(base) <= 200 else base[-200:]
 
 
-def retry(job: ImportJob) -> ImportJob:
-    """Queue a failed import again when its upload was kept (the failure was not the file's fault)."""
+def retry_refusal(job: ImportJob) -> str:
+    """Why `job` cannot be queued again, in words; '' when it can (a failed import whose upload was kept)."""
     if job.state != ImportJob.FAILED:
-        raise InputError(f"import #{job.pk} is {job.state}: only a failed import can be retried")
-    if job.source_in_storage and not default_storage.exists(job.source_path):
-        raise InputError(f"import #{job.pk}: its upload is gone (it failed on bad input); upload the file again")
+        return f"import #{job.pk} is {job.state}: only a failed import can be retried"
+    if job.source_in_storage and not (job.source_path and default_storage.exists(job.source_path)):
+        return (f"import #{job.pk}: the uploaded file {job.source_name} was removed when it failed on its content; "
+                "upload it again (corrected) to import it")
+    return ""
+
+
+def retry(job: ImportJob, *, user=None) -> ImportJob:
+    """Queue a failed import again, the same job on the same upload (kept when the failure was not the file's)."""
+    refusal = retry_refusal(job)
+    if refusal:
+        raise InputError(refusal)
     with transaction.atomic():
-        job.reopen(message="queued again")
+        before = audit.snapshot(job)
+        if not job.reopen(message="queued again", dismissed_at=None):
+            raise InputError(f"import #{job.pk} changed state meanwhile; reload its page")
+        job.refresh_from_db()
+        audit.record(ChangeRecord.UPDATE, job, actor=user, before=before, after=audit.snapshot(job))
         send(RUN_TASK, (job.pk,))
+    return job
+
+
+def dismiss(job: ImportJob, *, user=None) -> ImportJob:
+    """Leave a failed or cancelled import out of the job lists; its row and change records stay."""
+    if job.state not in (ImportJob.FAILED, ImportJob.CANCELLED):
+        raise InputError(f"import #{job.pk} is {job.state}: only a failed or cancelled import can be dismissed")
+    with transaction.atomic():
+        before = audit.snapshot(job)
+        dismissed = ImportJob.objects.filter(pk=job.pk, dismissed_at__isnull=True).update(dismissed_at=timezone.now())
+        job.refresh_from_db()
+        if dismissed:
+            audit.record(ChangeRecord.UPDATE, job, actor=user, before=before, after=audit.snapshot(job))
     return job
 
 
@@ -130,6 +168,11 @@ class JobProgress:
         if not self.job.report_progress(fraction=fraction, done=done, total=total, message=message):
             raise JobCancelled(f"import #{self.job.pk} is no longer running")
 
+    def guard(self) -> None:
+        """Inside the transaction of the import's rows: refuse them unless the job still runs under this lease."""
+        if not self.job.still_held():
+            raise JobCancelled(f"import #{self.job.pk} is no longer running under this worker's lease")
+
 
 def run_job(job_id: int, echo: Progress | None = None, *, queue: str = "", worker: str = "") -> ImportJob:
     """Run one import job to its end; bad input marks it failed with the message, never raises.
@@ -142,12 +185,15 @@ def run_job(job_id: int, echo: Progress | None = None, *, queue: str = "", worke
         return job
     keep_upload = False
     finish = None  # the job's final transition, made only after its files are gone (pollers see a clean end)
+    given_names = {}  # local path of each file -> the name the curator gave it, which messages name
     try:
         if job.source_in_storage and not job.source_path:
             raise InputError("the upload never reached storage; upload the file again")
         with storage.local_path(job.source_path, job.source_in_storage) as psg_path, \
                 _optional_path(job.hypnogram_path, job.source_in_storage) as hypnogram_path, \
                 _optional_path(job.massex_path, job.source_in_storage) as massex_path:
+            given_names.update({psg_path: job.source_name, hypnogram_path: job.hypnogram_name,
+                                massex_path: job.massex_name})
             request = ImportRequest(
                 path=psg_path, cohort=job.cohort_name, source_name=job.source_name,
                 hypnogram=hypnogram_path, hypnogram_format=job.hypnogram_format or None,
@@ -155,32 +201,60 @@ def run_job(job_id: int, echo: Progress | None = None, *, queue: str = "", worke
                 trim_to_hypnogram=job.trim_to_hypnogram, massex=massex_path, massex_contiguous=job.massex_contiguous,
                 subject_id=job.subject_id,
             )
-            recording, created = import_psg(request, user=job.created_by, progress=JobProgress(job, echo))
+            progress = JobProgress(job, echo)
+            recording, created = import_psg(request, user=job.created_by, progress=progress, guard=progress.guard)
     except InputError as exc:
-        finish = partial(job.fail, str(exc))
+        finish = partial(job.fail, in_given_names(str(exc), given_names))
     except JobCancelled:
         pass
-    except Exception as exc:  # unexpected: keep the job honest and the upload for a retry; log for operators
-        log.exception("import job %s failed", job.pk)
+    except StorageFull as exc:  # not the file's fault: keep the upload for a retry once there is room
         keep_upload = True
-        finish = partial(job.fail, f"internal error: {exc}",
-                         message="failed; the upload is kept, the import can be retried")
+        finish = partial(job.fail, str(exc),
+                         message="failed: storage is full; the upload is kept, the import can be retried")
+    except Exception as exc:
+        if database_lost(exc):  # its save rolled back; the files it stored are the sweep's
+            log.warning("import job %s lost its database connection: %s", job.pk, exc)
+            keep_upload = True
+            finish = partial(job.retry_after_database_loss,
+                             "The database connection was lost while importing (nothing was saved); "
+                             "the upload is kept, retry the import.")
+        else:  # unexpected: keep the job honest and the upload for a retry; log for operators
+            log.exception("import job %s failed", job.pk)
+            keep_upload = True
+            detail = f" ({exc.strerror or exc})" if isinstance(exc, OSError) else ""  # e.g. "No space left on device"
+            finish = partial(job.fail, f"The import stopped on an unexpected problem{detail}, logged for the "
+                                       "operators; nothing was saved, the upload is kept and the import can be retried.",
+                             message="failed; the upload is kept, the import can be retried")
     else:
         message = "imported" if created else f"already imported as recording #{recording.pk}: nothing new created"
         if created and recording.identity_findings:
             message += (f"; {len(recording.identity_findings)} names or dates found in annotation and hypnogram "
                         "texts, kept out (listed on the recording)")
         finish = partial(job.succeed, message, recording=recording)
-    if job.lease_lost():  # another worker took the import over: the upload is its to read and delete
-        log.warning("import job %s: taken over by another worker, this run stops", job.pk)
-        return ImportJob.objects.get(pk=job.pk)
-    if job.source_in_storage and not keep_upload:
-        for name in filter(None, (job.source_path, job.hypnogram_path, job.massex_path)):
-            default_storage.delete(name)
-    if finish:
-        finish()
+    with transaction.atomic():  # the row locked while held: no takeover between the check and the deletes
+        if not job.still_held() and job.lease_lost():
+            # another worker took the import over: the upload is its to read and delete
+            log.warning("import job %s: taken over by another worker (lease %s lost), this run stops and writes "
+                        "nothing", job.pk, job.held_lease)
+            return ImportJob.objects.get(pk=job.pk)
+        if job.source_in_storage and not keep_upload:
+            for name in filter(None, (job.source_path, job.hypnogram_path, job.massex_path)):
+                default_storage.delete(name)
+        if finish:
+            finish()
     job.refresh_from_db()
     return job
+
+
+def in_given_names(message: str, given_names: dict) -> str:
+    """`message` naming each file as the curator gave it, not by its path on this machine (a storage folder or a
+    temporary copy: the stored name may differ from the uploaded one)."""
+    for path, given in given_names.items():
+        if path is not None and given:
+            message = message.replace(str(path), given)
+            if path.name != given:
+                message = re.sub(rf"(?<![\w.-]){re.escape(path.name)}(?![\w.-])", given, message)
+    return message
 
 
 def _optional_path(name: str, in_storage: bool):

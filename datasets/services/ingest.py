@@ -65,14 +65,18 @@ def find_existing(path: Path) -> Recording | None:
     return Recording.objects.filter(sha256=storage.file_sha256(path)).first()
 
 
-def import_psg(request: ImportRequest, *, user=None, progress: Progress = _no_progress) -> tuple[Recording, bool]:
-    """Import a PSG file; return (recording, created). The same file (SHA-256) imports once."""
+def import_psg(request: ImportRequest, *, user=None, progress: Progress = _no_progress,
+               guard: Callable[[], None] | None = None) -> tuple[Recording, bool]:
+    """Import a PSG file; return (recording, created). The same file (SHA-256) imports once.
+
+    `guard` runs inside the transaction of the rows, before any is written, and raises to refuse them (a job
+    whose worker lost its lease); the content-addressed files stored before are then the storage sweep's."""
     sha = storage.file_sha256(request.path)
     with named_lock(f"import:{sha}"):
-        return _import_locked(request, sha, user, progress)
+        return _import_locked(request, sha, user, progress, guard)
 
 
-def _import_locked(request: ImportRequest, sha: str, user, progress: Progress) -> tuple[Recording, bool]:
+def _import_locked(request: ImportRequest, sha: str, user, progress: Progress, guard=None) -> tuple[Recording, bool]:
     existing = Recording.objects.filter(sha256=sha).first()
     if existing is not None:
         progress(1.0, existing.epoch_count, existing.epoch_count, f"already imported as recording #{existing.pk}")
@@ -108,7 +112,7 @@ def _import_locked(request: ImportRequest, sha: str, user, progress: Progress) -
     try:
         recording = _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, signal_name, images,
                           channel_notes + align_notes + prep_notes, user, findings=findings, original=original,
-                          native=(native_name, native_scales))
+                          native=(native_name, native_scales), guard=guard)
     except IntegrityError:
         existing = Recording.objects.filter(sha256=sha).first()
         if existing is None:
@@ -291,7 +295,9 @@ def render_epochs(signals, derivations, scored, progress) -> list[tuple[str, str
 
 @transaction.atomic
 def _save(request, name, sha, header, raw, plan, hypnogram, scored, numbers, signal_name, images, notes,
-          user, *, findings: list[str], original: str, native: tuple[str, list[float]]) -> Recording:
+          user, *, findings: list[str], original: str, native: tuple[str, list[float]], guard=None) -> Recording:
+    if guard is not None:
+        guard()
     cohort, _ = Cohort.objects.get_or_create(name=request.cohort)
     cohort = Cohort.objects.select_for_update().get(pk=cohort.pk)
     measured = raw.info.get("meas_date")

@@ -46,11 +46,29 @@ def _field(raw: bytes, start: int, width: int) -> str:
     return raw[start : start + width].decode("latin-1").strip()
 
 
+def shown_bytes(raw: bytes) -> str:
+    """A file's bytes as a curator reads them: printable ASCII as is, anything else as hex, in quotes."""
+    return "'" + "".join(chr(b) if 32 <= b < 127 else f"\\x{b:02x}" for b in raw) + "'"
+
+
+# Common files picked by mistake, by their first bytes.
+SIGNATURES = ((b"PK\x03\x04", "a ZIP archive"), (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"),
+              (b"<?xml", "an XML file (a hypnogram?)"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"))
+
+
+def _looks_like(head: bytes) -> str:
+    """': it looks like a ZIP archive' and the like, for a file that is not EDF or BDF ('' when unknown)."""
+    kind = next((kind for start, kind in SIGNATURES if head.startswith(start)), None)
+    if kind is None and head[:64].isascii() and all(32 <= b < 127 or b in b"\r\n\t" for b in head[:64]):
+        kind = "a text file"
+    return f": it looks like {kind}" if kind else ""
+
+
 def _number(text: str, what: str, name: str, cast=float):
     try:
         return cast(text)
     except ValueError:
-        raise InputError(f"{name}: header field '{what}' is not a number: {text!r}") from None
+        raise InputError(f"{name}: header field '{what}' is not a number: {shown_bytes(text.encode('latin-1'))}") from None
 
 
 def read_header(path: Path) -> PsgHeader:
@@ -66,7 +84,8 @@ def read_header(path: Path) -> PsgHeader:
         elif head[:8] == b"0       ":
             file_format, sample_bytes = "EDF", 2
         else:
-            raise InputError(f"{name}: not an EDF or BDF file (the first 8 bytes are {head[:8]!r})")
+            raise InputError(f"{name}: not an EDF or BDF file{_looks_like(head)} (the first 8 bytes are "
+                             f"{shown_bytes(head[:8])}; an EDF file starts with '0' and seven spaces)")
         identity = {"patient": _field(head, 8, 80), "recording": _field(head, 88, 80),
                     "startdate": _field(head, 168, 8), "starttime": _field(head, 176, 8)}
         reserved = _field(head, 192, 44)

@@ -4,12 +4,15 @@ Every chunk writes its predictions batch by batch with the (epoch, model version
 guard, so a chunk that is redelivered after a worker crash redoes only what is missing and never
 duplicates. The job's counters grow by F() with the rows a batch really inserted (counted under the
 job row's lock), and a job ends when every target epoch has a prediction of its model version,
-whichever job wrote it: two overlapping runs of one version both finish.
+whichever job wrote it: two overlapping runs of one version both finish. Every chunk runs under the
+job's lease (the first chunk claims it, a chunk finding the job silent past the lease takes it over, the
+others join it) and writes only while that lease holds: a stalled chunk woken after a takeover writes nothing.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from functools import lru_cache
 
 from django.core.files.storage import default_storage
@@ -27,12 +30,17 @@ from inference.services.evidence import check_predictions, epoch_starts
 from inference.services.parsing import parse_output
 
 CHUNK_SIZE = {ModelVersion.TRANSFORMERS: 64, ModelVersion.OPENAI: 64, ModelVersion.BASELINE: 120}
+log = logging.getLogger(__name__)
 NO_PRECEDING = "skipped: first epoch of its sequence, no preceding epoch for the three-image context"
 NO_SUBSEQUENT = "skipped: last epoch of its sequence, no subsequent epoch for the three-image context"
 
 
 class JobError(Exception):
     """A job cannot start or continue (bad target, bad model settings); the message says why."""
+
+
+class LeaseLost(Exception):
+    """The job is no longer RUNNING under the lease this chunk runs under (taken over, cancelled, finished)."""
 
 
 def target_epochs(*, cohort=None, recording=None):
@@ -121,10 +129,26 @@ def run_chunk(job_id: int, epoch_ids: list[int], *, queue: str = "", worker: str
     job = InferenceJob.objects.select_related("model_version").get(pk=job_id)
     if job.is_finished:
         return job.state
-    if job.state == InferenceJob.PENDING:  # the first chunk to arrive starts the job; a lost race leaves it RUNNING
-        job.claim(queue=queue, worker=worker)
-    elif worker:
-        InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.RUNNING).update(queue=queue, worker=worker)
+    # The first chunk to arrive starts the job (PENDING), a chunk finding it silent past the lease takes it
+    # over (the stalled chunks' writes are refused from then on); any other chunk joins the current lease.
+    if not job.claim(queue=queue, worker=worker):
+        if job.state != InferenceJob.RUNNING:
+            return job.state
+        job.held_lease = job.lease
+        if worker:
+            job._held(InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.RUNNING)).update(queue=queue,
+                                                                                               worker=worker)
+    try:
+        return _run_chunk(job, epoch_ids)
+    except LeaseLost:
+        job.refresh_from_db()
+        if job.state != InferenceJob.CANCELLED:
+            log.warning("inference job %s: lease %s lost (the job is %s under lease %s); this chunk's writes are "
+                        "refused", job.pk, job.held_lease, job.state, job.lease)
+        return job.state
+
+
+def _run_chunk(job: InferenceJob, epoch_ids: list[int]) -> str:
     model_version = job.model_version
     try:
         backend = backend_for(model_version)
@@ -132,7 +156,7 @@ def run_chunk(job_id: int, epoch_ids: list[int], *, queue: str = "", worker: str
     except (ValueError, OSError) as exc:
         job.fail(f"model version {model_version.name}: {exc}")
         return InferenceJob.FAILED
-    InferenceJob.objects.filter(pk=job.pk, version_hash="").update(version_hash=digest)
+    job._held(InferenceJob.objects.filter(pk=job.pk, version_hash="")).update(version_hash=digest)
     todo = (
         Epoch.objects.filter(id__in=epoch_ids)
         .exclude(predictions__model_version=model_version)
@@ -153,7 +177,10 @@ def run_chunk(job_id: int, epoch_ids: list[int], *, queue: str = "", worker: str
         predictions = [_prediction(job, e, out, digest, rules) for e, out in zip(batch, outputs)]
         check_predictions(predictions)
         _write(job, predictions)
-    InferenceJob.objects.filter(pk=job.pk).update(chunks_done=F("chunks_done") + 1)
+    with transaction.atomic():
+        if not job.still_held():
+            raise LeaseLost
+        InferenceJob.objects.filter(pk=job.pk).update(chunks_done=F("chunks_done") + 1)
     return finish_if_complete(job)
 
 
@@ -237,7 +264,8 @@ def _write(job: InferenceJob, predictions: list[Prediction]) -> None:
         return
     ids = [p.epoch_id for p in predictions]
     with transaction.atomic():
-        list(InferenceJob.objects.select_for_update().filter(pk=job.pk).values_list("pk"))
+        if not job.still_held():  # locks the job row for the count; another worker holds the job: write nothing
+            raise LeaseLost
         mine = Prediction.objects.filter(job=job, epoch_id__in=ids)
         before = set(mine.values_list("epoch_id", flat=True))
         Prediction.objects.bulk_create(predictions, ignore_conflicts=True)

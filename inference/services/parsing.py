@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from datasets.constants import RULE_IDS, STAGES
+from datasets.constants import MAX_RATIONALE_CHARS, RULE_IDS, STAGES
 
 OK, REPAIRED, FAILED = "ok", "repaired", "failed"
 FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
@@ -38,7 +38,7 @@ def parse_output(text: str, rule_ids: tuple[str, ...] | frozenset[str] = RULE_ID
         return ParsedOutput(FAILED, detail="no JSON object with a sleep_stage found")
     stage = _stage(obj.get("sleep_stage"))
     if stage is None:
-        return ParsedOutput(FAILED, detail=f"invalid sleep_stage {obj.get('sleep_stage')!r}")
+        return ParsedOutput(FAILED, detail=f"invalid sleep_stage {_short(obj.get('sleep_stage'))}")
     if stage != obj["sleep_stage"]:
         repairs = repairs + [f"sleep_stage {obj['sleep_stage']!r} read as {stage}"]
     missing = [f"{key} missing" for key in ("applicable_rules", "reasoning_text") if obj.get(key) is None]
@@ -144,13 +144,17 @@ def _rules(value, rule_ids) -> tuple[list[str], list[str], list[str]]:
         else:
             unknown.append(rule or _short(item))
     unknown = list(dict.fromkeys(unknown))
-    return list(dict.fromkeys(known)), unknown, [f"unknown rule ids dropped: {', '.join(unknown)}"] if unknown else []
+    return list(dict.fromkeys(known)), unknown, [f"unknown rule ids dropped: {', '.join(u[:40] for u in unknown[:20])}"] if unknown else []
 
 
 def _rationale(value) -> tuple[str, list[str]]:
-    """The stripped rationale, or "" and what was dropped where it is not a string."""
+    """The stripped rationale, or "" and what was dropped where it is not a string or longer than
+    MAX_RATIONALE_CHARS (a runaway generation, not a rationale)."""
     if value is None or isinstance(value, str):
-        return (value or "").strip(), []
+        text = (value or "").strip()
+        if len(text) > MAX_RATIONALE_CHARS:
+            return "", [f"reasoning_text of {len(text):,} characters dropped (more than {MAX_RATIONALE_CHARS:,})"]
+        return text, []
     return "", [f"reasoning_text is not a string, dropped: {_short(value)}"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import defaultdict
 from typing import NamedTuple
 
@@ -106,35 +107,63 @@ def sample(pool: list[Candidate], size: int | None, seed: int) -> list[Candidate
     return stratified_sample(ordered, size, np.random.default_rng(seed))
 
 
-def read_item_list(text: str, pool: list[Candidate], source: str = "item list") -> list[Candidate]:
+def read_item_list(text: str, pool: list[Candidate], source: str = "item list", cohorts=()) -> list[Candidate]:
     """The candidates an explicit CSV names: columns recording (id or name) and epoch (0-based index),
-    optionally source (a model version name or an expert source) to pick one of an epoch's rationales."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = {"recording", "epoch"} - set(reader.fieldnames or ())
+    optionally source (a model version name or an expert source) to pick one of an epoch's rationales.
+    A line naming an item twice, a recording outside `cohorts` (when given) or a short line is refused."""
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
+    try:
+        header = reader.fieldnames or ()
+    except csv.Error as exc:
+        raise InputError(f"{source}, line 1: malformed CSV: {exc}") from None
+    missing = {"recording", "epoch"} - {name.strip() for name in header}
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(sorted(missing))} (need recording, epoch)")
+    reader.fieldnames = [name.strip() for name in header]
     names = dict(ModelVersion.objects.values_list("pk", "name"))
+    cohort_ids = {c.pk for c in cohorts}
     at = defaultdict(list)
     for candidate in pool:
         at[(candidate.recording_id, candidate.epoch_index)].append(candidate)
     chosen: list[Candidate] = []
-    for line, row in enumerate(reader, start=2):
-        name = (row.get("recording") or "").strip()
-        recording = Recording.objects.filter(pk=int(name)).first() if name.isdigit() else None
-        recording = recording or Recording.objects.filter(name=name).first()
-        if recording is None:
-            raise InputError(f"{source}, line {line}: no recording {name!r}")
-        try:
-            index = int((row.get("epoch") or "").strip())
-        except ValueError:
-            raise InputError(f"{source}, line {line}: epoch must be an epoch index, got {row.get('epoch')!r}") from None
-        wanted = (row.get("source") or "").strip()
-        found = [c for c in at[(recording.pk, index)]
-                 if not wanted or wanted == (names.get(c.model_version_id) if c.model_version_id else c.source)]
-        if not found:
-            raise InputError(f"{source}, line {line}: no rationale to rate at recording {name!r} epoch {index}"
-                             + (f" from {wanted!r}" if wanted else ""))
-        chosen += [c for c in found if c not in chosen]
+    seen: dict[tuple, int] = {}
+    line = 1
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not any((value or "").strip() for key, value in row.items() if isinstance(value, str)):
+                continue  # a blank line
+            short = [field for field in ("recording", "epoch") if row.get(field) is None]
+            if short or None in row:
+                problem = f"missing field {', '.join(short)}" if short else "more fields than the header names"
+                raise InputError(f"{source}, line {line}: {problem} (expected {', '.join(reader.fieldnames)})")
+            name = row["recording"].strip()
+            recording = (Recording.objects.filter(pk=int(name)).first()
+                         if re.fullmatch(r"[0-9]{1,9}", name) else None)
+            recording = recording or Recording.objects.filter(name=name[:200]).first()
+            if recording is None:
+                raise InputError(f"{source}, line {line}: no recording {name[:80]!r}")
+            if cohort_ids and recording.cohort_id not in cohort_ids:
+                raise InputError(f"{source}, line {line}: recording {name[:80]!r} is in cohort {recording.cohort.name!r}, "
+                                 f"not in the campaign's cohorts ({', '.join(c.name for c in cohorts)})")
+            epoch = row["epoch"].strip()
+            if not re.fullmatch(r"[0-9]{1,9}", epoch):
+                raise InputError(f"{source}, line {line}: epoch must be an epoch index (0, 1, ...), got {epoch[:40]!r}")
+            index = int(epoch)
+            wanted = (row.get("source") or "").strip()
+            key = (recording.pk, index, wanted)
+            if key in seen:
+                raise InputError(f"{source}, line {line}: recording {name[:80]!r} epoch {index} is listed twice "
+                                 f"(first on line {seen[key]})")
+            seen[key] = line
+            found = [c for c in at[(recording.pk, index)]
+                     if not wanted or wanted == (names.get(c.model_version_id) if c.model_version_id else c.source)]
+            if not found:
+                raise InputError(f"{source}, line {line}: no rationale to rate at recording {name[:80]!r} epoch {index}"
+                                 + (f" from {wanted[:80]!r}" if wanted else ""))
+            chosen += [c for c in found if c not in chosen]
+    except csv.Error as exc:
+        raise InputError(f"{source}, line {line}: malformed CSV: {exc}") from None
     if not chosen:
         raise InputError(f"{source}: no items listed")
     return chosen
@@ -164,14 +193,20 @@ def create_rating_campaign(name, *, cohorts, raters, model_versions=(), expert_s
     if not versions and not expert_sources:
         raise InputError("choose model versions or expert sources whose rationales are rated")
     users = _named(get_user_model(), raters, "username", "rater")
-    overlap, seed = int(overlap), int(seed)
+    try:
+        overlap, seed, timeout = int(overlap), int(seed), int(reservation_timeout_s)
+        sample_size = None if sample_size is None else int(sample_size)
+        fast_floor_s = float(fast_floor_s)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError("overlap, seed, sample_size and reservation_timeout_s must be whole numbers, "
+                         "fast_floor_s a number") from None
     if not users:
         raise InputError("the campaign needs at least one rater")
     if overlap < 1 or overlap > len(users):
         raise InputError(f"overlap must be between 1 and the number of raters ({len(users)}), got {overlap}")
-    if seed < 0 or (sample_size is not None and int(sample_size) < 1):
+    if seed < 0 or (sample_size is not None and sample_size < 1):
         raise InputError("seed must not be negative and sample_size must be at least 1")
-    if int(reservation_timeout_s) < 10 or float(fast_floor_s) < 0:
+    if timeout < 10 or not fast_floor_s >= 0:
         raise InputError("reservation_timeout_s must be at least 10 s and fast_floor_s not negative")
     dwell = _dwell(key_dwell_ms)
     signal_view, signal_view_switchable = checked_signal_view(signal_view, signal_view_switchable)
@@ -183,13 +218,13 @@ def create_rating_campaign(name, *, cohorts, raters, model_versions=(), expert_s
         dimensions = check_dimensions(rubric)
 
     pool = candidates(cohorts, versions, list(expert_sources or ()))
-    chosen = read_item_list(item_list, pool) if item_list else sample(pool, sample_size and int(sample_size), seed)
+    chosen = read_item_list(item_list, pool, cohorts=cohorts) if item_list else sample(pool, sample_size, seed)
     if not chosen:
         raise InputError("no rationales to rate: the chosen model versions and sources have none on the "
                          "scored epochs of these cohorts")
     campaign = RatingCampaign.objects.create(
         name=name, description=description, sample_size=sample_size, sample_seed=seed, overlap=overlap,
-        reservation_timeout_s=int(reservation_timeout_s), fast_floor_s=float(fast_floor_s),
+        reservation_timeout_s=timeout, fast_floor_s=fast_floor_s,
         key_dwell_ms=dwell, signal_view=signal_view, signal_view_switchable=signal_view_switchable, show_evidence=bool(show_evidence), expert_sources=list(expert_sources or ()), created_by=user if getattr(user, "is_authenticated", False) else None)
     campaign.cohorts.set(cohorts)
     campaign.model_versions.set(versions)

@@ -9,9 +9,9 @@ from django.db.models.functions import Cast
 
 from core.exceptions import InputError
 from core.services.blinding import epochs_to_score_blind
-from core.services.work_queue import NotReserved, StaleAnswer, WorkQueue  # noqa: F401 (API names)
+from core.services.work_queue import AnswerConflict, NotReserved, StaleAnswer, WorkQueue  # noqa: F401 (API names)
 from datasets.constants import STAGES
-from ratings.models import Rating, RatingItem, RatingReservation
+from ratings.models import Rating, RatingCampaign, RatingItem, RatingReservation, Rubric
 from ratings.services.rubric import SCALE
 
 
@@ -44,10 +44,9 @@ class RatingQueue(WorkQueue):
         turn = rater_turn(Cast(F("position"), BigIntegerField()), rater_constants(campaign, rater.pk))
         return items.alias(turn=turn).order_by("turn", "position")
 
-    def reserve_one(self, campaign, rater, now):
-        """The next open item in the rater's order, holding back those near epochs they still score blind."""
-        items = self.order(without_blind_scoring(self.open_items(campaign, rater), rater), campaign, rater)
-        return self.reserve_from(campaign, rater, items, now)
+    def open_in_order(self, campaign, rater):
+        """The open items in the rater's order, holding back those near epochs they still score blind."""
+        return self.order(without_blind_scoring(self.open_items(campaign, rater), rater), campaign, rater)
 
     def waiting_for_scoring(self, campaign, rater) -> int:
         """Open items held back from the rater until they have scored their epochs blind."""
@@ -55,7 +54,15 @@ class RatingQueue(WorkQueue):
         return items.count() - without_blind_scoring(items, rater).count()
 
     def clean(self, campaign, fields: dict) -> dict:
-        rubric = campaign.rubric
+        """The rating's fields, its scores checked against the rubric version the rater was shown
+        (`rubric_version`, as served; the current one when not given)."""
+        shown = fields.get("rubric_version")
+        if shown is None:
+            rubric = campaign.rubric
+        else:
+            rubric = Rubric.objects.filter(campaign=campaign, version=shown).first()
+            if rubric is None:
+                raise InputError(f"rubric_version {shown!r} is not a version of this campaign's rubric")
         scores = fields.get("scores")
         if not isinstance(scores, dict) or set(scores) != set(rubric.keys):
             raise InputError(f"scores must give each rubric dimension ({', '.join(rubric.keys)}) a score of 1 to 5")
@@ -75,10 +82,27 @@ class RatingQueue(WorkQueue):
             unknown = [r for r in corrected_rules if r not in known]
             if unknown:
                 raise InputError(f"unknown rule id(s): {', '.join(unknown)}")
-        seconds = fields.get("seconds_spent")
         return {"scores": {k: scores[k] for k in rubric.keys}, "rubric": rubric, "note": fields.get("note") or "",
-                "corrected_stage": corrected_stage, "corrected_rule_ids": corrected_rules, "seconds_spent": seconds,
-                "fast": seconds is not None and seconds < campaign.fast_floor_s}
+                "corrected_stage": corrected_stage, "corrected_rule_ids": corrected_rules,
+                "seconds_spent": fields.get("seconds_spent")}
+
+    def timed(self, campaign, served, now) -> dict:
+        """The server's time, and the fast flag on it (never on the `seconds_spent` the browser reports)."""
+        timed = super().timed(campaign, served, now)
+        seconds = timed["server_seconds"]
+        return {**timed, "fast": seconds is not None and seconds < campaign.fast_floor_s}
+
+
+    def check_in_transaction(self, campaign, fields: dict) -> None:
+        """The campaign's row locked as a rubric edit locks it (ratings.services.rubric.edit_rubric), then the
+        rubric the rating was given under must still be the one in force: an edit and a first rating never
+        interleave, and no rating is stored under a version it was not shown."""
+        RatingCampaign.objects.select_for_update().filter(pk=campaign.pk).first()
+        current = Rubric.objects.filter(campaign=campaign).order_by("-version").first()
+        if fields["rubric"].pk != current.pk:
+            raise AnswerConflict(f"the rubric changed since this item was shown: you rated under version "
+                                 f"{fields['rubric'].version}, version {current.version} is in force now; "
+                                 "reload the page and rate again")
 
 
 def without_blind_scoring(items, rater):

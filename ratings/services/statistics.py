@@ -20,7 +20,7 @@ from statistics import mean, median, stdev
 
 from scipy.stats import spearmanr
 
-from core.services import agreement
+from core.services import agreement, statistics_cache
 from datasets.constants import STAGES
 from inference.services.evaluation import spreadsheet_safe
 from inference.services.evidence import contradicted_share, is_contradicted
@@ -38,7 +38,7 @@ BOOTSTRAP_METHOD = (f"percentile bootstrap over items: {N_BOOT} resamples with r
 
 def _rows(campaign) -> list[dict]:
     ratings = (RATING.current(campaign, rescore=False)
-               .values("rater_id", "rater__username", "item_id", "scores", "fast", "seconds_spent", "corrected_stage",
+               .values("rater_id", "rater__username", "item_id", "scores", "fast", "server_seconds", "corrected_stage",
                        "corrected_rule_ids", "note", "item__stage", "item__correct", "item__origin",
                        "item__model_version__name", "item__source", "item__recording__cohort__name"))
     return [{**r, "source": r["item__model_version__name"] or f"expert: {r['item__source']}"} for r in ratings]
@@ -121,7 +121,7 @@ def _rater_reliability(rows, dims) -> list[dict]:
     for rater in sorted({r["rater__username"] for r in rows}):
         mine = [r for r in rows if r["rater__username"] == rater]
         entry = {"rater": rater, "ratings": len(mine), "fast": sum(r["fast"] for r in mine),
-                 "median_seconds": median([r["seconds_spent"] for r in mine if r["seconds_spent"] is not None] or [0]),
+                 "median_seconds": median([r["server_seconds"] for r in mine if r["server_seconds"] is not None] or [0]),
                  "dimensions": {}}
         for dim in dims:
             diffs = []
@@ -325,3 +325,28 @@ def render_report(stats, fmt: str) -> str:
               "## Published reference (not this campaign)", "",
               f"Published: {published['source']}. {published['citation']}", ""]
     return "\n".join(lines)
+
+
+# --- big campaigns: the last stored result and a recompute job (core.services.statistics_cache) -----------
+
+def watermark(campaign) -> dict:
+    """What the figures are computed from: every rating saved (append-only) and the rubric's version."""
+    from django.db.models import Count, Max
+
+    from ratings.models import Rating
+
+    ratings = Rating.objects.filter(item__campaign=campaign).aggregate(answers=Count("pk"), last=Max("pk"))
+    return {"answers": ratings["answers"], "last_rating": ratings["last"], "rubric": campaign.rubric.version}
+
+
+def dashboard_statistics(campaign) -> statistics_cache.Statistics:
+    """The campaign's figures: computed now for a small campaign, else the last stored ones (a job refreshes them)."""
+    from ratings.models import StatisticsJob
+
+    return statistics_cache.statistics(StatisticsJob, campaign, campaign_statistics, watermark(campaign))
+
+
+def run_statistics_job(job_id: int, **placement):
+    from ratings.models import StatisticsJob
+
+    return statistics_cache.recompute(StatisticsJob, job_id, campaign_statistics, watermark, **placement)

@@ -5,7 +5,9 @@ The written folder passes the PHI scan (releases/services/phi.py) before anythin
 recording's identity in it fails the build with the report. A release is marked built only after every
 file is in storage. A failed or cancelled build deletes the files it stored; a build killed mid-way stays
 RUNNING until its lease lapses, and the restarted build (claim takes it over) first deletes what the killed
-one stored, then writes the same bytes again.
+one stored, then writes the same bytes again. Each build stores under its own lease's folder
+(releases/<id>/<lease>/) and records a file only while it holds the lease, so a stalled build that wakes
+after a takeover writes no row and touches none of its successor's files.
 """
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ from typing import NamedTuple
 
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from core.exceptions import InputError
-from core.models import ChangeRecord
+from core.models import ChangeRecord, database_lost
 from core.services import audit
 from core.services.queue import send
+from core.storage import StorageFull
 from releases.models import Release, ReleaseFile, validate_semver, version_key
 from releases.services import archives, export, phi, provenance
 
@@ -79,9 +82,19 @@ def check_choices(name, version, *, cohorts, stage_source=Release.REFERENCE, sco
     scoring = named(ScoringCampaign, scoring_campaigns, "name", "scoring campaign")
     if stage_source != Release.REFERENCE and not scoring:
         raise InputError(f"stage source {stage_source!r} needs the scoring campaigns it draws on")
+    rating = named(RatingCampaign, rating_campaigns, "name", "rating campaign")
+    cohort_ids, cohort_names = {c.pk for c in cohort_rows}, ", ".join(c.name for c in cohort_rows)
+    for campaign in scoring:
+        if not campaign.recordings.filter(cohort_id__in=cohort_ids).exists():
+            raise InputError(f"scoring_campaigns: campaign {campaign.name!r} scores no recording of the release's "
+                             f"cohorts ({cohort_names})")
+    for campaign in rating:
+        if not campaign.cohorts.filter(pk__in=cohort_ids).exists():
+            raise InputError(f"rating_campaigns: campaign {campaign.name!r} rates none of the release's "
+                             f"cohorts ({cohort_names})")
     earlier = [r for r in Release.objects.filter(name=name, state=Release.SUCCEEDED)
                if version_key(r.version) < version_key(version)]
-    return Choices(cohort_rows, scoring, named(RatingCampaign, rating_campaigns, "name", "rating campaign"),
+    return Choices(cohort_rows, scoring, rating,
                    named(ModelVersion, model_versions, "name", "model version"),
                    max(earlier, key=lambda r: version_key(r.version)) if earlier else None)
 
@@ -121,13 +134,25 @@ def _delete_files(release) -> None:
 
 
 def _store(release, root: Path, path: Path, archive: bool) -> None:
+    """Store one file under the build's own folder (releases/<id>/<lease>/: a stalled build taken over never
+    touches its successor's files) and record it only while the build still holds its lease (what a refused
+    build stored is left to the storage sweep)."""
     relative = path.name if archive else path.relative_to(root).as_posix()
-    name = f"releases/{release.pk}/{relative}"
+    name = f"releases/{release.pk}/{release.held_lease or 0}/{relative}"
+    if release.lease_lost():
+        raise BuildCancelled
     default_storage.delete(name)
     with open(path, "rb") as handle:
         stored = default_storage.save(name, File(handle, name=path.name))
-    ReleaseFile.objects.create(release=release, path=relative, storage_name=stored, size=path.stat().st_size,
-                               sha256=export.sha256_of(path), archive=archive)
+    try:
+        with transaction.atomic():
+            if not release.still_held():
+                raise BuildCancelled
+            ReleaseFile.objects.create(release=release, path=relative, storage_name=stored,
+                                       size=path.stat().st_size, sha256=export.sha256_of(path), archive=archive)
+    except DatabaseError:  # the row is not written (a lost connection): the file, this build's own, goes too
+        default_storage.delete(stored)
+        raise
 
 
 def write_contents(release, root: Path, tick) -> dict:
@@ -186,8 +211,7 @@ def build_release(release_id: int, echo=None, *, queue: str = "", worker: str = 
             phi.check_release_folder(root, release.folder, _recordings(release))  # before anything is stored
             packed = Path(tmp) / "packed"
             packed.mkdir()
-            archives.write_tar_gz(root, release.folder, packed / f"{release.folder}.tar.gz")
-            archives.write_zip(root, release.folder, packed / f"{release.folder}.zip")
+            archives.write_archives(root, release.folder, packed)
             for path in sorted(p for p in root.rglob("*") if p.is_file()):
                 _store(release, root, path, archive=False)
             for path in sorted(packed.iterdir()):
@@ -195,17 +219,28 @@ def build_release(release_id: int, echo=None, *, queue: str = "", worker: str = 
             if not release.report_progress(message="files stored"):
                 raise BuildCancelled
     except Exception as exc:
-        if release.lease_lost():  # another worker took the build over: its files are not ours to delete
-            log.warning("release %s: taken over by another worker, this build stops", release.pk)
-            return Release.objects.get(pk=release.pk)
-        _delete_files(release)
-        if isinstance(exc, InputError):
-            release.fail(str(exc))
-        elif not isinstance(exc, BuildCancelled):  # unexpected: nothing half-written stays; log for operators
-            log.exception("release %s failed", release.pk)
-            release.fail(f"internal error: {exc}")
+        lost = database_lost(exc)  # reconnected: the build's rows are read to delete its files
+        with transaction.atomic():  # the row locked while held: no takeover between the check and the deletes
+            if not release.still_held() and release.lease_lost():
+                # another worker took the build over: its files are not ours to delete
+                log.warning("release %s: taken over by another worker (lease %s lost), this build stops and "
+                            "writes nothing", release.pk, release.held_lease)
+                return Release.objects.get(pk=release.pk)
+            _delete_files(release)
+            if isinstance(exc, (InputError, StorageFull)):
+                release.fail(str(exc))
+            elif lost:  # its files deleted above; queued again (or failed after JOB_DATABASE_RETRIES)
+                log.warning("release %s lost its database connection: %s", release.pk, exc)
+                release.retry_after_database_loss("The database connection was lost while building the release; "
+                                                  "nothing of it was kept. Build it again.")
+            elif not isinstance(exc, BuildCancelled):  # unexpected: nothing half-written stays; log for operators
+                log.exception("release %s failed", release.pk)
+                release.fail(f"internal error: {exc}")
     else:
-        release.succeed(f"{summary['epochs']} epochs", epochs=summary["epochs"], changelog=summary["changelog"])
+        if not release.succeed(f"{summary['epochs']} epochs", epochs=summary["epochs"], changelog=summary["changelog"]) \
+                and release.lease_lost():
+            log.warning("release %s: taken over by another worker (lease %s lost), this build's end is refused",
+                        release.pk, release.held_lease)
     release.refresh_from_db()
     if release.state == Release.CANCELLED:
         _delete_files(release)

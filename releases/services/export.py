@@ -27,12 +27,15 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
+from django.db.models import TextField
+from django.db.models.functions import Cast
 
-from annotation.models import Adjudication, Label
-from annotation.services.consensus import campaign_consensus
+from annotation.models import Adjudication, CampaignItem, Label
+from annotation.services.consensus import ItemConsensus, summarise
 from annotation.services.dashboard import campaign_statistics as scoring_statistics
 from core.services.plots import agreement_text
 from datasets.constants import STAGES
@@ -89,13 +92,15 @@ class Tables:
                 writer.writerow([f for f, _ in fields])
                 self.csv[name] = (handle, writer)
 
-    def add(self, name: str, rows: list[dict]) -> None:
+    def add(self, name: str, rows: list[tuple]) -> None:
+        """Rows as tuples in the order of the table's fields (a row group of the Parquet file)."""
         if not rows:
             return
-        fields = [f for f, _ in TABLES[name]]
-        self.parquet[name].write_table(pa.Table.from_pylist(rows, schema=self.parquet[name].schema))
+        schema = self.parquet[name].schema
+        columns = [pa.array(column, type=field.type) for column, field in zip(zip(*rows), schema)]
+        self.parquet[name].write_table(pa.Table.from_arrays(columns, schema=schema))
         if name in self.csv:
-            self.csv[name][1].writerows([["" if r[f] is None else r[f] for f in fields] for r in rows])
+            self.csv[name][1].writerows(rows)  # csv writes None as ""
 
     def close(self) -> None:
         for writer in self.parquet.values():
@@ -133,17 +138,37 @@ class ReleaseContent:
 
     # --- per recording ---------------------------------------------------------------------------
 
-    def stages(self, recording, epochs) -> dict[int, str]:
-        """epoch id -> its stage from the release's stage source (epochs without one are not exported)."""
+    def consensus(self, recording, labels) -> dict[int, dict[int, ItemConsensus]]:
+        """campaign id -> item id -> consensus of the recording's items, from its current labels as
+        write_recording reads them (one reading of the labels serves the tables and the consensus)."""
+        out = {campaign.pk: {} for campaign in self.scoring}
+        # by recording alone, the campaigns picked here: SQLite would walk a campaign's whole index otherwise
+        items = CampaignItem.objects.filter(recording=recording).values_list("campaign_id", "pk", "epoch_id")
+        adjudications = (Adjudication.objects.filter(item__recording=recording).order_by("item_id", "created_at", "pk")
+                         .values_list("item__campaign_id", "item_id", "stage"))
+        campaign_of, pairs = {}, []
+        for campaign_id, pk, epoch_id in items:
+            if campaign_id in out:
+                campaign_of[pk] = campaign_id
+                pairs.append((pk, epoch_id))
+        summaries = summarise(pairs, ((label[0], label[3], label[5]) for label in labels if not label[4]),
+                              ((item, stage) for campaign_id, item, stage in adjudications if campaign_id in out))
+        for pk, summary in summaries.items():
+            out[campaign_of[pk]][pk] = summary
+        return out
+
+    def stages(self, recording, epochs, consensus) -> dict[int, str]:
+        """epoch id -> its stage from the release's stage source (epochs without one are not exported);
+        `epochs`: epoch id -> (index, stage, ...); `consensus` as self.consensus gives it."""
         source = self.release.stage_source
         if source == self.release.CONSENSUS:
             out = {}
             for campaign in self.scoring:
-                for summary in campaign_consensus(campaign, recording).values():
+                for summary in consensus[campaign.pk].values():
                     if summary.stage and summary.epoch_id in epochs and summary.epoch_id not in out:
                         out[summary.epoch_id] = summary.stage
             return out
-        out = {pk: e.stage for pk, e in epochs.items() if e.stage in STAGES}
+        out = {pk: e[2] for pk, e in epochs.items() if e[2] in STAGES}
         if source == self.release.ADJUDICATED:
             adjudications = (Adjudication.objects.filter(item__campaign__in=self.scoring, item__epoch_id__in=epochs)
                              .order_by("item__epoch_id", "item__campaign_id", "-created_at", "-pk"))
@@ -157,85 +182,92 @@ class ReleaseContent:
     def write_recording(self, recording, root: Path, tables: Tables) -> tuple[str, dict[int, tuple]]:
         """Write one recording's rows; returns its subject and N -> (Stage, applicable_rules, reasoning_text)."""
         subject = subject_of(recording)
-        epochs = {e.pk: e for e in Epoch.objects.filter(recording=recording).order_by("index")}
-        stages = self.stages(recording, epochs)
+        rows = list(Epoch.objects.filter(recording=recording).order_by("index")
+                    .values_list("pk", "index", "stage", _json_text("reference_rules"), "reference_rationale"))
+        epochs = {row[0]: row for row in rows}
+        reference_rules = dict(zip(epochs, _json_values(row[3] for row in rows)))
+        scoring = {c.pk: c.name for c in self.scoring}
+        labels = [label for label in Label.objects.filter(item__recording=recording, replaced_by__isnull=True)
+                  .order_by("item__epoch__index", "item__campaign_id", "rater_id", "rescore")
+                  .values_list("item_id", "item__epoch_id", "item__campaign_id", "rater_id", "rescore", "stage",
+                               "uncertain", "revision", _json_text("rule_ids"), "rationale") if label[2] in scoring]
+        consensus = self.consensus(recording, labels)
+        stages = self.stages(recording, epochs, consensus)
         number = {pk: n for n, pk in enumerate(pk for pk in epochs if pk in stages)}
-        labels = list(Label.objects.filter(item__campaign__in=self.scoring, item__recording=recording,
-                                           replaced_by__isnull=True)
-                      .order_by("item__epoch__index", "item__campaign_id", "rater_id", "rescore")
-                      .values("item__epoch_id", "item__campaign__name", "rater_id", "rescore", "stage", "uncertain",
-                              "revision", "rule_ids", "rationale"))
-        ratings = list(Rating.objects.filter(item__campaign__in=self.rating, item__recording=recording,
-                                             replaced_by__isnull=True, rescore=False)
-                       .order_by("item__epoch__index", "item__campaign_id", "item__position", "rater_id")
-                       .values("item__epoch_id", "item__campaign__name", "item__position", "item__origin",
-                               "item__model_version__name", "item__source", "rater_id", "scores", "rubric__version",
-                               "fast", "note", "corrected_stage", "corrected_rule_ids", "created_at"))
+        rating = {c.pk for c in self.rating}
+        ratings = [r for r in Rating.objects.filter(item__recording=recording, replaced_by__isnull=True, rescore=False)
+                   .order_by("item__epoch__index", "item__campaign_id", "item__position", "rater_id")
+                   .values("item__epoch_id", "item__campaign_id", "item__campaign__name", "item__position",
+                           "item__origin", "item__model_version__name", "item__source", "rater_id", "scores",
+                           "rubric__version", "fast", "note", "corrected_stage", "corrected_rule_ids", "created_at")
+                   if r["item__campaign_id"] in rating]
         expert_rules, expert_rationale = {}, {}
         for label in labels:  # rationale-mode labels, first rater first
-            if not label["rescore"] and label["rule_ids"]:
-                expert_rules.setdefault(label["item__epoch_id"], label["rule_ids"])
-            if not label["rescore"] and label["rationale"]:
-                expert_rationale.setdefault(label["item__epoch_id"], label["rationale"])
+            if not label[4] and label[8] not in _EMPTY_JSON:
+                rules = json.loads(label[8])
+                if rules:
+                    expert_rules.setdefault(label[1], rules)
+            if not label[4] and label[9]:
+                expert_rationale.setdefault(label[1], label[9])
         corrections = {}
         for rating in sorted(ratings, key=lambda r: (r["created_at"], r["rater_id"])):  # the latest correction wins
             if rating["corrected_rule_ids"]:
                 corrections[rating["item__epoch_id"]] = rating["corrected_rule_ids"]
 
         coarse, fine, exported = [], [], {}
-        for pk, epoch in epochs.items():
+        for pk, (_, _, _, _, reference_rationale) in epochs.items():
             if pk not in stages:
                 continue
             n, stage = number[pk], stages[pk]
-            rules = corrections.get(pk) or epoch.reference_rules or expert_rules.get(pk) or []
-            rationale = epoch.reference_rationale or expert_rationale.get(pk, "")
-            row = {"custom_id": f"{subject}#{n}_{stage}", "Subject": subject, "N": n, "Stage": stage,
-                   "applicable_rules": rules_text(rules)}
+            rules = corrections.get(pk) or reference_rules[pk] or expert_rules.get(pk) or []
+            rationale = reference_rationale or expert_rationale.get(pk, "")
+            text = rules_text(rules)
+            row = (f"{subject}#{n}_{stage}", subject, n, stage, text)
             coarse.append(row)
             if rationale:
-                fine.append({**row, "reasoning_text": rationale})
-            exported[n] = (stage, rules_text(rules), rationale)
+                fine.append((*row[:4], rationale, text))
+            exported[n] = (stage, text, rationale)
         _write_csv(root / "annotations" / "coarse" / f"{subject}.csv", COARSE, coarse)
         if fine:
             _write_csv(root / "annotations" / "fine" / f"{subject}.csv", FINE, fine)
         tables.add("coarse", coarse)
         tables.add("fine", fine)
 
-        where = lambda pk: {"subject": subject, "N": number.get(pk), "epoch_index": epochs[pk].index}  # noqa: E731
+        def where(epoch_ids) -> tuple:
+            return tuple((subject, number.get(pk), epochs[pk][1]) for pk in epoch_ids)
         tables.add("stage_labels", [
-            {**where(r["item__epoch_id"]), "campaign": r["item__campaign__name"], "rater": self.rater[r["rater_id"]],
-             "pass": "rescore" if r["rescore"] else "first", "stage": r["stage"], "uncertain": r["uncertain"],
-             "revision": r["revision"]} for r in labels])
-        tables.add("consensus", self._consensus_rows(recording, epochs, where))
+            (*place, scoring[r[2]], self.rater[r[3]], "rescore" if r[4] else "first", r[5], r[6], r[7])
+            for place, r in zip(where(r[1] for r in labels), labels)])
+        tables.add("consensus", self._consensus_rows(consensus, epochs, where))
+        predictions = list(Prediction.objects.filter(epoch__recording=recording, model_version__in=self.versions)
+                           .order_by("epoch__index", "model_version_id")
+                           .values_list("epoch_id", "model_version__name", "version_hash", "status", "stage",
+                                        _json_text("rule_ids"), "rationale"))
         tables.add("predictions", [
-            {**where(p["epoch_id"]), "model_version": p["model_version__name"], "version_hash": p["version_hash"],
-             "status": p["status"], "stage": p["stage"], "rule_ids": rules_text(p["rule_ids"]), "rationale": p["rationale"]}
-            for p in Prediction.objects.filter(epoch__recording=recording, model_version__in=self.versions)
-            .order_by("epoch__index", "model_version_id")
-            .values("epoch_id", "model_version__name", "version_hash", "status", "stage", "rule_ids", "rationale")])
+            (*place, p[1], p[2], p[3], p[4], rules_text(rules), p[6])
+            for place, p, rules in zip(where(p[0] for p in predictions), predictions,
+                                       _json_values(p[5] for p in predictions))])
         tables.add("ratings", [
-            {**where(r["item__epoch_id"]), "campaign": r["item__campaign__name"], "item": r["item__position"],
-             "origin": r["item__origin"], "source": r["item__model_version__name"] or r["item__source"],
-             "rater": self.rater[r["rater_id"]], "dimension": dimension, "score": score,
-             "rubric_version": r["rubric__version"], "fast": r["fast"]}
+            (*where((r["item__epoch_id"],))[0], r["item__campaign__name"], r["item__position"], r["item__origin"],
+             r["item__model_version__name"] or r["item__source"], self.rater[r["rater_id"]], dimension, score,
+             r["rubric__version"], r["fast"])
             for r in ratings for dimension, score in r["scores"].items()])
         tables.add("notes", [
-            {**where(r["item__epoch_id"]), "campaign": r["item__campaign__name"], "item": r["item__position"],
-             "rater": self.rater[r["rater_id"]], "note": r["note"], "corrected_stage": r["corrected_stage"],
-             "corrected_rule_ids": rules_text(r["corrected_rule_ids"])}
+            (*where((r["item__epoch_id"],))[0], r["item__campaign__name"], r["item__position"],
+             self.rater[r["rater_id"]], r["note"], r["corrected_stage"], rules_text(r["corrected_rule_ids"]))
             for r in ratings if r["note"] or r["corrected_stage"] or r["corrected_rule_ids"]])
         if self.release.include_images:
             self._images(recording, subject, epochs, stages, number, root)
         return subject, exported
 
-    def _consensus_rows(self, recording, epochs, where) -> list[dict]:
+    def _consensus_rows(self, consensus, epochs, where) -> list[tuple]:
         rows = []
         for campaign in self.scoring:
-            summaries = [s for s in campaign_consensus(campaign, recording).values() if s.labels]
-            for s in sorted(summaries, key=lambda s: epochs[s.epoch_id].index):
-                rows.append({**where(s.epoch_id), "campaign": campaign.name, "stage": s.stage, "majority": s.majority,
-                             "agreement": s.level, "labels": len(s.labels), "tie": s.tie, "adjudicated": s.adjudicated})
-        return sorted(rows, key=lambda r: (r["epoch_index"], r["campaign"]))
+            summaries = sorted((s for s in consensus[campaign.pk].values() if s.labels),
+                               key=lambda s: epochs[s.epoch_id][1])
+            rows += [(*place, campaign.name, s.stage, s.majority, s.level, len(s.labels), s.tie, s.adjudicated)
+                     for place, s in zip(where(s.epoch_id for s in summaries), summaries)]
+        return sorted(rows, key=lambda r: (r[2], r[3]))  # epoch index, campaign
 
     def _images(self, recording, subject, epochs, stages, number, root: Path) -> None:
         folder = root / "images" / subject
@@ -270,12 +302,25 @@ class ReleaseContent:
         })
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+def _write_csv(path: Path, columns: list[str], rows: list[tuple]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, columns, lineterminator="\n")
-        writer.writeheader()
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
         writer.writerows(rows)
+
+
+_EMPTY_JSON = ("[]", "null", None)
+
+
+def _json_text(field: str) -> Cast:
+    """A JSON column read as its text (decoded in one go by _json_values, not row by row)."""
+    return Cast(field, TextField())
+
+
+def _json_values(texts) -> list:
+    """The JSON texts of a column, decoded by one call (None: SQL NULL)."""
+    return json.loads("[" + ",".join("null" if text is None else text for text in texts) + "]")
 
 
 def rules_markdown() -> str:
@@ -368,8 +413,40 @@ def write_manifest(root: Path) -> None:
     (root / "MANIFEST.sha256").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+# A float orjson writes in another notation than Python's repr (below 1e-4), at a value's place in indented JSON.
+_FLOAT_NOTATION = re.compile(r"(?<![^ \n])(-?(?:0\.0000\d*|\d+(?:\.\d+)?e[-+]?\d+))(?=,?(?:\n|\Z))")
+
+
+def _refuse(value):
+    raise TypeError(type(value).__name__)
+
+
 def json_text(value) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    """`json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)` and a newline, byte for
+    byte; written by orjson (the standard library's indented encoder is pure Python: seconds on a large
+    agreement.json) whenever its text reads back equal to `value` (else NaN, tuples, non-str keys or other types
+    are in it, and the standard library writes it), with its floats in Python's notation."""
+    try:
+        raw = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS, default=_refuse)
+    except TypeError:
+        raw = None
+    if raw is None or orjson.loads(raw) != value:
+        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    text = raw.decode()
+    return (_FLOAT_NOTATION.sub(lambda m: repr(float(m.group())), text) if _other_notation(raw) else text) + "\n"
+
+
+def _other_notation(raw: bytes) -> bool:
+    """Whether orjson's text may hold a float below 1e-4 (a cheap scan: the regex is slow on large texts)."""
+    if b"0.0000" in raw:
+        return True
+    for mark in (b"e-", b"e+"):
+        at = raw.find(mark)
+        while at > 0:
+            if raw[at - 1:at].isdigit():
+                return True
+            at = raw.find(mark, at + 1)
+    return False
 
 
 class Changelog:

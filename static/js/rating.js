@@ -173,7 +173,8 @@
       corrected_rule_ids: correctedRules.value,
     };
     const revision = record ? record.revision : item.rating ? item.rating.revision : null;
-    queue.save({ item: item.item, ...values }, revision);
+    // the rubric version the item was served with: a save after a rubric edit is refused (409), never mismatched
+    queue.save({ item: item.item, rubric_version: item.rubric_version, ...values }, revision);
     if (!record) {
       if (queue.progress && !item.rating) { queue.progress.done += 1; queue.renderStatus(); }
       rated.set(item.item, { served: item, values, revision });

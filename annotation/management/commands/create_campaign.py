@@ -7,10 +7,11 @@ from annotation.services.campaigns import create_campaign
 from core.exceptions import InputError
 from core.services.specfile import load_spec
 
-FIELDS = {"name", "description", "recordings", "cohort", "sample", "sample_size", "seed", "disagreement_model",
-          "overlap", "raters", "adjudicators", "unit", "reservation_timeout_s", "show_reference",
-          "show_model_outputs", "show_other_labels", "rescore_share", "rationale_mode", "key_dwell_ms",
-          "signal_view", "signal_view_switchable", "review_model"}
+FIELDS = {"name": "text", "description": "text", "recordings": "ids", "cohort": "text?", "sample": "text",
+          "sample_size": "whole?", "seed": "whole", "disagreement_model": "text?", "overlap": "whole", "raters": "names",
+          "adjudicators": "names", "unit": "text", "reservation_timeout_s": "whole", "show_reference": "flag",
+          "show_model_outputs": "flag", "show_other_labels": "flag", "rescore_share": "number", "rationale_mode": "flag",
+          "key_dwell_ms": "whole", "signal_view": "text", "signal_view_switchable": "flag", "review_model": "text?"}
 
 
 class Command(BaseCommand):

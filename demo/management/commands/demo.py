@@ -187,8 +187,9 @@ class Command(BaseCommand):
                     break
                 truth = served[0].epoch.stage
                 stage = truth if rng.random() < SIMULATED_AGREEMENT[truth] else str(rng.choice(NEIGHBOURS[truth]))
+                spent = float(rng.uniform(4, 20))
                 queue.submit_label(campaign, users[username], served[0], stage=stage, client_id=uuid.uuid4(),
-                                   seconds_spent=float(rng.uniform(4, 20)))
+                                   seconds_spent=spent, now=after(spent))
         self.stdout.write(f"Scoring campaign '{SCORING_CAMPAIGN}': {campaign.items.count()} epochs, overlap 3, "
                           f"raters {', '.join(SCORING_RATERS)} ({', '.join(SCORING_RATERS[1:])} simulated, 60 epochs each)")
 
@@ -220,9 +221,10 @@ class Command(BaseCommand):
             stage = truth if rng.random() < SIMULATED_AGREEMENT[truth] else str(rng.choice(NEIGHBOURS[truth]))
             rule_ids, text = SIMULATED_RATIONALES[stage]
             rationale = text.format(t=rng.uniform(1, 14), a=rng.uniform(90, 180), p=rng.uniform(25, 60))
+            spent = float(rng.uniform(30, 90))
             queue.submit_label(campaign, users[RATIONALE_RATERS[labelled % 2]], served[0], stage=stage,
                                rule_ids=rule_ids, rationale=rationale, client_id=uuid.uuid4(),
-                               seconds_spent=float(rng.uniform(30, 90)))
+                               seconds_spent=spent, now=after(spent))
             labelled += 1
         self.stdout.write(f"Scoring campaign '{RATIONALE_CAMPAIGN}' (rationale mode): {labelled} epochs with rule ids "
                           f"and rationales by {', '.join(RATIONALE_RATERS)} (simulated)")
@@ -257,8 +259,9 @@ class Command(BaseCommand):
                 break
             truth = served[0].epoch.stage
             stage = truth if rng.random() < SIMULATED_AGREEMENT[truth] else str(rng.choice(NEIGHBOURS[truth]))
+            spent = float(rng.uniform(3, 15))
             queue.submit_label(campaign, expert, served[0], stage=stage, client_id=uuid.uuid4(),
-                               seconds_spent=float(rng.uniform(3, 15)))
+                               seconds_spent=spent, now=after(spent))
         curve = review_curve(campaign)["simulated"]
 
         def share(value):
@@ -310,8 +313,9 @@ class Command(BaseCommand):
                 contradicted = 0.8 * is_contradicted(item.evidence)  # simulated raters notice contradicted rules
                 centre = quality.setdefault(item.pk, rng.normal((4.0 if item.correct else 2.6) - contradicted, 0.6))
                 scores = {key: int(np.clip(np.rint(centre + rng.normal(0, 0.6)), 1, 5)) for key in keys}
+                spent = float(rng.uniform(3, 40))
                 RATING.submit(campaign, rater, item, scores=scores, client_id=uuid.uuid4(),
-                              seconds_spent=float(rng.uniform(3, 40)))
+                              seconds_spent=spent, now=after(spent))
         origins = Counter(campaign.items.values_list("origin", flat=True))
         self.stdout.write(f"Rating campaign '{RATING_CAMPAIGN}': {origins['model']} model and {origins['expert']} expert "
                           f"rationales, overlap 2, raters {', '.join(RATING_RATERS)} ({', '.join(RATING_RATERS[1:])} "
@@ -364,3 +368,13 @@ class Command(BaseCommand):
 
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
+
+
+def after(seconds: float):
+    """The moment a simulated rater saves an item they were served just now and took `seconds` over: the server
+    measures the time from serving to save, so the simulation saves in the future rather than sleep."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() + timedelta(seconds=seconds)

@@ -11,16 +11,24 @@ from core.exceptions import InputError
 from core.services.specfile import load_spec
 from ratings.services.campaigns import create_rating_campaign
 
-FIELDS = {"name", "description", "cohorts", "model_versions", "expert_sources", "sample_size", "seed", "overlap",
-          "raters", "reservation_timeout_s", "fast_floor_s", "key_dwell_ms", "signal_view",
-          "signal_view_switchable", "item_list", "rubric"}
+FIELDS = {"name": "text", "description": "text", "cohorts": "names", "model_versions": "names",
+          "expert_sources": "names", "sample_size": "whole?", "seed": "whole", "overlap": "whole", "raters": "names",
+          "reservation_timeout_s": "whole", "fast_floor_s": "number", "key_dwell_ms": "whole", "signal_view": "text",
+          "signal_view_switchable": "flag", "show_evidence": "flag", "item_list": "text", "rubric": "text|dimensions"}
 
 
 def _read_beside(spec: Path, name: str, what: str) -> str:
-    path = (spec.parent / name).resolve()
-    if not path.is_file():
-        raise InputError(f"{spec.name}: {what} file {name!r} not found")
-    return path.read_text(encoding="utf-8")
+    try:
+        path = (spec.parent / name).resolve()
+        found = path.is_file()
+    except (OSError, ValueError):  # a name the file system cannot hold (NUL, too long)
+        found = False
+    if not found:
+        raise InputError(f"{spec.name}: {what} file {name[:80]!r} not found")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path.name}: {what} is not UTF-8 text (byte {exc.start})") from None
 
 
 class Command(BaseCommand):
@@ -38,7 +46,8 @@ class Command(BaseCommand):
                 data["item_list"] = _read_beside(file, data["item_list"], "item list")
             if isinstance(data.get("rubric"), str):
                 data["rubric"] = _read_beside(file, data["rubric"], "rubric")
-            campaign = create_rating_campaign(data.pop("name", None), **data)
+            campaign = create_rating_campaign(data.pop("name", None), cohorts=data.pop("cohorts", []),
+                                              raters=data.pop("raters", []), **data)
         except InputError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"rating campaign {campaign.pk} {campaign.name!r}: {campaign.items.count()} items, "
