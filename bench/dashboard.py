@@ -22,10 +22,8 @@ import argparse
 import cProfile
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.export import admin_sql, populate  # noqa: E402  (the shared bulk builder)
+from bench.export import bench_database, populate  # noqa: E402  (the shared database and bulk builder)
 
 
 def rate_everything(scoring_name: str, model_name: str, seed: int) -> int:
@@ -141,28 +139,11 @@ def main():
     if args.measure_only:
         return measure(*args.measure_only, args.profile)
 
-    var = tempfile.mkdtemp(prefix="dashboard-bench-")
-    url = os.environ.get("DATABASE_URL", "")
-    server = url.rsplit("/", 1)[0] if url.startswith("postgres") else None
-    env = {k: v for k, v in os.environ.items() if k not in ("MEDIA_ROOT", "DATABASE_URL")}
-    env.update(SLEEPREVIEW_VAR=var, DJANGO_SETTINGS_MODULE="config.settings", DEBUG="0",
-               CELERY_TASK_ALWAYS_EAGER="0")
-    if server:
-        admin_sql(server, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        admin_sql(server, f'CREATE DATABASE "{args.db}"')
-        env["DATABASE_URL"] = f"{server}/{args.db}"
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django.db import connections
+    with bench_database(args) as env:
+        from django.db import connection, connections
 
         from annotation.models import ScoringCampaign
 
-        call_command("migrate", verbosity=0)
         started = time.perf_counter()
         names = populate(args.recordings, args.epochs, args.seed)
         rating_id = rate_everything(names["scoring_campaigns"][0], names["model_versions"][0], args.seed)
@@ -176,18 +157,8 @@ def main():
         if done.returncode:
             raise SystemExit(done.stdout + done.stderr)
         summary = {**json.loads(done.stdout.strip().splitlines()[-1]), "epochs": names["epochs"], "raters": 3,
-                   "database": "postgresql" if server else "sqlite",
+                   "database": connection.vendor,
                    "load_average": [round(x, 2) for x in os.getloadavg()]}
-    finally:
-        if server and not args.keep:
-            from django.db import connections
-
-            connections.close_all()
-            admin_sql(server, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        if args.keep:
-            print(f"kept: SLEEPREVIEW_VAR={var} DATABASE_URL={env.get('DATABASE_URL', '')}", file=sys.stderr)
-        else:
-            shutil.rmtree(var, ignore_errors=True)
     print(json.dumps(summary))
 
 

@@ -206,8 +206,11 @@ def save_files(release, folder: Path) -> None:
             target.write_bytes(source.read())
 
 
-def run(args, storage_url: str) -> None:
-    var = tempfile.mkdtemp(prefix="export-bench-")
+@contextlib.contextmanager
+def bench_database(args, storage_url: str = ""):
+    """A throw-away, migrated database and SLEEPREVIEW_VAR for one bench run, set up in this process;
+    yields the environment a child measuring process needs, drops both afterwards unless --keep."""
+    var = tempfile.mkdtemp(prefix=f"{Path(sys.argv[0]).stem}-bench-")
     url = os.environ.get("DATABASE_URL", "")
     server = url.rsplit("/", 1)[0] if url.startswith("postgres") else None
     env = {k: v for k, v in os.environ.items() if k not in ("MEDIA_ROOT", "DATABASE_URL", "STORAGE_URL")}
@@ -226,11 +229,27 @@ def run(args, storage_url: str) -> None:
 
         django.setup()
         from django.core.management import call_command
-        from django.db import connections
+
+        call_command("migrate", verbosity=0)
+        yield env
+    finally:
+        if server and not args.keep:
+            from django.db import connections
+
+            connections.close_all()
+            admin_sql(server, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        if args.keep:
+            print(f"kept: SLEEPREVIEW_VAR={var} DATABASE_URL={env.get('DATABASE_URL', '')}", file=sys.stderr)
+        else:
+            shutil.rmtree(var, ignore_errors=True)
+
+
+def run(args, storage_url: str) -> None:
+    with bench_database(args, storage_url) as env:
+        from django.db import connection, connections
 
         from releases.services.build import create_release
 
-        call_command("migrate", verbosity=0)
         started = time.perf_counter()
         names = populate(args.recordings, args.epochs, args.seed)
         release = create_release("bench", "1.0.0", queue=False, **{k: v for k, v in names.items() if k != "epochs"})
@@ -246,7 +265,7 @@ def run(args, storage_url: str) -> None:
         if built["state"] != "succeeded":
             raise SystemExit(f"the build {built['state']}: {built['error']}")
         summary = {"seconds": built["seconds"], "peak_rss_mb": built["peak_rss_mb"], "epochs": names["epochs"],
-                   "exported": built["epochs"], "database": "postgresql" if server else "sqlite",
+                   "exported": built["epochs"], "database": connection.vendor,
                    "storage": "s3" if storage_url else "local", "load_avg": built["load_avg"]}
         release.refresh_from_db()
         if args.save:
@@ -254,16 +273,6 @@ def run(args, storage_url: str) -> None:
         if args.check_against:
             differ = compare_files(release, Path(args.check_against))
             summary.update(identical=not differ, differ=differ)
-    finally:
-        if server and not args.keep:
-            from django.db import connections
-
-            connections.close_all()
-            admin_sql(server, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        if args.keep:
-            print(f"kept: SLEEPREVIEW_VAR={var} DATABASE_URL={env.get('DATABASE_URL', '')}", file=sys.stderr)
-        else:
-            shutil.rmtree(var, ignore_errors=True)
     print(json.dumps(summary))
 
 

@@ -15,7 +15,7 @@ from core.roles import RESEARCHER
 from core.services.statistics_cache import jsonable
 from ratings.models import StatisticsJob as RatingStatisticsJob
 from ratings.services.statistics import campaign_statistics as rating_statistics
-from tests.test_inference_workers import wait_until
+from tests.test_release_worker import wait_until
 from tests.test_ratings import _rated_campaign
 from tests.test_scoring_dashboard import scored  # noqa: F401  (fixture)
 

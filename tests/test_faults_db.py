@@ -32,6 +32,7 @@ from releases.models import Release, ReleaseFile
 from releases.services.build import build_release, create_release
 from tests.conftest import stored_files
 from tests.factories import make_recording
+from tests.test_release_worker import wait_until
 from tests.test_worker import upload, wait_for
 
 ON_POSTGRESQL = connection.vendor == "postgresql"
@@ -229,7 +230,8 @@ def test_a_release_build_whose_connection_is_lost_is_retried_or_fails_leaving_no
     # lost while recording the third stored file: two files are in storage with their rows, one without
     with terminate_backend_at('INSERT INTO "releases_releasefile"', 3) as terminator:
         release = create_release("lost", "1.0.0", **choices)
-        built = wait_for_release(release.pk)
+        wait_until(lambda: Release.objects.get(pk=release.pk).is_finished, 120, "the release build")
+        built = Release.objects.get(pk=release.pk)
     assert terminator.fired.is_set()
     if retries:
         assert built.state == Release.SUCCEEDED, built.error
@@ -243,18 +245,6 @@ def test_a_release_build_whose_connection_is_lost_is_retried_or_fails_leaving_no
         changed = grown(before)
         assert changed.pop("releases.Release") == 1 and set(changed) <= {"core.ChangeRecord"}
     assert not partial_files(media_root)
-
-
-def wait_for_release(pk: int, timeout: float = 120.0) -> Release:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        release = Release.objects.get(pk=pk)
-        if release.is_finished:
-            return release
-        time.sleep(0.2)
-    raise AssertionError(f"release {pk} still {release.state} after {timeout} s")
 
 
 # --- a full storage ---------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from config.celery import app, ensure_broker_folders
 from inference.models import InferenceJob, ModelVersion, Prediction
 from inference.services import jobs
 from tests.fake_vllm import fake  # noqa: F401  (fixture)
+from tests.test_release_worker import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,15 +71,6 @@ def workers(tmp_path, media_root):
     pool = Workers(tmp_path, media_root)
     yield pool
     pool.stop_all()
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

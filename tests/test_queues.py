@@ -15,7 +15,8 @@ from inference.models import InferenceJob, ModelVersion
 from inference.services import jobs
 from releases.models import Release
 from tests.factories import make_recording
-from tests.test_inference_workers import wait_until, workers  # noqa: F401  (fixture)
+from tests.test_inference_workers import workers  # noqa: F401  (fixture)
+from tests.test_release_worker import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 QUEUES = ("io", "cpu", "gpu")
