@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from django.core.management import call_command
+from django.db import connection
 from django.test import override_settings
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, settings
@@ -65,14 +66,17 @@ def _ids():
 
 @pytest.fixture(scope="module")
 def demo(django_db_setup, django_db_blocker, tmp_path_factory):
-    """The demo's database (a short night) and its media, for this module; emptied afterwards."""
+    """The demo's database (a short night) and its media, for this module; afterwards the database is put
+    back as the migrations left it (a bare flush would also drop their data: the rule catalogue, the roles)."""
     media = tmp_path_factory.mktemp("fuzz-media")
     with override_settings(MEDIA_ROOT=media), django_db_blocker.unblock():
+        migrated = connection.creation.serialize_db_to_string()
         call_command("demo", "--no-serve", "--hours", "0.1", stdout=open(os.devnull, "w"))
         tokens = {role: Token.objects.get_or_create(user__username=username, defaults={"user": _user(username)})[0].key
                   for role, username in ROLE_ACCOUNTS.items()}
         yield {"media": media, "tokens": tokens, "ids": _ids()}
-        call_command("flush", interactive=False, verbosity=0)
+        call_command("flush", interactive=False, verbosity=0, inhibit_post_migrate=True, reset_sequences=False)
+        connection.creation.deserialize_db_from_string(migrated)
 
 
 def _user(username):
