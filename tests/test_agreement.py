@@ -294,3 +294,59 @@ def test_a_table_parsed_once_gives_what_the_triples_give():
         [dict((i, v) for _, i, v in truth)[i] for r, i, _ in sorted(triples) if r == "c"], labels=stages))
     with pytest.raises(ValueError, match="outside the domain"):
         ag.fleiss_kappa(ratings, ["W", "N1"])
+
+
+# --- the columnar entry points give what the triple-based ones give ----------------------------------
+
+def random_triples(seed, raters=("b", "a", 3, "ref"), items=40, labels=STAGES, missing=0.3):
+    rng = np.random.default_rng(seed)
+    return [(r, u, labels[rng.integers(len(labels))]) for r in raters for u in range(items)
+            if rng.random() > missing]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_columns_table_is_table_of_the_same_triples(seed):
+    triples = random_triples(seed)
+    raters, items, values = (list(c) for c in zip(*triples))
+    for domain in (None, STAGES):
+        assert ag.columns_table(raters, items, values, domain)._asdict().keys() == ag.table(triples)._asdict().keys()
+        got, want = ag.columns_table(raters, np.array(items), values, domain), ag.table(triples, domain)
+        assert (got.raters, got.items, got.values) == (want.raters, want.items, want.values)
+        for field in ("rater", "item", "code"):
+            assert np.array_equal(getattr(got, field), getattr(want, field))
+        assert ag.bootstrap_alpha(got, "nominal", seed=seed) == ag.bootstrap_alpha(want, "nominal", seed=seed)
+
+
+def test_columns_table_refuses_a_repeated_pair_and_values_outside_the_domain():
+    with pytest.raises(ValueError, match=r"duplicate rating for \(rater, item\) = \('a', 2\)"):
+        ag.columns_table(["a", "b", "a"], [2, 2, 2], ["W", "W", "R"])
+    with pytest.raises(ValueError, match="outside the domain"):
+        ag.columns_table(["a"], [1], ["X"], STAGES)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_subset_is_the_table_of_the_kept_triples(seed):
+    triples = random_triples(seed)
+    t = ag.table(triples, STAGES)
+    keep = np.array([r != "a" and i % 3 != 0 for r, i, _ in triples])  # a Table keeps its triples' order
+    got, want = ag.subset(t, keep), ag.table([tr for tr, k in zip(triples, keep) if k], STAGES)
+    assert (got.raters, got.items) == (want.raters, want.items)
+    assert ag.krippendorff_alpha(got) == pytest.approx(ag.krippendorff_alpha(want))
+    assert ag.pairwise_cohen_kappa(got, labels=STAGES).keys() == ag.pairwise_cohen_kappa(want, labels=STAGES).keys()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_agreement_with_majority_per_label_counts_each_rating_against_its_untied_majority(seed):
+    triples = random_triples(seed, raters=range(5), items=60, missing=0.4)
+    majorities = ag.majority(triples)
+    hits, totals = {}, {}
+    for _, item, label in triples:  # the definition, rating by rating
+        summary = majorities[item]
+        if summary.tie or summary.n < 2:
+            continue
+        totals[summary.label] = totals.get(summary.label, 0) + 1
+        hits[summary.label] = hits.get(summary.label, 0) + (label == summary.label)
+    got = ag.agreement_with_majority_per_label(triples, STAGES)
+    assert set(got) == set(totals)
+    for label, value in got.items():
+        assert value == ag.Agreement(hits[label] / totals[label], totals[label])

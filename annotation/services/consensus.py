@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from annotation.models import Adjudication, CampaignItem, Label
 from core.models import ChangeRecord
-from core.services import audit
+from core.services import agreement, audit
+from core.services.rows import fetch
 from datasets.constants import STAGES
 from datasets.exceptions import InputError
 
@@ -44,7 +46,7 @@ class ItemConsensus:
 def _summarise(items) -> dict[int, ItemConsensus]:
     labels = Label.objects.filter(item__in=items, rescore=False, replaced_by__isnull=True)
     adjudications = Adjudication.objects.filter(item__in=items).order_by("item_id", "created_at", "pk")
-    return summarise(items.values_list("pk", "epoch_id"), labels.values_list("item_id", "rater_id", "stage"),
+    return summarise(items.values_list("pk", "epoch_id"), fetch(labels.values_list("item_id", "rater_id", "stage")),
                      adjudications.values_list("item_id", "stage"))
 
 
@@ -52,17 +54,22 @@ def summarise(items, labels, adjudications) -> dict[int, ItemConsensus]:
     """item id -> consensus of (item id, epoch id) pairs, from their current first-pass labels as (item id,
     rater id, stage) and their adjudications as (item id, stage), oldest first."""
     result = {pk: ItemConsensus(pk, epoch) for pk, epoch in items}
+    labels = list(labels)
     for item_id, rater_id, stage in labels:
         result[item_id].labels[rater_id] = stage
     for item_id, stage in adjudications:
         result[item_id].adjudicated = stage  # the latest stands
-    for summary in result.values():
-        if summary.labels:
-            counts = Counter(summary.labels.values()).most_common()
-            top_stage, top = counts[0]
-            summary.level = top / len(summary.labels)
-            summary.tie = len(counts) > 1 and counts[1][1] == top
-            summary.majority = None if summary.tie else top_stage
+    if labels:
+        item_ids, rater_ids, stages = zip(*labels)
+        t = agreement.columns_table(rater_ids, item_ids, stages)
+        counts = agreement.value_counts(t)
+        top = counts.max(1)
+        levels = (top / counts.sum(1)).tolist()
+        ties = ((counts == top[:, None]).sum(1) > 1).tolist()
+        majorities = np.array(t.values, object)[counts.argmax(1)].tolist()
+        for item_id, level, tie, majority in zip(t.items, levels, ties, majorities):
+            summary = result[item_id]
+            summary.level, summary.tie, summary.majority = level, tie, None if tie else majority
     return result
 
 

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from itertools import combinations
 
 from django.contrib.auth import get_user_model
+import numpy as np
 from django.db.models import Count
 
 from annotation.models import CampaignItem
@@ -17,6 +18,7 @@ from annotation.services.consensus import campaign_consensus
 from annotation.services.queue import current_labels
 from annotation.services.review import review_curve
 from core.services import agreement, statistics_cache
+from core.services.rows import fetch
 from datasets.constants import STAGES
 from inference.models import Prediction
 
@@ -80,9 +82,10 @@ def _pair_summary(triples, a, b) -> dict:
 
 def campaign_statistics(campaign) -> dict:
     """Every figure of the dashboard, with the number of items or labels behind each."""
-    labels = list(current_labels(campaign).values_list("rater_id", "item__epoch_id", "stage", "rescore",
-                                                        "server_seconds"))  # time measured by the server
+    labels = fetch(current_labels(campaign).values_list("rater_id", "item__epoch_id", "stage", "rescore",
+                                                         "server_seconds"))  # time measured by the server
     first = [(r, e, s) for r, e, s, rescore, _ in labels if not rescore]
+    first_raters, first_epochs, first_stages = (list(c) for c in zip(*first)) if first else ([], [], [])
     scorers = sorted({r for r, _, _ in first})
     raters = sorted(set(campaign.raters.values_list("pk", flat=True)) | set(scorers))
     names = dict(get_user_model().objects.filter(pk__in=raters).values_list("pk", "username"))
@@ -107,9 +110,11 @@ def campaign_statistics(campaign) -> dict:
         "to_adjudicate": sum(s.needs_adjudication for s in summaries.values()),  # consensus.for_adjudication's count
     }
     # parsed once each: the raters' first labels, and those with the reference and consensus as pseudo-raters
-    ratings = agreement.table(first)
+    ratings = agreement.columns_table(np.array(first_raters, np.int64), np.array(first_epochs, np.int64), first_stages)
     truths = {name: truth for name, truth in ((REFERENCE, reference), (CONSENSUS, consensus)) if truth}
-    pairs = agreement.table(first + [(name, e, s) for name, truth in truths.items() for e, s in truth.items()])
+    pseudo = [(name, e, s) for name, truth in truths.items() for e, s in truth.items()]
+    pairs = agreement.columns_table(first_raters + [r for r, _, _ in pseudo], first_epochs + [e for _, e, _ in pseudo],
+                                    first_stages + [s for _, _, s in pseudo])
     ratings_per_item = Counter(item for _, item, _ in first)
     tally = Counter(ratings_per_item.values()) | {0: n_items - len(ratings_per_item)}
     result["coverage"] = [{"ratings": m, "items": tally[m]} for m in sorted(tally, reverse=True) if tally[m]]
@@ -141,28 +146,17 @@ def campaign_statistics(campaign) -> dict:
         result["percent_agreement"] = agreement.percent_agreement(ratings)._asdict()
         result["agreement_with_majority"] = agreement.agreement_with_majority(ratings)._asdict()
         result["stage_kappa"] = {s: _finite(v) for s, v in agreement.per_label_kappa(ratings, STAGES).items()}
-        result["stage_agreement_with_majority"] = _stage_agreement(first, agreement.majority(ratings))
+        result["stage_agreement_with_majority"] = {
+            s: a._asdict() for s, a in agreement.agreement_with_majority_per_label(ratings, STAGES).items()}
     result["against"] = {name: [{"rater": names.get(r), **_pair_summary(pairs, r, name)} for r in scorers]
                          for name in truths}
     result["intra_rater"] = _intra_rater(labels, names)
     result["human_ranges"] = HUMAN_RANGES
-    result["unanimous"] = _unanimous(first)
-    result["hypnodensity"] = _hypnodensity(campaign, first)
+    result["unanimous"] = _unanimous(ratings)
+    result["hypnodensity"] = _hypnodensity(campaign, ratings)
     result["per_rater"] = _per_rater(campaign, consensus, names, result["intra_rater"])
     result["review_curve"] = review_curve(campaign)  # review campaigns only (None otherwise)
     return result
-
-
-def _stage_agreement(triples, majorities) -> dict:
-    """Per stage: share of ratings equal to the item's majority, over items whose majority is that stage."""
-    hits, totals = defaultdict(int), defaultdict(int)
-    for _, item, stage in triples:
-        summary = majorities[item]
-        if summary.tie or summary.n < 2:
-            continue
-        totals[summary.label] += 1
-        hits[summary.label] += stage == summary.label
-    return {s: {"value": hits[s] / totals[s], "n": totals[s]} for s in STAGES if totals[s]}
 
 
 def _intra_rater(labels, names) -> list[dict]:
@@ -179,16 +173,16 @@ def _intra_rater(labels, names) -> list[dict]:
     return out
 
 
-def _unanimous(triples) -> dict:
+def _unanimous(ratings: agreement.Table) -> dict:
     """The share of unanimous epochs (items with two ratings or more), overall and per plurality stage."""
-    shares = agreement.unanimity(triples, STAGES)
+    shares = agreement.unanimity(ratings, STAGES)
     return {"overall": {"value": _finite(shares["overall"].value), "n": shares["overall"].n},
             "per_stage": {s: {"value": v.value, "n": v.n} for s, v in shares["per_label"].items()},
             "method": "first-pass labels; epochs rated twice or more; per stage over the epochs whose plurality "
                       "stage (no tie) it is"}
 
 
-def _hypnodensity(campaign, first) -> list[dict]:
+def _hypnodensity(campaign, ratings: agreement.Table) -> list[dict]:
     """Per recording: each rated epoch's share of raters per stage (first-pass labels) beside the stage and
     probability of the model version with the most predictions on the campaign's epochs, and the recording's
     unanimous shares."""
@@ -203,11 +197,10 @@ def _hypnodensity(campaign, first) -> list[dict]:
     model = {} if version is None else {
         e: (stage, p) for e, stage, p in predictions.filter(model_version_id=version["model_version_id"])
         .values_list("epoch_id", "stage", "probability")}
-    shares = agreement.label_shares(first, STAGES)
-    raters = Counter(e for _, e, _ in first)
-    triples_of, shares_of = defaultdict(list), defaultdict(list)  # per recording, in one pass each
-    for t in first:
-        triples_of[epochs.get(t[1])].append(t)
+    shares = agreement.label_shares(ratings, STAGES)
+    raters = dict(zip(ratings.items, np.bincount(ratings.item, minlength=len(ratings.items)).tolist()))
+    recording_of = np.array([epochs.get(e, -1) for e in ratings.items], np.int64)[ratings.item]
+    shares_of = defaultdict(list)  # per recording, in one pass
     for e in shares:
         shares_of[epochs.get(e)].append(e)
     out = []
@@ -219,7 +212,7 @@ def _hypnodensity(campaign, first) -> list[dict]:
             "epochs": [{"index": index_of[e], "raters": raters[e], "shares": shares[e],
                         "model_stage": model.get(e, (None, None))[0],
                         "model_probability": model.get(e, (None, None))[1]} for e in rated],
-            "unanimous": _unanimous(triples_of[recording]),
+            "unanimous": _unanimous(agreement.subset(ratings, recording_of == recording)),
         })
     return out
 
@@ -227,8 +220,8 @@ def _hypnodensity(campaign, first) -> list[dict]:
 def _per_rater(campaign, consensus, names, intra_rater) -> dict:
     """Per rater, for one table and one plot: seconds per epoch, drift (agreement with the consensus in
     blocks of DRIFT_BLOCK of their first-pass labels, in the order saved) and intra-rater agreement."""
-    labels = (current_labels(campaign).order_by("created_at", "pk")
-              .values_list("rater_id", "item__epoch_id", "stage", "rescore", "server_seconds"))
+    labels = fetch(current_labels(campaign).order_by("created_at", "pk")
+                   .values_list("rater_id", "item__epoch_id", "stage", "rescore", "server_seconds"))
     seconds, hits = defaultdict(list), defaultdict(list)
     for rater, epoch, stage, rescore, spent in labels:
         if spent is not None:

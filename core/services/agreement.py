@@ -119,6 +119,45 @@ def table(triples: Ratings, domain: Sequence | None = None) -> Table:
     return parsed if domain is None else _recoded(parsed, list(domain))
 
 
+def _keys(column) -> tuple[list, np.ndarray]:
+    """A column's distinct keys in `table`'s order and each entry's index into them."""
+    if isinstance(column, np.ndarray) and column.dtype.kind in "iub":
+        keys, index = np.unique(column, return_inverse=True)
+        return keys.tolist(), index.reshape(-1).astype(np.intp)
+    keys = _ordered(column)
+    position = {key: k for k, key in enumerate(keys)}
+    return keys, np.fromiter((position[key] for key in column), np.intp, len(column))
+
+
+def columns_table(raters: Sequence, items: Sequence, values: Sequence, domain: Sequence | None = None) -> Table:
+    """`table` from columns (each rating's rater, item and value, none missing), vectorised: the same Table
+    as table(zip(raters, items, values), domain) gives, without a Python loop over numeric columns."""
+    rater_keys, rater = _keys(raters)
+    item_keys, item = _keys(items)
+    value_keys, code = _keys(values)
+    if not len(code) == len(rater) == len(item):
+        raise ValueError("raters, items and values differ in length")
+    _, first = np.unique(rater.astype(np.int64) * max(len(item_keys), 1) + item, return_index=True)
+    if len(first) < len(code):
+        repeats = np.ones(len(code), bool)
+        repeats[first] = False
+        repeat = int(np.flatnonzero(repeats)[0])
+        pair = (rater_keys[rater[repeat]], item_keys[item[repeat]])
+        raise ValueError(f"duplicate rating for (rater, item) = {pair!r}")
+    parsed = Table(rater_keys, item_keys, value_keys, rater, item, code)
+    return parsed if domain is None else _recoded(parsed, list(domain))
+
+
+def subset(t: Table, keep: np.ndarray) -> Table:
+    """The ratings of a Table that `keep` selects (a boolean mask or indices), without the raters and items
+    left with none."""
+    rater, item = t.rater[keep], t.item[keep]
+    rater_used, rater = np.unique(rater, return_inverse=True)
+    item_used, item = np.unique(item, return_inverse=True)
+    return Table([t.raters[k] for k in rater_used], [t.items[k] for k in item_used], t.values,
+                 rater.astype(np.intp), item.astype(np.intp), t.code[keep])
+
+
 def _recoded(t: Table, domain: list) -> Table:
     """A parsed table with its values coded in `domain` instead."""
     index = {v: k for k, v in enumerate(domain)}
@@ -134,6 +173,11 @@ def _counts(t: Table) -> np.ndarray:
     """items x values: how many raters gave each value to each item."""
     v = len(t.values)
     return np.bincount(t.item * v + t.code, minlength=len(t.items) * v).reshape(len(t.items), v)
+
+
+def value_counts(triples: Ratings) -> np.ndarray:
+    """items x values (in the Table's orders): how many raters gave each value to each item."""
+    return _counts(table(triples))
 
 
 def _codes(t: Table) -> np.ndarray:
@@ -421,6 +465,22 @@ def agreement_with_majority(triples: Ratings) -> Agreement:
     if not m.sum():
         return Agreement(math.nan, 0)
     return Agreement(float(counts.max(1).sum() / m.sum()), int(m.sum()))
+
+
+def agreement_with_majority_per_label(triples: Ratings, labels: Sequence) -> dict:
+    """Per label: the share of ratings equal to their item's majority, over the items rated twice or more
+    whose plurality label, without a tie, is that label (n = those items' ratings)."""
+    counts = _counts(table(triples, labels))
+    m = counts.sum(1)
+    top = counts.max(1)
+    chosen = (m >= 2) & ((counts == top[:, None]).sum(1) == 1)
+    modal = counts.argmax(1)
+    out = {}
+    for k, label in enumerate(labels):
+        mine = chosen & (modal == k)
+        if mine.any():
+            out[label] = Agreement(float(top[mine].sum() / m[mine].sum()), int(m[mine].sum()))
+    return out
 
 
 def label_shares(triples: Ratings, labels: Sequence) -> dict:

@@ -16,11 +16,18 @@ import csv
 import io
 import json
 from collections import Counter, defaultdict
-from statistics import mean, median, stdev
+from dataclasses import dataclass
+from operator import itemgetter
+from decimal import Decimal, localcontext
+from fractions import Fraction
+from statistics import median
 
+import numpy as np
+import orjson
 from scipy.stats import spearmanr
 
 from core.services import agreement, statistics_cache
+from core.services.rows import fetch, json_value
 from datasets.constants import STAGES
 from inference.services.evaluation import spreadsheet_safe
 from inference.services.evidence import contradicted_share, is_contradicted
@@ -36,44 +43,151 @@ BOOTSTRAP_METHOD = (f"percentile bootstrap over items: {N_BOOT} resamples with r
                     "twice or more, numpy default_rng(campaign seed); 2.5% and 97.5% quantiles")
 
 
-def _rows(campaign) -> list[dict]:
-    ratings = (RATING.current(campaign, rescore=False)
-               .values("rater_id", "rater__username", "item_id", "scores", "fast", "server_seconds", "corrected_stage",
-                       "corrected_rule_ids", "note", "item__stage", "item__correct", "item__origin",
-                       "item__model_version__name", "item__source", "item__recording__cohort__name"))
-    return [{**r, "source": r["item__model_version__name"] or f"expert: {r['item__source']}"} for r in ratings]
+RATING_COLUMNS = ("rater__username", "item_id", "scores", "fast", "server_seconds", "corrected_stage",
+                  "corrected_rule_ids", "note")
+ITEM_COLUMNS = ("id", "stage", "correct", "origin", "model_version__name", "source", "recording__cohort__name",
+                "evidence")
 
 
-def describe(values: list[int]) -> dict:
-    """mean, SD, median, the 1-5 distribution and n of a list of scores (None where undefined)."""
-    counts = Counter(values)
-    return {"n": len(values), "mean": mean(values) if values else None,
-            "sd": stdev(values) if len(values) > 1 else None, "median": median(values) if values else None,
-            "distribution": {str(point): counts.get(point, 0) for point in SCALE}}
+@dataclass
+class Ratings:
+    """A campaign's current first-pass ratings as columns (one query each for ratings and items).
+
+    `table` is the ratings' agreement Table on the first dimension (raters and items sorted); every
+    dimension shares its raters and items and differs only in its codes (score - 1)."""
+
+    table: agreement.Table
+    scores: dict[str, np.ndarray]  # dimension -> each rating's score
+    fast: np.ndarray
+    seconds: np.ndarray  # server-measured seconds of each rating (NaN where not measured)
+    corrected_stage: list
+    corrected_rules: np.ndarray  # corrected rule ids given
+    note: np.ndarray  # a note given
+    items: list[dict]  # every item of the campaign, in its order: id, stage, correct, origin, source, cohort
+    item_of: np.ndarray  # each rating's index into `items`
+    evidence: list  # each item's checked evidence
+
+    def codes(self, dim: str) -> agreement.Table:
+        return self.table._replace(code=self.scores[dim] - SCALE[0])
+
+    def item_attribute(self, key) -> np.ndarray:
+        """Each rating's item's attribute."""
+        return np.array([item[key] for item in self.items], object)[self.item_of]
+
+    def item_groups(self, key) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The rated items' distinct values of an attribute as text, sorted; each rating's index into them; and
+        how many rated items each covers."""
+        names = sorted({str(item[key]) for item in self.items})
+        index = {name: g for g, name in enumerate(names)}
+        of_item = np.array([index[str(item[key])] for item in self.items], np.intp)
+        used, group = np.unique(of_item[self.item_of], return_inverse=True)
+        group = group.reshape(-1)
+        return [names[k] for k in used], group, _distinct_items(self, group, len(used))
 
 
-def _by(rows, key, dim) -> dict:
-    groups = defaultdict(list)
-    for r in rows:
-        groups[key(r)].append(r)
-    return {str(k): {**describe([r["scores"][dim] for r in group]), "items": len({r["item_id"] for r in group})}
-            for k, group in sorted(groups.items(), key=lambda kv: str(kv[0]))}
+def _json_column(values) -> list:
+    """A JSON column's values from `fetch`, decoded in one call where they come as text."""
+    if values and all(isinstance(v, str) for v in values):
+        return orjson.loads("[" + ",".join(values) + "]")
+    return [json_value(v) for v in values]
 
 
-def _triples(rows, dim):
-    return [(r["rater__username"], r["item_id"], r["scores"][dim]) for r in rows]
+def _load(campaign, dims) -> Ratings:
+    item_rows = fetch(campaign.items.values_list(*ITEM_COLUMNS))
+    ids, stages, correct, origins, models, sources, cohorts, evidence = (list(c) for c in zip(*item_rows)) or [[]] * 8
+    items = [{"id": pk, "stage": stage, "correct": bool(right), "origin": origin, "cohort": cohort,
+              "source": model or f"expert: {source}", "correctness": "correct" if right else "incorrect"}
+             for pk, stage, right, origin, model, source, cohort in zip(ids, stages, correct, origins, models, sources,
+                                                                          cohorts)]
+    position = {pk: k for k, pk in enumerate(ids)}
+    rows = fetch(RATING.current(campaign, rescore=False).values_list(*RATING_COLUMNS))
+    raters, item_ids, scores, fast, seconds, corrected_stage, corrected_rules, notes = (
+        (list(c) for c in zip(*rows)) if rows else [[]] * 8)
+    n = len(rows)
+    matrix = np.array([list(map(itemgetter(*dims), _json_column(scores)))], np.intp).reshape(n, len(dims))
+    by_dim = {dim: matrix[:, k] for k, dim in enumerate(dims)}
+    for dim, values in by_dim.items():
+        outside = ~np.isin(values, SCALE)
+        if outside.any():
+            raise ValueError(f"a rating's {dim} score {int(values[outside][0])} is outside {SCALE}")
+    item_of = np.array([position[pk] for pk in item_ids], np.intp)
+    table = agreement.columns_table(raters, item_of, matrix[:, 0] if dims else np.full(n, SCALE[0]), SCALE)
+    return Ratings(table=table, scores=by_dim, fast=np.array(fast, bool),
+                   seconds=np.array([np.nan if s is None else s for s in seconds], float),
+                   corrected_stage=[stage or "" for stage in corrected_stage],
+                   corrected_rules=np.array([bool(r) for r in _json_column(corrected_rules)], bool),
+                   note=np.array([bool(note) for note in notes], bool), items=items, item_of=item_of,
+                   evidence=_json_column(evidence))
 
 
-def _alpha(triples, level, seed, n_boot=N_BOOT) -> dict:
+def _statistics_mean(total: Fraction, n: int, integral: bool = True):
+    """What statistics.mean returns for values summing exactly to `total`: an int when every value is an
+    int and the mean is whole, else the float nearest the exact mean."""
+    value = total / n
+    return value.numerator if integral and value.denominator == 1 else float(value)
+
+
+def _exact_sum(values: np.ndarray) -> Fraction:
+    """The exact sum of floats (as statistics.mean adds them), from their integer mantissas."""
+    mantissa, exponent = np.frexp(values)
+    whole = (mantissa * 2.0**53).astype(np.int64)
+    return sum((Fraction(int(whole[exponent == e].astype(object).sum())) * Fraction(2) ** (int(e) - 53)
+                for e in np.unique(exponent)), Fraction(0))
+
+
+def _sqrt(value: Fraction) -> float:
+    """The square root of a fraction, correctly rounded (as statistics.stdev gives it)."""
+    with localcontext(prec=80):
+        return float((Decimal(value.numerator) / Decimal(value.denominator)).sqrt())
+
+
+def _describe_counts(counts) -> dict:
+    """describe() from the number of ratings at each scale point: the same figures and types as statistics'
+    mean, stdev and median give on the scores themselves."""
+    counts = [int(c) for c in counts]
+    n = sum(counts)
+    s1 = sum(point * c for point, c in zip(SCALE, counts))
+    s2 = sum(point * point * c for point, c in zip(SCALE, counts))
+    median_value = None
+    if n:
+        ranked = np.cumsum(counts)
+        at = [SCALE[int(np.searchsorted(ranked, k, side="right"))] for k in ((n - 1) // 2, n // 2)]
+        median_value = at[0] if n % 2 else (at[0] + at[1]) / 2
+    return {"n": n, "mean": _statistics_mean(Fraction(s1), n) if n else None,
+            "sd": _sqrt(Fraction(n * s2 - s1 * s1, n * (n - 1))) if n > 1 else None, "median": median_value,
+            "distribution": {str(point): c for point, c in zip(SCALE, counts)}}
+
+
+def describe(values) -> dict:
+    """mean, SD, median, the 1-5 distribution and n of scores on the scale (None where undefined)."""
+    values = np.asarray(values, np.intp)
+    return _describe_counts(np.bincount(values - SCALE[0], minlength=len(SCALE)) if len(values) else [0] * len(SCALE))
+
+
+def _by(data: Ratings, groups: tuple[list[str], np.ndarray, np.ndarray], dim: str) -> dict:
+    names, group, items = groups
+    scale = len(SCALE)
+    counts = np.bincount(group * scale + data.scores[dim] - SCALE[0], minlength=len(names) * scale).reshape(-1, scale)
+    return {name: {**_describe_counts(counts[g]), "items": int(items[g])} for g, name in enumerate(names)}
+
+
+def _distinct_items(data: Ratings, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """How many distinct items each group's ratings cover."""
+    pairs = np.unique(group.astype(np.int64) * max(len(data.items), 1) + data.item_of)
+    return np.bincount(pairs // max(len(data.items), 1), minlength=n_groups)
+
+
+def _alpha(t: agreement.Table, level, seed, n_boot=N_BOOT) -> dict:
     """Alpha with its interval on the pairable items (rated twice or more), their ratings and raters."""
-    pairable = {i for i, n in Counter(i for _, i, _ in triples).items() if n >= 2}
-    basis = {"items": len(pairable), "ratings": sum(1 for _, i, _ in triples if i in pairable),
-             "raters": len({r for r, i, _ in triples if i in pairable})}
+    per_item = np.bincount(t.item, minlength=len(t.items))
+    on_pairable = per_item[t.item] >= 2
+    basis = {"items": int((per_item >= 2).sum()), "ratings": int(on_pairable.sum()),
+             "raters": len(np.unique(t.rater[on_pairable]))}
     undefined = {"value": None, "low": None, "high": None, **basis}
-    if len(pairable) < 2:
+    if basis["items"] < 2:
         return undefined
     try:
-        result = agreement.bootstrap_alpha(triples, level, n_boot=n_boot, seed=seed, value_domain=SCALE)
+        result = agreement.bootstrap_alpha(t, level, n_boot=n_boot, seed=seed, value_domain=SCALE)
     except ValueError:
         return undefined
     return {"value": _num(result.alpha), "low": _num(result.low), "high": _num(result.high), **basis}
@@ -83,81 +197,95 @@ def _num(value):
     return None if value is None or value != value else float(value)
 
 
-def _pairs(triples) -> list[dict]:
-    kappas = agreement.pairwise_cohen_kappa(triples, weights="quadratic", labels=SCALE)
+def _pairs(t: agreement.Table) -> list[dict]:
+    kappas = agreement.pairwise_cohen_kappa(t, weights="quadratic", labels=SCALE)
     return [{"a": a, "b": b, "kappa": _num(k.value), "items": k.n} for (a, b), k in kappas.items() if k.n]
 
 
-def _crossed_block(triples):
-    """The largest fully crossed block: items rated by one same set of 2+ raters (most items, then most raters)."""
-    raters_of = defaultdict(set)
-    for rater, item, _ in triples:
-        raters_of[item].add(rater)
-    blocks = defaultdict(list)
-    for item, raters in raters_of.items():
-        if len(raters) >= 2:
-            blocks[frozenset(raters)].append(item)
-    if not blocks:
-        return None, []
-    raters, items = max(blocks.items(), key=lambda kv: (len(kv[1]), len(kv[0])))
-    return raters, items
+def _crossed_block(data: Ratings) -> tuple[list, np.ndarray]:
+    """The largest fully crossed block: the items rated by one same set of 2+ raters (most items, then most
+    raters, then the set met first in the database's order), as (rater indices, item indices)."""
+    t = data.table
+    present = np.zeros((len(t.items), len(t.raters)), bool)
+    present[t.item, t.rater] = True
+    candidates = np.flatnonzero(present.sum(1) >= 2)
+    if not len(candidates):
+        return [], candidates
+    first_seen = np.full(len(t.items), len(t.item), np.intp)
+    np.minimum.at(first_seen, t.item, np.arange(len(t.item)))
+    sets, which = np.unique(present[candidates], axis=0, return_inverse=True)
+    which = which.reshape(-1)
+    size = np.bincount(which, minlength=len(sets))
+    met = np.full(len(sets), len(t.item), np.intp)
+    np.minimum.at(met, which, first_seen[candidates])
+    best = max(range(len(sets)), key=lambda k: (size[k], int(sets[k].sum()), -met[k]))
+    return np.flatnonzero(sets[best]).tolist(), candidates[which == best]
 
 
-def _icc(triples) -> dict:
-    raters, items = _crossed_block(triples)
-    if raters is None or len(items) < 2:
+def _icc(t: agreement.Table, raters: list, items: np.ndarray) -> dict:
+    if not raters or len(items) < 2:
         return {"value": None, "raters": 0, "items": len(items)}
-    chosen = set(items)
-    block = [t for t in triples if t[1] in chosen and t[0] in raters]
+    block = agreement.subset(t, np.isin(t.rater, raters) & np.isin(t.item, items))
     return {"value": _num(agreement.icc(block, "ICC2k")), "raters": len(raters), "items": len(items),
-            "rater_names": sorted(raters)}
+            "rater_names": sorted(t.raters[r] for r in raters)}
 
 
-def _rater_reliability(rows, dims) -> list[dict]:
-    by_item = defaultdict(list)
-    for r in rows:
-        by_item[r["item_id"]].append(r)
+def _rater_reliability(data: Ratings, dims) -> list[dict]:
+    """Each rater's ratings, fast ratings, median time, and per dimension their mean score and bias (their
+    score minus the mean of the other raters on the same item, averaged as statistics.mean would)."""
+    t = data.table
+    per_item = np.bincount(t.item, minlength=len(t.items))
+    shared = per_item[t.item] >= 2
+    totals = {dim: np.bincount(t.item, weights=data.scores[dim], minlength=len(t.items)).astype(np.int64)
+              for dim in dims}
     out = []
-    for rater in sorted({r["rater__username"] for r in rows}):
-        mine = [r for r in rows if r["rater__username"] == rater]
-        entry = {"rater": rater, "ratings": len(mine), "fast": sum(r["fast"] for r in mine),
-                 "median_seconds": median([r["server_seconds"] for r in mine if r["server_seconds"] is not None] or [0]),
-                 "dimensions": {}}
+    for r, rater in enumerate(t.raters):
+        mine = t.rater == r
+        seconds = data.seconds[mine]
+        entry = {"rater": rater, "ratings": int(mine.sum()), "fast": int(data.fast[mine].sum()),
+                 "median_seconds": median(seconds[~np.isnan(seconds)].tolist() or [0]), "dimensions": {}}
+        chosen = mine & shared
+        others = per_item[t.item[chosen]] - 1
         for dim in dims:
-            diffs = []
-            for r in mine:
-                others = [o["scores"][dim] for o in by_item[r["item_id"]] if o["rater__username"] != rater]
-                if others:
-                    diffs.append(r["scores"][dim] - mean(others))
-            entry["dimensions"][dim] = {"mean": mean(r["scores"][dim] for r in mine),
-                                        "bias": mean(diffs) if diffs else None, "items_shared": len(diffs)}
+            x = data.scores[dim]
+            others_total = totals[dim][t.item[chosen]] - x[chosen]
+            diffs = x[chosen] - others_total / others
+            integral = bool((others_total % others == 0).all())
+            entry["dimensions"][dim] = {
+                "mean": _statistics_mean(Fraction(int(x[mine].sum())), int(mine.sum())),
+                "bias": _statistics_mean(_exact_sum(diffs), len(diffs), integral) if len(diffs) else None,
+                "items_shared": len(diffs)}
         out.append(entry)
     return out
 
 
-def _corrections(rows) -> dict:
-    corrected = [r for r in rows if r["corrected_stage"]]
-    confusion = [[sum(1 for r in corrected if r["item__stage"] == a and r["corrected_stage"] == b) for b in STAGES]
-                 for a in STAGES]
-    return {"ratings": len(rows), "notes": sum(1 for r in rows if r["note"]),
-            "corrected_stages": len(corrected), "corrected_rules": sum(1 for r in rows if r["corrected_rule_ids"]),
-            "stage_changed": sum(1 for r in corrected if r["corrected_stage"] != r["item__stage"]),
-            "labels": list(STAGES), "confusion": confusion,
+def _corrections(data: Ratings) -> dict:
+    rated_stage = data.item_attribute("stage")
+    corrected = [(a, b) for a, b in zip(rated_stage, data.corrected_stage) if b]
+    pairs = Counter(corrected)
+    return {"ratings": len(data.seconds), "notes": int(data.note.sum()),
+            "corrected_stages": len(corrected), "corrected_rules": int(data.corrected_rules.sum()),
+            "stage_changed": sum(1 for a, b in corrected if a != b),
+            "labels": list(STAGES), "confusion": [[pairs[a, b] for b in STAGES] for a in STAGES],
             "rows": "rated stage", "columns": "expert-corrected stage"}
 
 
-def _paper_table(rows, dims, seed) -> dict:
-    columns = sorted({(r["item__recording__cohort__name"], r["source"]) for r in rows})
+def _paper_table(data: Ratings, dims, seed) -> dict:
+    cells = list(zip(data.item_attribute("cohort"), data.item_attribute("source")))
+    columns = sorted(set(cells))
+    index = {column: k for k, column in enumerate(columns)}
+    column_of = np.fromiter((index[c] for c in cells), np.intp, len(cells))
+    items = _distinct_items(data, column_of, len(columns))
     table = {"columns": [{"cohort": c, "source": s} for c, s in columns], "rows": []}
     for dim in dims:
-        cells = []
-        for cohort, source in columns:
-            group = [r for r in rows if r["item__recording__cohort__name"] == cohort and r["source"] == source]
-            stats = describe([r["scores"][dim] for r in group])
-            cells.append({"mean": stats["mean"], "sd": stats["sd"], "n": stats["n"],
-                          "items": len({r["item_id"] for r in group}),
-                          "alpha": _alpha(_triples(group, dim), "ordinal", seed)})
-        table["rows"].append({"dimension": dim, "cells": cells})
+        t = data.codes(dim)
+        row = []
+        for k in range(len(columns)):
+            chosen = column_of == k
+            stats = describe(data.scores[dim][chosen])
+            row.append({"mean": stats["mean"], "sd": stats["sd"], "n": stats["n"], "items": int(items[k]),
+                        "alpha": _alpha(agreement.subset(t, chosen), "ordinal", seed)})
+        table["rows"].append({"dimension": dim, "cells": row})
     return table
 
 
@@ -165,12 +293,13 @@ def campaign_statistics(campaign) -> dict:
     """Every figure of the campaign (JSON-ready)."""
     rubric = campaign.rubric
     dims = rubric.keys
-    rows = _rows(campaign)
+    data = _load(campaign, dims)
     seed = campaign.sample_seed
+    n_ratings = len(data.seconds)
     out = {
         "campaign": {"id": campaign.pk, "name": campaign.name, "overlap": campaign.overlap,
-                     "items": campaign.items.count(), "ratings": len(rows),
-                     "items_rated": len({r["item_id"] for r in rows}), "raters": len({r["rater_id"] for r in rows}),
+                     "items": len(data.items), "ratings": n_ratings,
+                     "items_rated": len(data.table.items), "raters": len(data.table.raters),
                      "fast_floor_s": campaign.fast_floor_s},
         "rubric": {"version": rubric.version, "dimensions": [{"key": d["key"], "title": d["title"]}
                                                               for d in rubric.dimensions]},
@@ -180,23 +309,22 @@ def campaign_statistics(campaign) -> dict:
         "published": {**PUBLISHED, "means": list(PUBLISHED["means"])},
         "dimensions": {},
     }
+    breakdowns = {f"by_{key}": data.item_groups(key) for key in ("source", "origin", "stage", "correctness")}
+    block_raters, block_items = _crossed_block(data)
     for dim in dims:
-        triples = _triples(rows, dim)
+        t = data.codes(dim)
         out["dimensions"][dim] = {
-            "overall": {**describe([r["scores"][dim] for r in rows]), "items": len({r["item_id"] for r in rows})},
-            "by_source": _by(rows, lambda r: r["source"], dim),
-            "by_origin": _by(rows, lambda r: r["item__origin"], dim),
-            "by_stage": _by(rows, lambda r: r["item__stage"], dim),
-            "by_correctness": _by(rows, lambda r: "correct" if r["item__correct"] else "incorrect", dim),
-            "alpha_ordinal": _alpha(triples, "ordinal", seed),
-            "alpha_interval": _alpha(triples, "interval", seed),
-            "pairwise_weighted_kappa": _pairs(triples),
-            "icc2k": _icc(triples),
+            "overall": {**describe(data.scores[dim]), "items": len(t.items)},
+            **{name: _by(data, keys, dim) for name, keys in breakdowns.items()},
+            "alpha_ordinal": _alpha(t, "ordinal", seed),
+            "alpha_interval": _alpha(t, "interval", seed),
+            "pairwise_weighted_kappa": _pairs(t),
+            "icc2k": _icc(t, block_raters, block_items),
         }
-    out["paper_table"] = _paper_table(rows, dims, seed)
-    out["raters"] = _rater_reliability(rows, dims)
-    out["corrections"] = _corrections(rows)
-    out["contradicted"] = _contradicted(campaign, rows, rubric)
+    out["paper_table"] = _paper_table(data, dims, seed)
+    out["raters"] = _rater_reliability(data, dims)
+    out["corrections"] = _corrections(data)
+    out["contradicted"] = _contradicted(data, rubric)
     return out
 
 
@@ -213,29 +341,29 @@ def accuracy_dimension(rubric) -> str | None:
                  if any(word in f"{d['key']} {d['title']}".lower() for word in ACCURACY_WORDS)), None)
 
 
-def _contradicted(campaign, rows, rubric) -> dict:
+def _contradicted(data: Ratings, rubric) -> dict:
     """The share of rationales citing a rule their signal contradicts, overall, by source and by source and
     stage, and its Spearman correlation (with n) with the accuracy scores."""
-    items = [{**i, "source": i["model_version__name"] or f"expert: {i['source']}"}
-             for i in campaign.items.values("id", "stage", "evidence", "source", "model_version__name")]
     by_source, by_source_stage = defaultdict(list), defaultdict(lambda: defaultdict(list))
-    for item in items:
-        by_source[item["source"]].append(item["evidence"])
-        by_source_stage[item["source"]][item["stage"]].append(item["evidence"])
+    for item, evidence in zip(data.items, data.evidence):
+        by_source[item["source"]].append(evidence)
+        by_source_stage[item["source"]][item["stage"]].append(evidence)
     dim = accuracy_dimension(rubric)
-    scores = defaultdict(list)
-    for r in rows if dim else ():
-        scores[r["item_id"]].append(r["scores"][dim])
-    paired = [(float(is_contradicted(i["evidence"])), mean(scores[i["id"]])) for i in items
-              if i["evidence"] and scores[i["id"]]]
+    paired = []
+    if dim:
+        n_items = len(data.items)
+        count = np.bincount(data.item_of, minlength=n_items)
+        total = np.bincount(data.item_of, weights=data.scores[dim], minlength=n_items).astype(np.int64)
+        paired = [(float(is_contradicted(evidence)), _statistics_mean(Fraction(int(total[k])), int(count[k])))
+                  for k, evidence in enumerate(data.evidence) if evidence and count[k]]
     rho = p = None
     if len(paired) >= 3 and len({x for x, _ in paired}) > 1 and len({y for _, y in paired}) > 1:
         result = spearmanr([x for x, _ in paired], [y for _, y in paired])
         rho, p = _num(result.statistic), _num(result.pvalue)
     return {
         "method": CONTRADICTED_METHOD,
-        "overall": contradicted_share(i["evidence"] for i in items),
-        "unchecked_items": sum(1 for i in items if not i["evidence"]),
+        "overall": contradicted_share(data.evidence),
+        "unchecked_items": sum(1 for evidence in data.evidence if not evidence),
         "by_source": {source: contradicted_share(found) for source, found in sorted(by_source.items())},
         "by_source_stage": {source: {stage: contradicted_share(stages[stage]) for stage in STAGES if stage in stages}
                             for source, stages in sorted(by_source_stage.items())},
