@@ -350,3 +350,12 @@ def test_agreement_with_majority_per_label_counts_each_rating_against_its_untied
     assert set(got) == set(totals)
     for label, value in got.items():
         assert value == ag.Agreement(hits[label] / totals[label], totals[label])
+
+
+@pytest.mark.parametrize("shape, high", [((500, 5), 4), ((300, 3), 12), ((50, 30), 9)])
+def test_unique_rows_is_numpys_unique_over_rows(shape, high):
+    """The bootstrap's patterns: the fast path (rows as integers) and the wide fallback give numpy's answer."""
+    counts = np.random.default_rng(1).integers(0, high, size=shape)
+    patterns, weight = ag._unique_rows(counts)
+    want_patterns, want_weight = np.unique(counts, axis=0, return_counts=True)
+    assert np.array_equal(patterns, want_patterns) and np.array_equal(weight, want_weight)

@@ -18,7 +18,7 @@ from annotation.services.consensus import campaign_consensus
 from annotation.services.queue import current_labels
 from annotation.services.review import review_curve
 from core.services import agreement, statistics_cache
-from core.services.rows import fetch
+from core.services.rows import fetch, without_cyclic_gc
 from datasets.constants import STAGES
 from inference.models import Prediction
 
@@ -80,10 +80,11 @@ def _pair_summary(triples, a, b) -> dict:
             "agreement": float(confusion.trace() / n) if n else None, "confusion": confusion.tolist()}
 
 
+@without_cyclic_gc()
 def campaign_statistics(campaign) -> dict:
     """Every figure of the dashboard, with the number of items or labels behind each."""
-    labels = fetch(current_labels(campaign).values_list("rater_id", "item__epoch_id", "stage", "rescore",
-                                                         "server_seconds"))  # time measured by the server
+    labels = fetch(current_labels(campaign).order_by("created_at", "pk")  # in the order saved, for the drift
+                   .values_list("rater_id", "item__epoch_id", "stage", "rescore", "server_seconds"))  # server's time
     first = [(r, e, s) for r, e, s, rescore, _ in labels if not rescore]
     first_raters, first_epochs, first_stages = (list(c) for c in zip(*first)) if first else ([], [], [])
     scorers = sorted({r for r, _, _ in first})
@@ -113,7 +114,8 @@ def campaign_statistics(campaign) -> dict:
     ratings = agreement.columns_table(np.array(first_raters, np.int64), np.array(first_epochs, np.int64), first_stages)
     truths = {name: truth for name, truth in ((REFERENCE, reference), (CONSENSUS, consensus)) if truth}
     pseudo = [(name, e, s) for name, truth in truths.items() for e, s in truth.items()]
-    pairs = agreement.columns_table(first_raters + [r for r, _, _ in pseudo], first_epochs + [e for _, e, _ in pseudo],
+    pairs = agreement.columns_table(first_raters + [r for r, _, _ in pseudo],
+                                    np.array(first_epochs + [e for _, e, _ in pseudo], np.int64),
                                     first_stages + [s for _, _, s in pseudo])
     ratings_per_item = Counter(item for _, item, _ in first)
     tally = Counter(ratings_per_item.values()) | {0: n_items - len(ratings_per_item)}
@@ -154,7 +156,7 @@ def campaign_statistics(campaign) -> dict:
     result["human_ranges"] = HUMAN_RANGES
     result["unanimous"] = _unanimous(ratings)
     result["hypnodensity"] = _hypnodensity(campaign, ratings)
-    result["per_rater"] = _per_rater(campaign, consensus, names, result["intra_rater"])
+    result["per_rater"] = _per_rater(labels, consensus, names, result["intra_rater"])
     result["review_curve"] = review_curve(campaign)  # review campaigns only (None otherwise)
     return result
 
@@ -217,11 +219,10 @@ def _hypnodensity(campaign, ratings: agreement.Table) -> list[dict]:
     return out
 
 
-def _per_rater(campaign, consensus, names, intra_rater) -> dict:
+def _per_rater(labels, consensus, names, intra_rater) -> dict:
     """Per rater, for one table and one plot: seconds per epoch, drift (agreement with the consensus in
-    blocks of DRIFT_BLOCK of their first-pass labels, in the order saved) and intra-rater agreement."""
-    labels = fetch(current_labels(campaign).order_by("created_at", "pk")
-                   .values_list("rater_id", "item__epoch_id", "stage", "rescore", "server_seconds"))
+    blocks of DRIFT_BLOCK of their first-pass labels, in the order saved) and intra-rater agreement; from the
+    current labels as (rater id, epoch id, stage, rescore, server seconds) in the order saved."""
     seconds, hits = defaultdict(list), defaultdict(list)
     for rater, epoch, stage, rescore, spent in labels:
         if spent is not None:

@@ -408,6 +408,17 @@ def _alpha_from_coincidences(o: np.ndarray, level: str, points: np.ndarray | Non
         return 1 - observed / expected
 
 
+def _unique_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(counts, axis=0, return_counts=True), through one integer per row where the rows fit in
+    64 bits (counts read as digits: the same sorted order, many times faster)."""
+    base = int(counts.max()) + 1
+    if base ** counts.shape[1] >= 2**62:
+        return np.unique(counts, axis=0, return_counts=True)
+    digits = base ** np.arange(counts.shape[1] - 1, -1, -1, dtype=np.int64)
+    keys, first, weight = np.unique(counts.astype(np.int64) @ digits, return_index=True, return_counts=True)
+    return counts[first], weight
+
+
 def bootstrap_alpha(triples: Ratings, level: str, *, n_boot: int = 1000, seed: int = 0,
                     confidence: float = 0.95, value_domain: Sequence | None = None) -> BootstrapAlpha:
     """Krippendorff's alpha with a percentile bootstrap interval from resampling items.
@@ -430,7 +441,7 @@ def bootstrap_alpha(triples: Ratings, level: str, *, n_boot: int = 1000, seed: i
     counts = counts[counts.sum(1) >= 2]
     if not len(counts):
         raise ValueError("no item has two ratings or more")
-    patterns, weight = np.unique(counts, axis=0, return_counts=True)
+    patterns, weight = _unique_rows(counts)
     o = _item_coincidences(patterns)
     v = len(t.values)
     point = _alpha_from_coincidences((weight @ o).reshape(1, v, v), level, points)[0]

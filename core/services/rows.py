@@ -1,9 +1,14 @@
 """Rows of a queryset straight from the database cursor, for figures over hundreds of thousands of rows.
 
 Django's per-row conversions (JSON decoding, booleans from SQLite's integers) cost more than the query at
-that size; `fetch` skips them, and `json_value` decodes a JSON column's raw value with orjson.
+that size; `fetch` skips them, and `json_value` decodes a JSON column's raw value with orjson. Building
+that many tuples and dicts also sets off Python's cyclic garbage collector again and again over the whole
+heap (a third of the time of a 100,000-epoch campaign's figures): `without_cyclic_gc` pauses it.
 """
 from __future__ import annotations
+
+import gc
+from contextlib import contextmanager
 
 import orjson
 from django.db import connections
@@ -21,3 +26,16 @@ def fetch(queryset) -> list[tuple]:
 def json_value(raw):
     """A JSON column's value from `fetch` (text, or already decoded where the driver does that)."""
     return orjson.loads(raw) if isinstance(raw, (str, bytes, bytearray, memoryview)) else raw
+
+
+@contextmanager
+def without_cyclic_gc():
+    """Pause the cyclic garbage collector (a context manager or a decorator): the rows built hold no
+    reference cycles, and reference counting frees them as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

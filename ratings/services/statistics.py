@@ -27,7 +27,7 @@ import orjson
 from scipy.stats import spearmanr
 
 from core.services import agreement, statistics_cache
-from core.services.rows import fetch, json_value
+from core.services.rows import fetch, json_value, without_cyclic_gc
 from datasets.constants import STAGES
 from inference.services.evaluation import spreadsheet_safe
 from inference.services.evidence import contradicted_share, is_contradicted
@@ -100,7 +100,7 @@ def _load(campaign, dims) -> Ratings:
              for pk, stage, right, origin, model, source, cohort in zip(ids, stages, correct, origins, models, sources,
                                                                           cohorts)]
     position = {pk: k for k, pk in enumerate(ids)}
-    rows = fetch(RATING.current(campaign, rescore=False).values_list(*RATING_COLUMNS))
+    rows = fetch(RATING.current(campaign, rescore=False).order_by().values_list(*RATING_COLUMNS))  # any order
     raters, item_ids, scores, fast, seconds, corrected_stage, corrected_rules, notes = (
         (list(c) for c in zip(*rows)) if rows else [[]] * 8)
     n = len(rows)
@@ -120,9 +120,11 @@ def _load(campaign, dims) -> Ratings:
                    evidence=_json_column(evidence))
 
 
-def _statistics_mean(total: Fraction, n: int, integral: bool = True):
+def _statistics_mean(total: int | Fraction, n: int, integral: bool = True):
     """What statistics.mean returns for values summing exactly to `total`: an int when every value is an
     int and the mean is whole, else the float nearest the exact mean."""
+    if isinstance(total, int):  # int / int is the nearest float already
+        return total // n if integral and total % n == 0 else total / n
     value = total / n
     return value.numerator if integral and value.denominator == 1 else float(value)
 
@@ -153,7 +155,7 @@ def _describe_counts(counts) -> dict:
         ranked = np.cumsum(counts)
         at = [SCALE[int(np.searchsorted(ranked, k, side="right"))] for k in ((n - 1) // 2, n // 2)]
         median_value = at[0] if n % 2 else (at[0] + at[1]) / 2
-    return {"n": n, "mean": _statistics_mean(Fraction(s1), n) if n else None,
+    return {"n": n, "mean": _statistics_mean(s1, n) if n else None,
             "sd": _sqrt(Fraction(n * s2 - s1 * s1, n * (n - 1))) if n > 1 else None, "median": median_value,
             "distribution": {str(point): c for point, c in zip(SCALE, counts)}}
 
@@ -204,19 +206,19 @@ def _pairs(t: agreement.Table) -> list[dict]:
 
 def _crossed_block(data: Ratings) -> tuple[list, np.ndarray]:
     """The largest fully crossed block: the items rated by one same set of 2+ raters (most items, then most
-    raters, then the set met first in the database's order), as (rater indices, item indices)."""
+    raters, then the set met first in the campaign's item order), as (rater indices, item indices)."""
     t = data.table
     present = np.zeros((len(t.items), len(t.raters)), bool)
     present[t.item, t.rater] = True
     candidates = np.flatnonzero(present.sum(1) >= 2)
     if not len(candidates):
         return [], candidates
-    first_seen = np.full(len(t.items), len(t.item), np.intp)
-    np.minimum.at(first_seen, t.item, np.arange(len(t.item)))
+    first_seen = np.full(len(t.items), len(data.items), np.intp)  # each item's place in the campaign's order
+    np.minimum.at(first_seen, t.item, data.item_of)
     sets, which = np.unique(present[candidates], axis=0, return_inverse=True)
     which = which.reshape(-1)
     size = np.bincount(which, minlength=len(sets))
-    met = np.full(len(sets), len(t.item), np.intp)
+    met = np.full(len(sets), len(data.items), np.intp)
     np.minimum.at(met, which, first_seen[candidates])
     best = max(range(len(sets)), key=lambda k: (size[k], int(sets[k].sum()), -met[k]))
     return np.flatnonzero(sets[best]).tolist(), candidates[which == best]
@@ -252,7 +254,7 @@ def _rater_reliability(data: Ratings, dims) -> list[dict]:
             diffs = x[chosen] - others_total / others
             integral = bool((others_total % others == 0).all())
             entry["dimensions"][dim] = {
-                "mean": _statistics_mean(Fraction(int(x[mine].sum())), int(mine.sum())),
+                "mean": _statistics_mean(int(x[mine].sum()), int(mine.sum())),
                 "bias": _statistics_mean(_exact_sum(diffs), len(diffs), integral) if len(diffs) else None,
                 "items_shared": len(diffs)}
         out.append(entry)
@@ -289,6 +291,7 @@ def _paper_table(data: Ratings, dims, seed) -> dict:
     return table
 
 
+@without_cyclic_gc()
 def campaign_statistics(campaign) -> dict:
     """Every figure of the campaign (JSON-ready)."""
     rubric = campaign.rubric
@@ -354,7 +357,7 @@ def _contradicted(data: Ratings, rubric) -> dict:
         n_items = len(data.items)
         count = np.bincount(data.item_of, minlength=n_items)
         total = np.bincount(data.item_of, weights=data.scores[dim], minlength=n_items).astype(np.int64)
-        paired = [(float(is_contradicted(evidence)), _statistics_mean(Fraction(int(total[k])), int(count[k])))
+        paired = [(float(is_contradicted(evidence)), _statistics_mean(int(total[k]), int(count[k])))
                   for k, evidence in enumerate(data.evidence) if evidence and count[k]]
     rho = p = None
     if len(paired) >= 3 and len({x for x, _ in paired}) > 1 and len({y for _, y in paired}) > 1:
