@@ -25,6 +25,7 @@ from core.exceptions import InputError
 from core.models import ChangeRecord, database_lost
 from core.services import audit
 from core.services.queue import send
+from core.services.rows import without_cyclic_gc
 from core.storage import StorageFull
 from releases.models import Release, ReleaseFile, validate_semver, version_key
 from releases.services import archives, export, phi, provenance
@@ -155,6 +156,7 @@ def _store(release, root: Path, path: Path, archive: bool) -> None:
         raise
 
 
+@without_cyclic_gc()
 def write_contents(release, root: Path, tick) -> dict:
     """Every file of the release's folder under `root`; `tick(done, total)` after each recording."""
     content = export.ReleaseContent(release)
