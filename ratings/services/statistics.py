@@ -87,7 +87,7 @@ class Ratings:
 
 def _json_column(values) -> list:
     """A JSON column's values from `fetch`, decoded in one call where they come as text."""
-    if values and all(isinstance(v, str) for v in values):
+    if values and isinstance(values[0], str):  # a driver gives a column's values all as text, or none
         return orjson.loads("[" + ",".join(values) + "]")
     return [json_value(v) for v in values]
 
@@ -175,8 +175,9 @@ def _by(data: Ratings, groups: tuple[list[str], np.ndarray, np.ndarray], dim: st
 
 def _distinct_items(data: Ratings, group: np.ndarray, n_groups: int) -> np.ndarray:
     """How many distinct items each group's ratings cover."""
-    pairs = np.unique(group.astype(np.int64) * max(len(data.items), 1) + data.item_of)
-    return np.bincount(pairs // max(len(data.items), 1), minlength=n_groups)
+    covered = np.zeros((n_groups, len(data.items)), bool)
+    covered[group, data.item_of] = True
+    return covered.sum(1)
 
 
 def _alpha(t: agreement.Table, level, seed, n_boot=N_BOOT) -> dict:
@@ -184,7 +185,7 @@ def _alpha(t: agreement.Table, level, seed, n_boot=N_BOOT) -> dict:
     per_item = np.bincount(t.item, minlength=len(t.items))
     on_pairable = per_item[t.item] >= 2
     basis = {"items": int((per_item >= 2).sum()), "ratings": int(on_pairable.sum()),
-             "raters": len(np.unique(t.rater[on_pairable]))}
+             "raters": int(np.count_nonzero(np.bincount(t.rater[on_pairable], minlength=len(t.raters))))}
     undefined = {"value": None, "low": None, "high": None, **basis}
     if basis["items"] < 2:
         return undefined
