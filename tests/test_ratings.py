@@ -359,3 +359,13 @@ def test_create_rating_campaign_command(make_user, db, tmp_path):
 
     campaign = RatingCampaign.objects.get(name="from-file")
     assert campaign.items.count() == 2 and campaign.rubric.keys[-1] == "logic"
+
+
+def test_statistics_of_a_campaign_without_items_or_ratings_are_empty_not_an_error(make_user, db):
+    campaign, _ = _rated_campaign(make_user)
+    campaign.items.all().delete()
+    stats = campaign_statistics(campaign)
+    assert (stats["campaign"]["items"], stats["campaign"]["ratings"], stats["raters"]) == (0, 0, [])
+    overall = stats["dimensions"]["factual_accuracy"]["overall"]
+    assert (overall["n"], overall["mean"], overall["items"]) == (0, None, 0)
+    assert stats["dimensions"]["factual_accuracy"]["alpha_ordinal"]["value"] is None

@@ -94,7 +94,8 @@ def _json_column(values) -> list:
 
 def _load(campaign, dims) -> Ratings:
     item_rows = fetch(campaign.items.values_list(*ITEM_COLUMNS))
-    ids, stages, correct, origins, models, sources, cohorts, evidence = (list(c) for c in zip(*item_rows)) or [[]] * 8
+    ids, stages, correct, origins, models, sources, cohorts, evidence = (
+        (list(c) for c in zip(*item_rows)) if item_rows else [[]] * 8)
     items = [{"id": pk, "stage": stage, "correct": bool(right), "origin": origin, "cohort": cohort,
               "source": model or f"expert: {source}", "correctness": "correct" if right else "incorrect"}
              for pk, stage, right, origin, model, source, cohort in zip(ids, stages, correct, origins, models, sources,
