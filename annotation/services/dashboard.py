@@ -9,8 +9,8 @@ import statistics
 from collections import Counter, defaultdict
 from itertools import combinations
 
-from django.contrib.auth import get_user_model
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.db.models import Count
 
 from annotation.models import CampaignItem

@@ -98,25 +98,9 @@ def table(triples: Ratings, domain: Sequence | None = None) -> Table:
     if isinstance(triples, Table):
         return triples if domain is None or list(domain) == triples.values else _recoded(triples, list(domain))
     rows = triples if isinstance(triples, list) else list(triples)
-    raters = _ordered({r for r, _, _ in rows})
-    items = _ordered({i for _, i, _ in rows})
-    r_index = {r: k for k, r in enumerate(raters)}
-    i_index = {i: k for k, i in enumerate(items)}
-    n = len(rows)
-    rater = np.fromiter((r_index[r] for r, _, _ in rows), np.intp, n)
-    item = np.fromiter((i_index[i] for _, i, _ in rows), np.intp, n)
-    _, first = np.unique(rater * max(len(items), 1) + item, return_index=True)
-    if len(first) < n:  # the first rating that repeats a (rater, item) pair
-        repeats = np.ones(n, bool)
-        repeats[first] = False
-        repeat = int(np.flatnonzero(repeats)[0])
-        raise ValueError(f"duplicate rating for (rater, item) = {(rows[repeat][0], rows[repeat][1])!r}")
-    rated = np.fromiter((not _missing(v) for _, _, v in rows), bool, n)
-    values = _ordered({v for (_, _, v), keep in zip(rows, rated) if keep})
-    index = {v: k for k, v in enumerate(values)}
-    code = np.fromiter((index[v] for (_, _, v), keep in zip(rows, rated) if keep), np.intp, int(rated.sum()))
-    parsed = Table(raters, items, values, rater[rated], item[rated], code)
-    return parsed if domain is None else _recoded(parsed, list(domain))
+    raters, items, values = (list(c) for c in zip(*rows)) if rows else ([], [], [])
+    rated = np.fromiter((not _missing(v) for v in values), bool, len(values))
+    return _parsed(raters, items, values, rated, domain)
 
 
 def _keys(column) -> tuple[list, np.ndarray]:
@@ -132,18 +116,25 @@ def _keys(column) -> tuple[list, np.ndarray]:
 def columns_table(raters: Sequence, items: Sequence, values: Sequence, domain: Sequence | None = None) -> Table:
     """`table` from columns (each rating's rater, item and value, none missing), vectorised: the same Table
     as table(zip(raters, items, values), domain) gives, without a Python loop over numeric columns."""
+    return _parsed(raters, items, values, None, domain)
+
+
+def _parsed(raters, items, values, rated: np.ndarray | None, domain: Sequence | None) -> Table:
+    """The Table of rating columns; `rated` (a mask) leaves out missing values after the repeat check."""
     rater_keys, rater = _keys(raters)
     item_keys, item = _keys(items)
-    value_keys, code = _keys(values)
-    if not len(code) == len(rater) == len(item):
+    if not len(values) == len(rater) == len(item):
         raise ValueError("raters, items and values differ in length")
     _, first = np.unique(rater.astype(np.int64) * max(len(item_keys), 1) + item, return_index=True)
-    if len(first) < len(code):
-        repeats = np.ones(len(code), bool)
+    if len(first) < len(rater):  # the first rating that repeats a (rater, item) pair
+        repeats = np.ones(len(rater), bool)
         repeats[first] = False
         repeat = int(np.flatnonzero(repeats)[0])
         pair = (rater_keys[rater[repeat]], item_keys[item[repeat]])
         raise ValueError(f"duplicate rating for (rater, item) = {pair!r}")
+    if rated is not None:
+        rater, item, values = rater[rated], item[rated], [v for v, keep in zip(values, rated) if keep]
+    value_keys, code = _keys(values)
     parsed = Table(rater_keys, item_keys, value_keys, rater, item, code)
     return parsed if domain is None else _recoded(parsed, list(domain))
 
@@ -415,7 +406,7 @@ def _unique_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if base ** counts.shape[1] >= 2**62:
         return np.unique(counts, axis=0, return_counts=True)
     digits = base ** np.arange(counts.shape[1] - 1, -1, -1, dtype=np.int64)
-    keys, first, weight = np.unique(counts.astype(np.int64) @ digits, return_index=True, return_counts=True)
+    _, first, weight = np.unique(counts.astype(np.int64) @ digits, return_index=True, return_counts=True)
     return counts[first], weight
 
 

@@ -74,12 +74,13 @@ class Ratings:
         """Each rating's item's attribute."""
         return np.array([item[key] for item in self.items], object)[self.item_of]
 
-    def item_groups(self, key) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """The rated items' distinct values of an attribute as text, sorted; each rating's index into them; and
-        how many rated items each covers."""
-        names = sorted({str(item[key]) for item in self.items})
+    def item_groups(self, key_of) -> tuple[list, np.ndarray, np.ndarray]:
+        """The rated items' distinct `key_of(item)`, sorted; each rating's index into them; and how many rated
+        items each covers."""
+        keys = [key_of(item) for item in self.items]
+        names = sorted(set(keys))
         index = {name: g for g, name in enumerate(names)}
-        of_item = np.array([index[str(item[key])] for item in self.items], np.intp)
+        of_item = np.array([index[key] for key in keys], np.intp)
         used, group = np.unique(of_item[self.item_of], return_inverse=True)
         group = group.reshape(-1)
         return [names[k] for k in used], group, _distinct_items(self, group, len(used))
@@ -163,8 +164,7 @@ def _describe_counts(counts) -> dict:
 
 def describe(values) -> dict:
     """mean, SD, median, the 1-5 distribution and n of scores on the scale (None where undefined)."""
-    values = np.asarray(values, np.intp)
-    return _describe_counts(np.bincount(values - SCALE[0], minlength=len(SCALE)) if len(values) else [0] * len(SCALE))
+    return _describe_counts(np.bincount(np.asarray(values, np.intp) - SCALE[0], minlength=len(SCALE)))
 
 
 def _by(data: Ratings, groups: tuple[list[str], np.ndarray, np.ndarray], dim: str) -> dict:
@@ -275,11 +275,7 @@ def _corrections(data: Ratings) -> dict:
 
 
 def _paper_table(data: Ratings, dims, seed) -> dict:
-    cells = list(zip(data.item_attribute("cohort"), data.item_attribute("source")))
-    columns = sorted(set(cells))
-    index = {column: k for k, column in enumerate(columns)}
-    column_of = np.fromiter((index[c] for c in cells), np.intp, len(cells))
-    items = _distinct_items(data, column_of, len(columns))
+    columns, column_of, items = data.item_groups(lambda item: (item["cohort"], item["source"]))
     table = {"columns": [{"cohort": c, "source": s} for c, s in columns], "rows": []}
     for dim in dims:
         t = data.codes(dim)
@@ -314,7 +310,8 @@ def campaign_statistics(campaign) -> dict:
         "published": {**PUBLISHED, "means": list(PUBLISHED["means"])},
         "dimensions": {},
     }
-    breakdowns = {f"by_{key}": data.item_groups(key) for key in ("source", "origin", "stage", "correctness")}
+    breakdowns = {f"by_{key}": data.item_groups(lambda item, key=key: str(item[key]))
+                  for key in ("source", "origin", "stage", "correctness")}
     block_raters, block_items = _crossed_block(data)
     for dim in dims:
         t = data.codes(dim)
