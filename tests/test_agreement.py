@@ -4,6 +4,8 @@ import math
 import krippendorff
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from statsmodels.stats.inter_rater import aggregate_raters
@@ -352,10 +354,26 @@ def test_agreement_with_majority_per_label_counts_each_rating_against_its_untied
         assert value == ag.Agreement(hits[label] / totals[label], totals[label])
 
 
-@pytest.mark.parametrize("shape, high", [((500, 5), 4), ((300, 3), 12), ((50, 30), 9)])
+@pytest.mark.parametrize("shape, high", [((500, 5), 4), ((300, 3), 12), ((50, 30), 9), ((400, 6), 2), ((0, 3), 2)])
 def test_unique_rows_is_numpys_unique_over_rows(shape, high):
-    """The bootstrap's patterns: the fast path (rows as integers) and the wide fallback give numpy's answer."""
-    counts = np.random.default_rng(1).integers(0, high, size=shape)
-    patterns, weight = ag._unique_rows(counts)
-    want_patterns, want_weight = np.unique(counts, axis=0, return_counts=True)
-    assert np.array_equal(patterns, want_patterns) and np.array_equal(weight, want_weight)
+    """The bootstrap's patterns and the crossed blocks' rater sets: the fast path (rows as integers) and the
+    wide fallback give numpy's answer, booleans too."""
+    rows = np.random.default_rng(1).integers(0, high, size=shape)
+    for matrix in (rows, rows.astype(bool)) if high == 2 else (rows,):
+        got = ag.unique_rows(matrix)
+        want = np.unique(matrix, axis=0, return_inverse=True, return_counts=True)
+        assert all(np.array_equal(g, w.reshape(g.shape)) for g, w in zip(got, want))
+        assert got[0].dtype == want[0].dtype
+
+
+@given(st.lists(st.integers(-3, 40), max_size=60), st.sampled_from([np.int64, np.int32, np.uint16]))
+def test_unique_inverse_is_numpys_unique(values, dtype):
+    """The presence-table path (and the sort it falls back to) give numpy's keys, dtype and inverse."""
+    if dtype is np.uint16:
+        values = [abs(v) for v in values]
+    x = np.array(values, dtype)
+    for spread in (x, x * 1000):  # a small span, and (over 1,264 apart) one wide enough to take the sort
+        keys, inverse = ag.unique_inverse(spread)
+        want_keys, want_inverse = np.unique(spread, return_inverse=True)
+        assert keys.dtype == want_keys.dtype and np.array_equal(keys, want_keys)
+        assert inverse.dtype == np.intp and np.array_equal(inverse, want_inverse.reshape(-1))

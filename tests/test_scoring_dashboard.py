@@ -72,3 +72,30 @@ def test_every_figure_states_its_items_and_raters(scored, role_client):
     references = html[html.index('id="published-references"'):]
     assert "J Clin Sleep Med 2022" in references and "0.826" in references and "Danker-Hopfe" in references
     assert "0.826" not in html[:html.index('id="published-references"')]  # kept apart from the campaign's figures
+
+
+def test_dashboard_consensus_is_campaign_consensus(scored, make_user):
+    """The dashboard's consensus stages and adjudication count (from count matrices) are what the per-item
+    consensus gives, with ties, low agreement, adjudicated disputes and an adjudicated item nobody labelled."""
+    from annotation.models import Adjudication, CampaignItem
+    from annotation.services.consensus import campaign_consensus, campaign_verdicts
+    from annotation.services.dashboard import campaign_statistics
+    from core.roles import CURATOR
+    from core.services import agreement
+
+    campaign, raters = scored
+    curator = make_user(CURATOR, "adjudicator")
+    summaries = campaign_consensus(campaign)
+    disputed = [s for s in summaries.values() if s.needs_adjudication]
+    unlabelled = next(s for s in summaries.values() if not s.labels)
+    assert disputed and any(s.tie for s in disputed)
+    for summary, stage in ((disputed[0], "R"), (unlabelled, "N3"), (disputed[1], "W"), (disputed[1], "N1")):
+        Adjudication.objects.create(item=CampaignItem.objects.get(pk=summary.item_id), stage=stage, reason="test",
+                                    adjudicator=curator)
+    summaries = campaign_consensus(campaign)
+    first = queue.current_labels(campaign).filter(rescore=False).values_list("rater_id", "item__epoch_id", "stage")
+    stages, to_adjudicate = campaign_verdicts(campaign, agreement.table(list(first)))
+    assert stages == {s.epoch_id: s.stage for s in summaries.values() if s.stage}
+    assert stages[unlabelled.epoch_id] == "N3" and stages[disputed[1].epoch_id] == "N1"  # the latest stands
+    assert to_adjudicate == sum(s.needs_adjudication for s in summaries.values()) == len(disputed) - 2
+    assert campaign_statistics(campaign)["to_adjudicate"] == to_adjudicate

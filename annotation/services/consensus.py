@@ -62,15 +62,36 @@ def summarise(items, labels, adjudications) -> dict[int, ItemConsensus]:
     if labels:
         item_ids, rater_ids, stages = zip(*labels)
         t = agreement.columns_table(rater_ids, item_ids, stages)
-        counts = agreement.value_counts(t)
-        top = counts.max(1)
-        levels = (top / counts.sum(1)).tolist()
-        ties = ((counts == top[:, None]).sum(1) > 1).tolist()
-        majorities = np.array(t.values, object)[counts.argmax(1)].tolist()
-        for item_id, level, tie, majority in zip(t.items, levels, ties, majorities):
+        majorities, levels, ties, _ = verdicts(t)
+        for item_id, level, tie, majority in zip(t.items, levels.tolist(), ties.tolist(), majorities):
             summary = result[item_id]
-            summary.level, summary.tie, summary.majority = level, tie, None if tie else majority
+            summary.level, summary.tie, summary.majority = level, tie, majority
     return result
+
+
+def verdicts(t: agreement.Table) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """Per item of a Table of current first-pass labels, in its order: the majority stage (None on a tie),
+    the agreement level (the top stage's share), the tie flag and the number of labels."""
+    counts = agreement.value_counts(t)
+    if not counts.size:
+        return [], np.zeros(0), np.zeros(0, bool), np.zeros(0, np.intp)
+    top, n = counts.max(1), counts.sum(1)
+    ties = (counts == top[:, None]).sum(1) > 1
+    majorities = np.array(t.values + [None], object)[np.where(ties, len(t.values), counts.argmax(1))].tolist()
+    return majorities, top / n, ties, n
+
+
+def campaign_verdicts(campaign, labels: agreement.Table) -> tuple[dict[int, str], int]:
+    """Epoch id -> consensus stage (where there is one) and how many items need adjudication: what
+    campaign_consensus gives, from the Table of the campaign's current first-pass labels by epoch, without
+    an object per item (the dashboard's figures)."""
+    majorities, levels, ties, n = verdicts(labels)
+    adjudicated = dict(Adjudication.objects.filter(item__campaign=campaign).order_by("item_id", "created_at", "pk")
+                       .values_list("item__epoch_id", "stage"))  # the latest stands
+    decided = np.array([e in adjudicated for e in labels.items], bool)
+    disputed = (n >= 2) & ~decided & (ties | (levels < LOW_AGREEMENT))
+    stages = {e: stage for e, stage in zip(labels.items, majorities) if stage}
+    return stages | adjudicated, int(disputed.sum())
 
 
 def campaign_consensus(campaign, recording=None) -> dict[int, ItemConsensus]:

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 
 from annotation.models import CampaignItem
-from annotation.services.consensus import campaign_consensus
+from annotation.services.consensus import campaign_verdicts
 from annotation.services.queue import current_labels
 from annotation.services.review import review_curve
 from core.services import agreement, statistics_cache
@@ -92,8 +92,6 @@ def campaign_statistics(campaign) -> dict:
     names = dict(get_user_model().objects.filter(pk__in=raters).values_list("pk", "username"))
     items = CampaignItem.objects.filter(campaign=campaign)
     reference = {e: s for e, s in items.values_list("epoch_id", "epoch__stage") if s in STAGES}
-    summaries = campaign_consensus(campaign)
-    consensus = {s.epoch_id: s.stage for s in summaries.values() if s.stage}
 
     seconds, done = defaultdict(list), defaultdict(int)
     for rater, _, _, rescore, spent in labels:
@@ -108,10 +106,10 @@ def campaign_statistics(campaign) -> dict:
                       "median_seconds": statistics.median(seconds[r]) if seconds[r] else None}
                      for r in raters],
         "published": PUBLISHED,
-        "to_adjudicate": sum(s.needs_adjudication for s in summaries.values()),  # consensus.for_adjudication's count
     }
     # parsed once each: the raters' first labels, and those with the reference and consensus as pseudo-raters
     ratings = agreement.columns_table(np.array(first_raters, np.int64), np.array(first_epochs, np.int64), first_stages)
+    consensus, result["to_adjudicate"] = campaign_verdicts(campaign, ratings)  # for_adjudication's count
     truths = {name: truth for name, truth in ((REFERENCE, reference), (CONSENSUS, consensus)) if truth}
     pseudo = [(name, e, s) for name, truth in truths.items() for e, s in truth.items()]
     pairs = agreement.columns_table(first_raters + [r for r, _, _ in pseudo],
@@ -188,7 +186,7 @@ def _hypnodensity(campaign, ratings: agreement.Table) -> list[dict]:
     """Per recording: each rated epoch's share of raters per stage (first-pass labels) beside the stage and
     probability of the model version with the most predictions on the campaign's epochs, and the recording's
     unanimous shares."""
-    items = CampaignItem.objects.filter(campaign=campaign).values_list("epoch_id", "recording_id", "epoch__index")
+    items = fetch(CampaignItem.objects.filter(campaign=campaign).values_list("epoch_id", "recording_id", "epoch__index"))
     epochs = {e: recording for e, recording, _ in items}
     index_of = {e: index for e, _, index in items}
     predictions = (Prediction.objects.made_from_current_signals()  # a subquery, not 100,000 bound ids
@@ -197,8 +195,8 @@ def _hypnodensity(campaign, ratings: agreement.Table) -> list[dict]:
     counts = predictions.values("model_version_id", "model_version__name").annotate(n=Count("pk"))
     version = max(counts, key=lambda c: (c["n"], c["model_version_id"]), default=None)
     model = {} if version is None else {
-        e: (stage, p) for e, stage, p in predictions.filter(model_version_id=version["model_version_id"])
-        .values_list("epoch_id", "stage", "probability")}
+        e: (stage, p) for e, stage, p in fetch(predictions.filter(model_version_id=version["model_version_id"])
+                                               .values_list("epoch_id", "stage", "probability"))}
     shares = agreement.label_shares(ratings, STAGES)
     raters = dict(zip(ratings.items, np.bincount(ratings.item, minlength=len(ratings.items)).tolist()))
     recording_of = np.array([epochs.get(e, -1) for e in ratings.items], np.int64)[ratings.item]

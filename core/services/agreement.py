@@ -103,14 +103,32 @@ def table(triples: Ratings, domain: Sequence | None = None) -> Table:
     return _parsed(raters, items, values, rated, domain)
 
 
+def unique_inverse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(x, return_inverse=True) of an integer array, as intp: by a presence table instead of a
+    sort where the values span little more than their number (ids, codes, indices)."""
+    x = np.asarray(x)
+    if not x.size or x.dtype.kind not in "iu":
+        keys, index = np.unique(x, return_inverse=True)
+        return keys, index.reshape(-1).astype(np.intp)
+    low, high = int(x.min()), int(x.max())
+    if high - low > 4 * x.size + 1024 or high >= 2**62 or low < -2**62:
+        keys, index = np.unique(x, return_inverse=True)
+        return keys, index.reshape(-1).astype(np.intp)
+    offset = x.astype(np.intp) - low
+    present = np.zeros(high - low + 1, bool)
+    present[offset] = True
+    rank = np.cumsum(present, dtype=np.intp) - 1
+    return (np.flatnonzero(present) + low).astype(x.dtype), rank[offset]
+
+
 def _keys(column) -> tuple[list, np.ndarray]:
     """A column's distinct keys in `table`'s order and each entry's index into them."""
     if isinstance(column, np.ndarray) and column.dtype.kind in "iub":
-        keys, index = np.unique(column, return_inverse=True)
-        return keys.tolist(), index.reshape(-1).astype(np.intp)
+        keys, index = unique_inverse(column)
+        return keys.tolist(), index
     keys = _ordered(column)
     position = {key: k for k, key in enumerate(keys)}
-    return keys, np.fromiter((position[key] for key in column), np.intp, len(column))
+    return keys, np.fromiter(map(position.__getitem__, column), np.intp, len(column))
 
 
 def columns_table(raters: Sequence, items: Sequence, values: Sequence, domain: Sequence | None = None) -> Table:
@@ -125,8 +143,9 @@ def _parsed(raters, items, values, rated: np.ndarray | None, domain: Sequence | 
     item_keys, item = _keys(items)
     if not len(values) == len(rater) == len(item):
         raise ValueError("raters, items and values differ in length")
-    _, first = np.unique(rater.astype(np.int64) * max(len(item_keys), 1) + item, return_index=True)
-    if len(first) < len(rater):  # the first rating that repeats a (rater, item) pair
+    pair_code = rater.astype(np.int64) * max(len(item_keys), 1) + item
+    if len(unique_inverse(pair_code)[0]) < len(rater):  # the first rating that repeats a (rater, item) pair
+        _, first = np.unique(pair_code, return_index=True)
         repeats = np.ones(len(rater), bool)
         repeats[first] = False
         repeat = int(np.flatnonzero(repeats)[0])
@@ -143,10 +162,10 @@ def subset(t: Table, keep: np.ndarray) -> Table:
     """The ratings of a Table that `keep` selects (a boolean mask or indices), without the raters and items
     left with none."""
     rater, item = t.rater[keep], t.item[keep]
-    rater_used, rater = np.unique(rater, return_inverse=True)
-    item_used, item = np.unique(item, return_inverse=True)
-    return Table([t.raters[k] for k in rater_used], [t.items[k] for k in item_used], t.values,
-                 rater.astype(np.intp), item.astype(np.intp), t.code[keep])
+    rater_used, rater = unique_inverse(rater)
+    item_used, item = unique_inverse(item)
+    return Table([t.raters[k] for k in rater_used], [t.items[k] for k in item_used], t.values, rater, item,
+                 t.code[keep])
 
 
 def _recoded(t: Table, domain: list) -> Table:
@@ -399,15 +418,18 @@ def _alpha_from_coincidences(o: np.ndarray, level: str, points: np.ndarray | Non
         return 1 - observed / expected
 
 
-def _unique_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(counts, axis=0, return_counts=True), through one integer per row where the rows fit in
-    64 bits (counts read as digits: the same sorted order, many times faster)."""
-    base = int(counts.max()) + 1
-    if base ** counts.shape[1] >= 2**62:
-        return np.unique(counts, axis=0, return_counts=True)
-    digits = base ** np.arange(counts.shape[1] - 1, -1, -1, dtype=np.int64)
-    _, first, weight = np.unique(counts.astype(np.int64) @ digits, return_index=True, return_counts=True)
-    return counts[first], weight
+def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique(rows, axis=0, return_inverse=True, return_counts=True) of a matrix of non-negative integers
+    (or booleans), through one integer per row where the rows fit in 62 bits (read as digits: the same
+    sorted order, many times faster)."""
+    base = int(rows.max(initial=0)) + 1
+    if base ** rows.shape[1] >= 2**62:
+        unique, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+        return unique, inverse.reshape(-1), counts
+    digits = base ** np.arange(rows.shape[1] - 1, -1, -1, dtype=np.int64)
+    _, first, inverse, counts = np.unique(rows.astype(np.int64) @ digits, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    return rows[first], inverse.reshape(-1), counts
 
 
 def bootstrap_alpha(triples: Ratings, level: str, *, n_boot: int = 1000, seed: int = 0,
@@ -432,7 +454,7 @@ def bootstrap_alpha(triples: Ratings, level: str, *, n_boot: int = 1000, seed: i
     counts = counts[counts.sum(1) >= 2]
     if not len(counts):
         raise ValueError("no item has two ratings or more")
-    patterns, weight = _unique_rows(counts)
+    patterns, _, weight = unique_rows(counts)
     o = _item_coincidences(patterns)
     v = len(t.values)
     point = _alpha_from_coincidences((weight @ o).reshape(1, v, v), level, points)[0]
@@ -491,7 +513,9 @@ def label_shares(triples: Ratings, labels: Sequence) -> dict:
     t = table(triples, labels)
     counts = _counts(t)
     m = counts.sum(1)
-    return {t.items[u]: dict(zip(t.values, (counts[u] / m[u]).tolist())) for u in np.flatnonzero(m)}
+    rated = np.flatnonzero(m)
+    shares = (counts[rated] / m[rated, None]).tolist()
+    return {t.items[u]: dict(zip(t.values, row)) for u, row in zip(rated.tolist(), shares)}
 
 
 def unanimity(triples: Ratings, labels: Sequence) -> dict:

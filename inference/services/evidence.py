@@ -175,8 +175,13 @@ def check_predictions(predictions: Iterable) -> None:
 def contradicted_share(evidences: Iterable[dict]) -> dict:
     """The share of checked rationales citing a contradicted rule, with its counts."""
     checked = [e for e in evidences if e]
-    hits = sum(is_contradicted(e) for e in checked)
-    return {"rationales": len(checked), "contradicted": hits, "share": hits / len(checked) if checked else None}
+    return share_of(len(checked), sum(is_contradicted(e) for e in checked))
+
+
+def share_of(rationales: int, contradicted: int) -> dict:
+    """contradicted_share's figures from its two counts."""
+    return {"rationales": rationales, "contradicted": contradicted,
+            "share": contradicted / rationales if rationales else None}
 
 
 def check_stored(predictions) -> int:

@@ -24,13 +24,17 @@ from statistics import median
 
 import numpy as np
 import orjson
+from django.contrib.auth import get_user_model
+from django.db.models.fields.json import KeyTransform
 from scipy.stats import spearmanr
 
 from core.services import agreement, statistics_cache
 from core.services.rows import fetch, json_value, without_cyclic_gc
 from datasets.constants import STAGES
+from datasets.models import Recording
+from inference.models import ModelVersion
 from inference.services.evaluation import spreadsheet_safe
-from inference.services.evidence import contradicted_share, is_contradicted
+from inference.services.evidence import share_of
 from ratings.services.queue import RATING
 from ratings.services.rubric import SCALE
 
@@ -43,10 +47,9 @@ BOOTSTRAP_METHOD = (f"percentile bootstrap over items: {N_BOOT} resamples with r
                     "twice or more, numpy default_rng(campaign seed); 2.5% and 97.5% quantiles")
 
 
-RATING_COLUMNS = ("rater__username", "item_id", "scores", "fast", "server_seconds", "corrected_stage",
+RATING_COLUMNS = ("rater_id", "item_id", "scores", "fast", "server_seconds", "corrected_stage",
                   "corrected_rule_ids", "note")
-ITEM_COLUMNS = ("id", "stage", "correct", "origin", "model_version__name", "source", "recording__cohort__name",
-                "evidence")
+ITEM_COLUMNS = ("id", "stage", "correct", "origin", "model_version_id", "source", "recording_id", "contradicted")
 
 
 @dataclass
@@ -63,26 +66,29 @@ class Ratings:
     corrected_stage: list
     corrected_rules: np.ndarray  # corrected rule ids given
     note: np.ndarray  # a note given
-    items: list[dict]  # every item of the campaign, in its order: id, stage, correct, origin, source, cohort
+    items: dict[str, list]  # every item of the campaign, in its order, as columns: stage, origin, source, cohort,
+    # correctness
     item_of: np.ndarray  # each rating's index into `items`
-    evidence: list  # each item's checked evidence
+    contradicted: np.ndarray  # each item's count of contradicted cited rules; -1 where the evidence is unchecked
 
     def codes(self, dim: str) -> agreement.Table:
         return self.table._replace(code=self.scores[dim] - SCALE[0])
 
+    @property
+    def n_items(self) -> int:
+        return len(self.contradicted)
+
     def item_attribute(self, key) -> np.ndarray:
         """Each rating's item's attribute."""
-        return np.array([item[key] for item in self.items], object)[self.item_of]
+        return np.array(self.items[key], object)[self.item_of]
 
-    def item_groups(self, key_of) -> tuple[list, np.ndarray, np.ndarray]:
-        """The rated items' distinct `key_of(item)`, sorted; each rating's index into them; and how many rated
-        items each covers."""
-        keys = [key_of(item) for item in self.items]
+    def item_groups(self, keys: list) -> tuple[list, np.ndarray, np.ndarray]:
+        """The rated items' distinct keys (`keys`: each item's), sorted; each rating's index into them; and how
+        many rated items each covers."""
         names = sorted(set(keys))
         index = {name: g for g, name in enumerate(names)}
-        of_item = np.array([index[key] for key in keys], np.intp)
-        used, group = np.unique(of_item[self.item_of], return_inverse=True)
-        group = group.reshape(-1)
+        of_item = np.fromiter(map(index.__getitem__, keys), np.intp, len(keys))
+        used, group = agreement.unique_inverse(of_item[self.item_of])
         return [names[k] for k in used], group, _distinct_items(self, group, len(used))
 
 
@@ -94,17 +100,24 @@ def _json_column(values) -> list:
 
 
 def _load(campaign, dims) -> Ratings:
-    item_rows = fetch(campaign.items.values_list(*ITEM_COLUMNS))
-    ids, stages, correct, origins, models, sources, cohorts, evidence = (
+    # the evidence check's count alone, extracted by the database (an annotation: "evidence__summary__…" in
+    # values_list would first fail as a join, and that caught error's traceback holds this frame in a cycle)
+    contradicted = KeyTransform("contradicted", KeyTransform("summary", "evidence"))
+    item_rows = fetch(campaign.items.order_by("position").annotate(contradicted=contradicted)
+                      .values_list(*ITEM_COLUMNS))
+    ids, stages, correct, origins, models, sources, cohorts, contradicted = (
         (list(c) for c in zip(*item_rows)) if item_rows else [[]] * 8)
-    items = [{"id": pk, "stage": stage, "correct": bool(right), "origin": origin, "cohort": cohort,
-              "source": model or f"expert: {source}", "correctness": "correct" if right else "incorrect"}
-             for pk, stage, right, origin, model, source, cohort in zip(ids, stages, correct, origins, models, sources,
-                                                                          cohorts)]
+    model_names = dict(ModelVersion.objects.filter(pk__in=set(models) - {None}).values_list("pk", "name"))
+    cohort_names = dict(Recording.objects.filter(pk__in=set(cohorts)).values_list("pk", "cohort__name"))
+    items = {"stage": stages, "origin": origins, "cohort": [cohort_names[r] for r in cohorts],
+             "source": [model_names[m] if m else f"expert: {source}" for m, source in zip(models, sources)],
+             "correctness": ["correct" if right else "incorrect" for right in correct]}
     position = {pk: k for k, pk in enumerate(ids)}
     rows = fetch(RATING.current(campaign, rescore=False).order_by().values_list(*RATING_COLUMNS))  # any order
-    raters, item_ids, scores, fast, seconds, corrected_stage, corrected_rules, notes = (
+    rater_ids, item_ids, scores, fast, seconds, corrected_stage, corrected_rules, notes = (
         (list(c) for c in zip(*rows)) if rows else [[]] * 8)
+    usernames = dict(get_user_model().objects.filter(pk__in=set(rater_ids)).values_list("pk", "username"))
+    raters = list(map(usernames.__getitem__, rater_ids))
     n = len(rows)
     matrix = np.array([list(map(itemgetter(*dims), _json_column(scores)))], np.intp).reshape(n, len(dims))
     by_dim = {dim: matrix[:, k] for k, dim in enumerate(dims)}
@@ -112,14 +125,14 @@ def _load(campaign, dims) -> Ratings:
         outside = ~np.isin(values, SCALE)
         if outside.any():
             raise ValueError(f"a rating's {dim} score {int(values[outside][0])} is outside {SCALE}")
-    item_of = np.array([position[pk] for pk in item_ids], np.intp)
+    item_of = np.fromiter(map(position.__getitem__, item_ids), np.intp, n)
     table = agreement.columns_table(raters, item_of, matrix[:, 0] if dims else np.full(n, SCALE[0]), SCALE)
     return Ratings(table=table, scores=by_dim, fast=np.array(fast, bool),
                    seconds=np.array([np.nan if s is None else s for s in seconds], float),
                    corrected_stage=[stage or "" for stage in corrected_stage],
                    corrected_rules=np.array([bool(r) for r in _json_column(corrected_rules)], bool),
                    note=np.array([bool(note) for note in notes], bool), items=items, item_of=item_of,
-                   evidence=_json_column(evidence))
+                   contradicted=np.array([-1 if c is None else json_value(c) for c in contradicted], np.int64))
 
 
 def _statistics_mean(total: int | Fraction, n: int, integral: bool = True):
@@ -176,7 +189,7 @@ def _by(data: Ratings, groups: tuple[list[str], np.ndarray, np.ndarray], dim: st
 
 def _distinct_items(data: Ratings, group: np.ndarray, n_groups: int) -> np.ndarray:
     """How many distinct items each group's ratings cover."""
-    covered = np.zeros((n_groups, len(data.items)), bool)
+    covered = np.zeros((n_groups, data.n_items), bool)
     covered[group, data.item_of] = True
     return covered.sum(1)
 
@@ -215,12 +228,10 @@ def _crossed_block(data: Ratings) -> tuple[list, np.ndarray]:
     candidates = np.flatnonzero(present.sum(1) >= 2)
     if not len(candidates):
         return [], candidates
-    first_seen = np.full(len(t.items), len(data.items), np.intp)  # each item's place in the campaign's order
+    first_seen = np.full(len(t.items), data.n_items, np.intp)  # each item's place in the campaign's order
     np.minimum.at(first_seen, t.item, data.item_of)
-    sets, which = np.unique(present[candidates], axis=0, return_inverse=True)
-    which = which.reshape(-1)
-    size = np.bincount(which, minlength=len(sets))
-    met = np.full(len(sets), len(data.items), np.intp)
+    sets, which, size = agreement.unique_rows(present[candidates])
+    met = np.full(len(sets), data.n_items, np.intp)
     np.minimum.at(met, which, first_seen[candidates])
     best = max(range(len(sets)), key=lambda k: (size[k], int(sets[k].sum()), -met[k]))
     return np.flatnonzero(sets[best]).tolist(), candidates[which == best]
@@ -275,7 +286,7 @@ def _corrections(data: Ratings) -> dict:
 
 
 def _paper_table(data: Ratings, dims, seed) -> dict:
-    columns, column_of, items = data.item_groups(lambda item: (item["cohort"], item["source"]))
+    columns, column_of, items = data.item_groups(list(zip(data.items["cohort"], data.items["source"])))
     table = {"columns": [{"cohort": c, "source": s} for c, s in columns], "rows": []}
     for dim in dims:
         t = data.codes(dim)
@@ -299,7 +310,7 @@ def campaign_statistics(campaign) -> dict:
     n_ratings = len(data.seconds)
     out = {
         "campaign": {"id": campaign.pk, "name": campaign.name, "overlap": campaign.overlap,
-                     "items": len(data.items), "ratings": n_ratings,
+                     "items": data.n_items, "ratings": n_ratings,
                      "items_rated": len(data.table.items), "raters": len(data.table.raters),
                      "fast_floor_s": campaign.fast_floor_s},
         "rubric": {"version": rubric.version, "dimensions": [{"key": d["key"], "title": d["title"]}
@@ -310,7 +321,7 @@ def campaign_statistics(campaign) -> dict:
         "published": {**PUBLISHED, "means": list(PUBLISHED["means"])},
         "dimensions": {},
     }
-    breakdowns = {f"by_{key}": data.item_groups(lambda item, key=key: str(item[key]))
+    breakdowns = {f"by_{key}": data.item_groups(list(map(str, data.items[key])))
                   for key in ("source", "origin", "stage", "correctness")}
     block_raters, block_items = _crossed_block(data)
     for dim in dims:
@@ -346,30 +357,38 @@ def accuracy_dimension(rubric) -> str | None:
 def _contradicted(data: Ratings, rubric) -> dict:
     """The share of rationales citing a rule their signal contradicts, overall, by source and by source and
     stage, and its Spearman correlation (with n) with the accuracy scores."""
-    by_source, by_source_stage = defaultdict(list), defaultdict(lambda: defaultdict(list))
-    for item, evidence in zip(data.items, data.evidence):
-        by_source[item["source"]].append(evidence)
-        by_source_stage[item["source"]][item["stage"]].append(evidence)
+    checked, hit = data.contradicted >= 0, data.contradicted > 0
+    counts = Counter(zip(data.items["source"], data.items["stage"],
+                         checked.tolist(), hit.tolist()))
+    by_source, by_source_stage = defaultdict(Counter), defaultdict(lambda: defaultdict(Counter))
+    for (source, stage, is_checked, is_hit), n in counts.items():
+        for tally in (by_source[source], by_source_stage[source][stage]):
+            tally["rationales"] += n * is_checked
+            tally["contradicted"] += n * is_hit
     dim = accuracy_dimension(rubric)
-    paired = []
+    x = y = np.zeros(0)
     if dim:
-        n_items = len(data.items)
+        n_items = data.n_items
         count = np.bincount(data.item_of, minlength=n_items)
         total = np.bincount(data.item_of, weights=data.scores[dim], minlength=n_items).astype(np.int64)
-        paired = [(float(is_contradicted(evidence)), _statistics_mean(int(total[k]), int(count[k])))
-                  for k, evidence in enumerate(data.evidence) if evidence and count[k]]
+        paired = checked & (count > 0)
+        x, y = hit[paired].astype(float), total[paired] / count[paired]  # the item's exact mean, correctly rounded
     rho = p = None
-    if len(paired) >= 3 and len({x for x, _ in paired}) > 1 and len({y for _, y in paired}) > 1:
-        result = spearmanr([x for x, _ in paired], [y for _, y in paired])
+    if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        result = spearmanr(x, y)
         rho, p = _num(result.statistic), _num(result.pvalue)
+
+    def share(tally: Counter) -> dict:
+        return share_of(tally["rationales"], tally["contradicted"])
+
     return {
         "method": CONTRADICTED_METHOD,
-        "overall": contradicted_share(data.evidence),
-        "unchecked_items": sum(1 for evidence in data.evidence if not evidence),
-        "by_source": {source: contradicted_share(found) for source, found in sorted(by_source.items())},
-        "by_source_stage": {source: {stage: contradicted_share(stages[stage]) for stage in STAGES if stage in stages}
+        "overall": share_of(int(checked.sum()), int(hit.sum())),
+        "unchecked_items": int((~checked).sum()),
+        "by_source": {source: share(tally) for source, tally in sorted(by_source.items())},
+        "by_source_stage": {source: {stage: share(stages[stage]) for stage in STAGES if stage in stages}
                             for source, stages in sorted(by_source_stage.items())},
-        "accuracy_spearman": {"dimension": dim, "rho": rho, "p": p, "n": len(paired)},
+        "accuracy_spearman": {"dimension": dim, "rho": rho, "p": p, "n": len(x)},
     }
 
 
