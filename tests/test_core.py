@@ -792,3 +792,11 @@ def test_the_work_queue_refuses_absurd_time_spent(seconds, make_user, db):
     item, _ = queue.next_item(campaign, rater)
     with pytest.raises(InputError, match="seconds_spent must be between 0 and 86400"):
         queue.submit_label(campaign, rater, item, stage="N2", client_id=uuid.uuid4(), seconds_spent=seconds)
+
+
+def test_fetch_of_a_queryset_that_can_match_nothing_is_empty(db):
+    """Raw rows of `pk__in=[]` (Django raises EmptyResultSet instead of writing its SQL): none, not an error."""
+    from core.services.rows import fetch
+    from datasets.models import Epoch
+
+    assert fetch(Epoch.objects.filter(pk__in=[]).values_list("pk", "stage")) == []

@@ -11,13 +11,17 @@ import gc
 from contextlib import contextmanager
 
 import orjson
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 
 
 def fetch(queryset) -> list[tuple]:
     """The rows of a values_list queryset as the database driver gives them (JSON as text, booleans as 0/1
-    on SQLite), in the queryset's order."""
-    sql, params = queryset.query.sql_with_params()
+    on SQLite), in the queryset's order; none for a queryset that can match nothing (`pk__in=[]`)."""
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:
+        return []
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()

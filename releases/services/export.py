@@ -38,6 +38,7 @@ from annotation.models import Adjudication, CampaignItem, Label
 from annotation.services.consensus import ItemConsensus, summarise
 from annotation.services.dashboard import campaign_statistics as scoring_statistics
 from core.services.plots import agreement_text
+from core.services.rows import fetch
 from datasets.constants import STAGES
 from datasets.models import Epoch, EpochImage, Recording
 from inference.models import AasmRule, Prediction
@@ -182,15 +183,16 @@ class ReleaseContent:
     def write_recording(self, recording, root: Path, tables: Tables) -> tuple[str, dict[int, tuple]]:
         """Write one recording's rows; returns its subject and N -> (Stage, applicable_rules, reasoning_text)."""
         subject = subject_of(recording)
-        rows = list(Epoch.objects.filter(recording=recording).order_by("index")
-                    .values_list("pk", "index", "stage", _json_text("reference_rules"), "reference_rationale"))
+        rows = fetch(Epoch.objects.filter(recording=recording).order_by("index")
+                     .values_list("pk", "index", "stage", _json_text("reference_rules"), "reference_rationale"))
         epochs = {row[0]: row for row in rows}
         reference_rules = dict(zip(epochs, _json_values(row[3] for row in rows)))
         scoring = {c.pk: c.name for c in self.scoring}
-        labels = [label for label in Label.objects.filter(item__recording=recording, replaced_by__isnull=True)
+        # as the driver gives them (fetch): a boolean may come as 0 or 1, made bool where it is written
+        labels = [label for label in fetch(Label.objects.filter(item__recording=recording, replaced_by__isnull=True)
                   .order_by("item__epoch__index", "item__campaign_id", "rater_id", "rescore")
                   .values_list("item_id", "item__epoch_id", "item__campaign_id", "rater_id", "rescore", "stage",
-                               "uncertain", "revision", _json_text("rule_ids"), "rationale") if label[2] in scoring]
+                               "uncertain", "revision", _json_text("rule_ids"), "rationale")) if label[2] in scoring]
         consensus = self.consensus(recording, labels)
         stages = self.stages(recording, epochs, consensus)
         number = {pk: n for n, pk in enumerate(pk for pk in epochs if pk in stages)}
@@ -236,13 +238,13 @@ class ReleaseContent:
         def where(epoch_ids) -> tuple:
             return tuple((subject, number.get(pk), epochs[pk][1]) for pk in epoch_ids)
         tables.add("stage_labels", [
-            (*place, scoring[r[2]], self.rater[r[3]], "rescore" if r[4] else "first", r[5], r[6], r[7])
+            (*place, scoring[r[2]], self.rater[r[3]], "rescore" if r[4] else "first", r[5], bool(r[6]), r[7])
             for place, r in zip(where(r[1] for r in labels), labels)])
         tables.add("consensus", self._consensus_rows(consensus, epochs, where))
-        predictions = list(Prediction.objects.filter(epoch__recording=recording, model_version__in=self.versions)
-                           .order_by("epoch__index", "model_version_id")
-                           .values_list("epoch_id", "model_version__name", "version_hash", "status", "stage",
-                                        _json_text("rule_ids"), "rationale"))
+        predictions = fetch(Prediction.objects.filter(epoch__recording=recording, model_version__in=self.versions)
+                            .order_by("epoch__index", "model_version_id")
+                            .values_list("epoch_id", "model_version__name", "version_hash", "status", "stage",
+                                         _json_text("rule_ids"), "rationale"))
         tables.add("predictions", [
             (*place, p[1], p[2], p[3], p[4], rules_text(rules), p[6])
             for place, p, rules in zip(where(p[0] for p in predictions), predictions,
