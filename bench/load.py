@@ -332,7 +332,7 @@ def worker_counts(folder: Path) -> dict:
 def print_profile(folder: Path, to: str) -> None:
     import pstats
 
-    files = [str(p) for p in folder.glob("*.prof")]
+    files = [str(p) for p in folder.glob("*.prof") if p.stat().st_size > 2]  # a worker that took no request: {}
     if not files:
         print("profile: no worker wrote its stats", file=sys.stderr)
         return

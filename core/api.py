@@ -4,10 +4,12 @@ It lists, shows and creates campaigns, and serves the rater's queue: next, ahead
 of an answer with its outcomes (412 on a stale revision, 409 when what the item was served under changed,
 e.g. its rubric, 403 without a reservation, 400 on bad input).
 """
+from django.db.models import Exists, OuterRef
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
@@ -89,8 +91,14 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
     # --- helpers ---------------------------------------------------------------------------
 
     def rater_campaign(self):
-        campaign = self.get_object()
-        if not campaign.raters.filter(pk=self.request.user.pk).exists():
+        """The URL's campaign, among those the user reaches (404 otherwise), with the user among its raters (403
+        otherwise): one query, without the list's filters."""
+        raters = self.campaign_model.raters
+        is_rater = Exists(raters.through.objects.filter(**{raters.field.m2m_field_name(): OuterRef("pk"),
+                                                           raters.field.m2m_reverse_field_name(): self.request.user.pk}))
+        campaign = get_object_or_404(self.get_queryset().annotate(is_rater=is_rater), pk=self.kwargs["pk"])
+        self.check_object_permissions(self.request, campaign)
+        if not campaign.is_rater:
             raise PermissionDenied("you are not a rater of this campaign")
         return campaign
 

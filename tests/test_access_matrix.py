@@ -635,3 +635,34 @@ def test_the_write_method_check_sees_what_each_kind_of_view_accepts():
     assert ROUTES["inference:job-cancel"] == {"post"}
     assert ROUTES["recording-list"] == set() and ROUTES["ratingcampaign-rubric"] == {"put"}
     assert ROUTES["healthz"] == set(WRITE_METHODS)
+
+
+@pytest.mark.django_db
+def test_the_permission_backend_reads_own_and_group_permissions_in_one_query_like_djangos(make_user):
+    """core.access.PermissionBackend gives what Django's ModelBackend gives (own, groups', superuser's, an inactive
+    user's none), in one query where Django sends two."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.backends import ModelBackend
+    from django.contrib.auth.models import Permission
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core.access import PermissionBackend
+
+    rater, curator = make_user(RATER, "perm-rater"), make_user(CURATOR, "perm-curator")
+    rater.user_permissions.add(Permission.objects.get(codename="view_recording_provenance"))
+    admin = get_user_model().objects.create_superuser("root-perms", password="x")
+    gone = make_user(CURATOR, "perm-gone")
+    gone.is_active = False
+    gone.save()
+    def fresh(user):  # loaded again: no permissions cached on it
+        return get_user_model().objects.get(pk=user.pk)
+
+    for user in (rater, curator, admin, gone):
+        expected, loaded = ModelBackend().get_all_permissions(fresh(user)), fresh(user)
+        with CaptureQueriesContext(connection) as sent:
+            found = PermissionBackend().get_all_permissions(loaded)
+            assert PermissionBackend().get_all_permissions(loaded) == found  # cached on the user
+        assert found == expected and len(sent.captured_queries) == (1 if user.is_active else 0)
+    assert "datasets.view_recording_provenance" in PermissionBackend().get_all_permissions(
+        get_user_model().objects.get(pk=rater.pk))

@@ -26,8 +26,8 @@ from tests.test_scoring import night, raters
 
 QUEUE_QUERIES = 3  # the rater's own live reservation; pick and reserve; the picked item with its epoch and recording
 # What every queue request of the API costs before the queue: the token with its user, the user's own and their
-# groups' permissions, the campaign, and whether the user rates in it.
-REQUEST_QUERIES = 5
+# groups' permissions (one query), and the campaign with whether the user rates in it.
+REQUEST_QUERIES = 3
 # What a rating item is served with besides: the rule catalogue's texts and the rubric version in force.
 RATING_SERVED_QUERIES = 2
 
@@ -39,7 +39,7 @@ def statements(captured) -> list[str]:
 
 @pytest.fixture
 def no_sweep(monkeypatch):
-    """The deletion of expired holds runs at most once a second per process and campaign: out of the counts."""
+    """The deletion of expired holds runs at most once every RELEASE_EVERY_S per process and campaign: out of the counts."""
     monkeypatch.setattr(work_queue, "RELEASE_EVERY_S", 3600.0)
 
 
@@ -188,3 +188,34 @@ def test_the_compiled_pick_statement_serves_on_with_fresh_times(make_user, db, n
     timeout = timedelta(seconds=campaign.reservation_timeout_s)
     assert (second.hold.served_at, second.hold.expires_at) == (later, later + timeout)
     assert queue.next_item(campaign, b, now=later)[0] == first and first.reservations.get(rater=b).slot == 1
+
+
+def test_one_compiled_pick_statement_serves_every_rater_of_a_scoring_campaign(make_user, db, no_sweep):
+    """Compiled once with a stand-in rater, it reserves for each rater under their own id, skipping what they hold."""
+    a, b, c = raters(make_user, 3)
+    campaign = create_campaign("s", recordings=[night("s", 12)], raters=[a, b, c], overlap=2)
+    queue.SCORING._statements.clear()
+    t0 = timezone.now()
+    served = {u.pk: queue.next_item(campaign, u, now=t0)[0] for u in (a, b, c)}
+    assert len(queue.SCORING._statements) == 1
+    assert served[a.pk] == served[b.pk] != served[c.pk]  # overlap 2: the first item's two slots, then the next item
+    holds = {(r.item_id, r.rater_id, r.slot) for r in queue.SCORING.reservations.objects.filter(item__campaign=campaign)}
+    assert holds == {(served[a.pk].pk, a.pk, 0), (served[a.pk].pk, b.pk, 1), (served[c.pk].pk, c.pk, 0)}
+    queue.SCORING.release_expired(campaign)  # the once-a-while sweep, done
+    with CaptureQueriesContext(connection) as sent:
+        queue.next_item(campaign, a)  # a's own hold again, not another one
+    assert len(statements(sent)) == 1 and campaign.items.get(pk=served[a.pk].pk).reservations.count() == 2
+
+
+def test_a_rating_campaigns_pick_statement_is_compiled_per_rater(make_user, db, no_sweep):
+    """Each rater has their own order (a seeded permutation): one statement per rater, each in that rater's order."""
+    world(30)
+    a, b = raters(make_user, 2)
+    campaign = create_rating_campaign("r", cohorts=["Rate"], model_versions=[SECRET], raters=[a, b])
+    RATING._statements.clear()
+    firsts = []
+    for user in (a, b):
+        first_open = RATING.open_in_order(campaign, user).first()
+        assert RATING.next_item(campaign, user)[0] == first_open
+        firsts.append(first_open)
+    assert len(RATING._statements) == 2 and firsts[0] != firsts[1]  # two orders

@@ -19,7 +19,7 @@ FOR UPDATE SKIP LOCKED, so concurrent raters take different items instead of wai
 statement under its database write lock). An IntegrityError from the unique constraints means a
 concurrent statement took that slot first (compare-and-set): the statement runs again. `next_item` is
 at most 3 queries: the rater's own live reservation, the pick, and the picked item with its relations
-(plus, at most once a second per process and campaign, the deletion of expired holds).
+(plus, at most once every RELEASE_EVERY_S per process and campaign, the deletion of expired holds).
 
 Time per item is measured by the server: a reservation's `served_at` starts the rater's clock (when it is
 reserved, served again for re-scoring, or, for items held ahead, at the rater's last save), and an answer
@@ -58,7 +58,8 @@ RESCORE_GAP = 5  # first-pass answers given since an item's answer before it is 
 CANDIDATES = 4  # recordings looked at per round (whole-recording unit)
 ROUNDS = 8
 MAX_AHEAD = 5  # items a page may hold ahead of the one on screen
-RELEASE_EVERY_S = 1.0
+RATER_PLACEHOLDER = 2**31 - 7919  # the rater's id in a pick statement compiled for any rater (in an int's range)
+RELEASE_EVERY_S = 15.0  # seconds between a process's deletions of a campaign's expired holds (timeouts are minutes)
 MAX_SECONDS_SPENT = 24 * 3600  # time on one item: more is a clock error, not work
 
 
@@ -96,6 +97,15 @@ def key_dwell_ms(value) -> int:
     return dwell
 
 
+def _substituted(params, where: dict[str, list[int]], values: dict) -> list:
+    """`params` with each of `where`'s indexes holding its name's value."""
+    params = list(params)
+    for name, indexes in where.items():
+        for index in indexes:
+            params[index] = values[name]
+    return params
+
+
 def _now(now):
     return now or timezone.now()
 
@@ -104,6 +114,7 @@ class WorkQueue:
     """One queue over (items, reservations, answers); subclasses choose the order and validate answers."""
 
     held_order = ("item__position",)  # the order of a rater's own live reservations (the page's next items)
+    order_per_rater = False  # True where `order` depends on who the rater is, not only on their id as a parameter
     item_related = ("epoch", "recording")  # loaded with every item the queue serves (the page shows them)
 
     def __init__(self, *, items, reservations, answers):
@@ -123,13 +134,15 @@ class WorkQueue:
 
     def reserve_one(self, campaign, rater, now):
         """A new reservation for the rater, or None when nothing is open for them."""
-        return self.reserve_from(campaign, rater, lambda: self.open_in_order(campaign, rater), now,
+        return self.reserve_from(campaign, rater, lambda who: self.open_in_order(campaign, who), now,
                                  key=self.statement_key(campaign, rater))
 
     def statement_key(self, campaign, rater):
-        """All that the pick statement of `reserve_one` depends on besides the times (it is compiled once per
-        key, see _reserve_statement), or None where it depends on data too (it is compiled every time)."""
-        return campaign.pk, campaign.overlap, getattr(campaign, "sample_seed", None), rater.pk
+        """All that the pick statement of `reserve_one` depends on besides the times and, unless `order_per_rater`,
+        the rater's id (it is compiled once per key, see _reserve_statement), or None where it depends on data too
+        (it is compiled every time)."""
+        key = (campaign.pk, campaign.overlap, getattr(campaign, "sample_seed", None))
+        return (*key, rater.pk) if self.order_per_rater else key
 
     def clean(self, campaign, fields: dict) -> dict:
         """The answer's fields, checked (raise core.exceptions.InputError naming the problem)."""
@@ -153,8 +166,9 @@ class WorkQueue:
     def release_expired(self, campaign, now=None) -> int:
         """Delete the campaign's expired unanswered reservations (and other expired holds).
 
-        At most once a second per process and campaign (an expired hold lingers that much longer at most),
-        so a busy queue does not pay DELETE transactions on every request; an explicit `now` always runs.
+        At most once every RELEASE_EVERY_S per process and campaign (an expired hold keeps its slot that much longer
+        at most), so the queue does not pay two DELETE statements on most requests (each of a server's processes
+        would sweep on its first request of every second at a lab's pace); an explicit `now` always runs.
         """
         if now is None:
             last = self._last_release.get(campaign.pk, -RELEASE_EVERY_S)
@@ -185,34 +199,48 @@ class WorkQueue:
         return Case(*(When(~held(slot), then=Value(slot)) for slot in range(overlap)), output_field=IntegerField())
 
     def _reserve_statement(self, campaign, rater, items, now, key=None) -> tuple[str, list]:
-        """INSERT INTO reservations SELECT the first of `items` (a queryset, or a function that builds it) with its
-        lowest free slot ... RETURNING the new reservation's id; on PostgreSQL the picked item row is locked FOR
-        UPDATE SKIP LOCKED. Building and compiling the ORM query is most of a `next`'s CPU: with a `key` (all the
-        statement depends on besides the times) it is compiled once with placeholder times, which each call
-        replaces in the parameters."""
+        """INSERT INTO reservations SELECT the first of `items` (a queryset, or a function of the rater that builds
+        it) with its lowest free slot ... RETURNING the new reservation's id; on PostgreSQL the picked item row is
+        locked FOR UPDATE SKIP LOCKED. Building and compiling the ORM query is most of a `next`'s CPU: with a `key`
+        (all the statement depends on besides the times and, unless `order_per_rater`, the rater) it is compiled
+        once with placeholder times and rater, which each call replaces in the parameters."""
+        build = items if callable(items) else (lambda _: items)
         times = {"expires_at": self.expiry(campaign, now), "created_at": timezone.now(), "served_at": now}
+        if key is None:
+            return self._compile_reserve(campaign, rater, build(rater), times)
         db = self.items.objects.db
         prep = DateTimeField().get_db_prep_value
-        cached = self._statements.get((db, key)) if key is not None else None
+        values = {name: prep(value, connections[db]) for name, value in times.items()}
+        if not self.order_per_rater:
+            values["rater"] = rater.pk
+        cached = self._statements.get((db, key))
         if cached is None:
-            placeholders = {name: datetime(2999, 12, 31, 23, 59, 59, n, tzinfo=dt_timezone.utc)
-                            for n, name in enumerate(times, start=1)}
-            sql, params = self._compile_reserve(campaign, rater, items() if callable(items) else items,
-                                                placeholders if key is not None else times)
-            if key is None:
-                return sql, params
-            where = {name: [i for i, p in enumerate(params) if p == prep(placeholders[name], connections[db])]
-                     for name in times}
-            if any(len(found) != 1 for found in where.values()):  # not found once each: compile every time
-                return self._compile_reserve(campaign, rater, items() if callable(items) else items, times)
+            cached = self._placeheld(campaign, rater, build, values)
+            if cached is None:
+                return self._compile_reserve(campaign, rater, build(rater), times)
             if len(self._statements) > 10_000:
                 self._statements.clear()
-            cached = self._statements[(db, key)] = (sql, params, {name: found[0] for name, found in where.items()})
+            self._statements[(db, key)] = cached
         sql, params, where = cached
-        params = list(params)
-        for name, index in where.items():
-            params[index] = prep(times[name], connections[db])
-        return sql, params
+        return sql, _substituted(params, where, values)
+
+    def _placeheld(self, campaign, rater, build, values) -> tuple | None:
+        """(sql, params, where) of the pick statement compiled with placeholders for the `values`' names, `where`
+        giving the indexes of each placeholder in params; None when that statement, filled in with this call's
+        values, would differ from the one compiled for them (a placeholder not found, or found by chance)."""
+        db = connections[self.items.objects.db]
+        times = {name: datetime(2999, 12, 31, 23, 59, 59, n, tzinfo=dt_timezone.utc)
+                 for n, name in enumerate(("expires_at", "created_at", "served_at"), start=1)}
+        stand_in = rater._meta.model(pk=RATER_PLACEHOLDER) if "rater" in values else rater
+        sql, params = self._compile_reserve(campaign, stand_in, build(stand_in), times)
+        placeholders = {name: DateTimeField().get_db_prep_value(value, db) for name, value in times.items()}
+        placeholders["rater"] = RATER_PLACEHOLDER
+        where = {name: [i for i, p in enumerate(params) if p == placeholders[name]] for name in values}
+        own_sql, own_params = self._compile_reserve(campaign, rater, build(rater), times)
+        filled = _substituted(params, where, {name: placeholders[name] for name in times} | {"rater": rater.pk})
+        if own_sql != sql or filled != list(own_params) or any(len(where[name]) != 1 for name in times):
+            return None
+        return sql, params, where
 
     def _compile_reserve(self, campaign, rater, items, times) -> tuple[str, list]:
         connection = connections[items.db]
@@ -232,8 +260,8 @@ class WorkQueue:
                 list(params))
 
     def reserve_from(self, campaign, rater, items, now, key=None):
-        """A reservation of the first free item of `items` (ordered; or a function that builds them; `key`: see
-        `_reserve_statement`), the item with `item_related`; None only when none is open for the rater.
+        """A reservation of the first free item of `items` (ordered; or a function of the rater that builds them;
+        `key`: see `_reserve_statement`), the item with `item_related`; None only when none is open for the rater.
 
         Rows other raters are reserving right now are skipped (PostgreSQL); when every open row is
         locked that way, it tries again shortly rather than answer "nothing left" while items remain.
@@ -252,7 +280,7 @@ class WorkQueue:
             if row is not None:
                 return (self.reservations.objects.select_related(*(f"item__{name}" for name in self.item_related))
                         .get(pk=row[0]))
-            if not (items() if callable(items) else items).exists():
+            if not (items(rater) if callable(items) else items).exists():
                 return None
             time.sleep(0.005 * (attempt + 1))  # every open item is being reserved by someone right now
         return None

@@ -39,6 +39,7 @@ def rater_turn(position, constants):
 
 class RatingQueue(WorkQueue):
     held_order = ("created_at", "pk")  # the rater's own order, in which they were reserved
+    order_per_rater = True  # a permutation seeded by the rater, and the epochs they still score blind
 
     def order(self, items, campaign, rater):
         turn = rater_turn(Cast(F("position"), BigIntegerField()), rater_constants(campaign, rater.pk))
