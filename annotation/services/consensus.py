@@ -35,7 +35,8 @@ class ItemConsensus:
 
     @property
     def needs_adjudication(self) -> bool:
-        return self.adjudicated is None and len(self.labels) >= 2 and (self.tie or self.level < LOW_AGREEMENT)
+        level = 1.0 if self.level is None else self.level  # no labels yet
+        return bool(adjudication_needed(len(self.labels), self.tie, level, self.adjudicated is not None))
 
     @property
     def stage(self) -> str | None:
@@ -81,6 +82,13 @@ def verdicts(t: agreement.Table) -> tuple[list, np.ndarray, np.ndarray, np.ndarr
     return majorities, top / n, ties, n
 
 
+def adjudication_needed(n_labels, ties, levels, adjudicated):
+    """Which items need adjudication (scalars or arrays): two labels or more, a tie or agreement under
+    LOW_AGREEMENT, and no adjudication yet."""
+    return (np.asarray(n_labels) >= 2) & np.logical_not(adjudicated) & (
+        np.logical_or(ties, np.asarray(levels) < LOW_AGREEMENT))
+
+
 def campaign_verdicts(campaign, labels: agreement.Table) -> tuple[dict[int, str], int]:
     """Epoch id -> consensus stage (where there is one) and how many items need adjudication: what
     campaign_consensus gives, from the Table of the campaign's current first-pass labels by epoch, without
@@ -89,9 +97,8 @@ def campaign_verdicts(campaign, labels: agreement.Table) -> tuple[dict[int, str]
     adjudicated = dict(Adjudication.objects.filter(item__campaign=campaign).order_by("item_id", "created_at", "pk")
                        .values_list("item__epoch_id", "stage"))  # the latest stands
     decided = np.array([e in adjudicated for e in labels.items], bool)
-    disputed = (n >= 2) & ~decided & (ties | (levels < LOW_AGREEMENT))
     stages = {e: stage for e, stage in zip(labels.items, majorities) if stage}
-    return stages | adjudicated, int(disputed.sum())
+    return stages | adjudicated, int(adjudication_needed(n, ties, levels, decided).sum())
 
 
 def campaign_consensus(campaign, recording=None) -> dict[int, ItemConsensus]:
