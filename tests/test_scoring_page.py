@@ -1,4 +1,5 @@
 """The scoring page in a real browser: keyboard scoring with gain, a measurement, saves that land."""
+import json
 import re
 
 import pytest
@@ -97,3 +98,41 @@ def test_an_unannounced_rescore_starts_empty_and_is_stored_as_a_rescore(browser,
     labels = Label.objects.filter(item__campaign=campaign, rater=rater)
     assert labels.filter(rescore=False).count() == 16 and labels.filter(rescore=True).count() == 8
     assert set(labels.values_list("revision", flat=True)) == {1}  # no first answer was overwritten
+
+
+def test_the_page_asks_again_after_a_server_hiccup_and_not_after_a_refusal(browser, live_server, make_user,  # noqa: F811
+                                                                           imported):
+    """A 503 from the queue (a restarting server, a proxy) had left the page on "could not get the next epoch"
+    until the rater reloaded it; a refusal (403: no longer a rater here) must not be asked again and again."""
+    rater = make_user(RATER)
+    campaign = create_campaign("Hiccup", recordings=[imported], raters=[rater], overlap=1, sample="stratified",
+                               sample_size=4, key_dwell_ms=0)
+    page = login(browser, live_server, rater)
+    answers = {"ahead": [503, 503]}
+    asked = []
+
+    def queue(route):
+        asked.append(route.request.url)
+        if answers["ahead"]:
+            status = answers["ahead"].pop(0)
+            detail = "You are not a rater of this campaign." if status == 403 else "Service unavailable."
+            route.fulfill(status=status, content_type="application/json", body=json.dumps({"detail": detail}))
+        else:
+            route.continue_()
+
+    page.route("**/ahead/**", queue)
+    page.goto(f"{live_server.url}/scoring/{campaign.pk}/score/")
+    expect(page.locator("#save-state")).to_have_text(re.compile(r"could not get the next .*\(HTTP 503\)"))
+    expect(page.locator("#scoring")).to_have_attribute("data-item", re.compile(r"\d+"), timeout=15_000)
+    assert len(asked) >= 3  # two failed, then the one that served the item
+
+    answers["ahead"] = [403] * 50
+    for _ in range(4):  # answer the items the page holds: it asks the queue for more and is refused
+        page.keyboard.press("2")
+        page.wait_for_timeout(300)
+    expect(page.locator("#refusal")).to_have_text(re.compile(r"^Could not get the next epochs: You are not a rater of this campaign\. OK"), timeout=15_000)
+    expect(page.locator("#scoring")).to_have_attribute("data-saved", "4", timeout=15_000)
+    page.wait_for_timeout(1000)
+    refused = len(asked)
+    page.wait_for_timeout(5000)
+    assert len(asked) == refused  # not asked again by itself

@@ -26,6 +26,7 @@ class AnswerQueue {
     this.advancing = null;     // one move at a time: two could show two items and skip the first
     this.afterSaves = null;    // what to do once every queued save has landed
     this.retrying = null;      // a timer asking the queue again while the page has nothing to show
+    this.refused = false;      // whether the queue's last answer was a refusal (not asked again until a key)
     window.addEventListener("online", () => this.flush());
     this.refusal = this.refusalNotice();
   }
@@ -73,6 +74,11 @@ class AnswerQueue {
   }
 
   acknowledge() { this.refusal.hidden = true; }
+
+  refuse(text) {
+    this.refusal.firstChild.textContent = `${String(text).replace(/\.$/, "")}.`;
+    this.refusal.hidden = false;
+  }
 
   static uuid() {
     return crypto.randomUUID ? crypto.randomUUID() :
@@ -163,10 +169,8 @@ class AnswerQueue {
         } else {
           const problem = await response.json().catch(() => ({}));
           this.pending.shift(); this.persist();
-          const reason = String(problem.detail || `HTTP ${response.status}`).replace(/\.$/, "");
           this.setState("not saved", "error");
-          this.refusal.firstChild.textContent = `Not saved: ${reason}.`;
-          this.refusal.hidden = false;
+          this.refuse(`Not saved: ${problem.detail || `HTTP ${response.status}`}`);
           await this.page.onRefused(entry);
         }
       }
@@ -187,7 +191,18 @@ class AnswerQueue {
       try {
         const sentAt = this.landings;
         const response = await this.call("POST", this.api + "ahead/?count=4");
-        if (!response.ok) { this.setState(`could not get the next ${this.page.things} (HTTP ${response.status})`, "error"); return; }
+        // a server or proxy hiccup passes: ask again; a refusal (no longer a rater here) stays on screen
+        this.refused = !response.ok && response.status < 500 && response.status !== 429;
+        if (this.refused) {
+          const problem = await response.json().catch(() => ({}));
+          this.refuse(`Could not get the next ${this.page.things}: ${problem.detail || `HTTP ${response.status}`}`);
+          return;
+        }
+        if (!response.ok) {
+          this.setState(`could not get the next ${this.page.things} (HTTP ${response.status})`, "error");
+          this.askAgainSoon(2000);
+          return;
+        }
         const batch = await response.json();
         batch.forEach((u) => { u.sentAt = sentAt; });
         await this.page.onBatch(batch);
@@ -200,7 +215,7 @@ class AnswerQueue {
           if (this.pending.length) this.afterSaves = () => this.advanceIfAnswered();
           else if (!batch.length) this.page.finished();
         }
-      } catch (e) { this.setState(`offline: ${this.pending.length} queued`, "offline"); }
+      } catch (e) { this.setState(`offline: ${this.pending.length} queued`, "offline"); this.askAgainSoon(2000); }
       finally { this.refilling = null; }
     })();
     return this.refilling;
@@ -218,10 +233,15 @@ class AnswerQueue {
     if (this.upcoming.length) {
       await this.page.show(this.upcoming.shift());
       for (const next of this.upcoming.slice(0, 2)) this.signals(next.recording, next.index).catch(() => {});
-    } else if (this.item && this.answered(this.item) && !this.root.dataset.done && !this.retrying) {
-      // the queue answered only with items whose saves are still on their way: ask again shortly
-      this.retrying = setTimeout(() => { this.retrying = null; this.advanceIfAnswered(); }, 1000);
+    } else if (this.item && this.answered(this.item)) {
+      this.askAgainSoon(1000);  // the queue answered only with items whose saves are still on their way
     }
+  }
+
+  // Ask the queue again after `ms` (one timer at a time; not after a refusal or once the campaign is done).
+  askAgainSoon(ms) {
+    if (this.retrying || this.refused || this.root.dataset.done) return;
+    this.retrying = setTimeout(() => { this.retrying = null; this.advanceIfAnswered(); }, ms);
   }
 
   // automatic moves (after saves land, on retry) never leave an item the rater has not answered yet
