@@ -11,6 +11,7 @@ date policy, and annotation and hypnogram texts are scanned for names and dates 
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -103,9 +104,10 @@ def _import_locked(request: ImportRequest, sha: str, user, progress: Progress, g
     sources = derivation_sources(raw, plan)
     signals, prep_notes = prepared_signals(sources, raw.info["sfreq"], plan.derivations, request.mains_hz,
                                            request.profile, progress, len(scored))
-    signal_name, _, _ = storage.save_array(signals)
-    native_name, native_scales = store_native_signals(sources)
-    images = render_epochs(signals, plan.derivations, scored, progress)
+    with ThreadPoolExecutor(max_workers=1) as side:  # the arrays are stored while the renders leave a core idle
+        stored = side.submit(lambda: (storage.save_array(signals)[0], store_native_signals(sources)))
+        images = render_epochs(signals, plan.derivations, scored, progress)
+        signal_name, (native_name, native_scales) = stored.result()
     progress(0.97, len(scored), len(scored), "saving")
     original = storage.save_file(request.path, "originals", sha, header.file_format[:3].lower()) \
         if settings.KEEP_ORIGINAL_PSG else ""
