@@ -214,6 +214,20 @@ def test_fleiss_kappa_matches_statsmodels_aggregate_raters():
     assert ag.fleiss_kappa(triples, STAGES).value == pytest.approx(sm_fleiss_kappa(table), abs=1e-12)
 
 
+@given(st.integers(2, 9), st.integers(1, 40), st.integers(2, 6), st.integers(0, 2**32 - 1))
+def test_fleiss_kappa_is_statsmodels_to_the_bit(categories, items, raters, seed):
+    """The in-house formula is statsmodels' (released agreement.json files are compared byte for byte)."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, categories, (items, raters))
+    table, _ = aggregate_raters(codes, n_cat=categories)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ours, theirs = ag._fleiss(table), sm_fleiss_kappa(table, method="fleiss")
+        binary = np.column_stack([table[:, 0], raters - table[:, 0]])
+        ours_binary, theirs_binary = ag._fleiss(binary), sm_fleiss_kappa(binary, method="fleiss")
+    for a, b in ((ours, theirs), (ours_binary, theirs_binary)):
+        assert (math.isnan(a) and math.isnan(b)) or a == b
+
+
 def test_per_label_kappa_is_fleiss_category_kappa():
     labels = [1, 2, 3, 4, 5]
     n, m = FLEISS_WIKIPEDIA.shape[0], 14

@@ -11,6 +11,8 @@ from datetime import timedelta
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.db import transaction
@@ -272,3 +274,46 @@ def test_release_pages_download_and_api(make_user, client, db, media_root):
     assert body == read(release, coarse["path"]) and hashlib.sha256(body).hexdigest() == coarse["sha256"]
     bad = api.post("/api/releases/", {"name": "mass-ex", "version": "2.0.0", "cohorts": ["Release"]}, format="json")
     assert bad.status_code == 400 and "already exists" in bad.json()["detail"]
+
+
+# --- write_json: orjson's speed, the standard library's bytes ---------------------------------------------
+
+def json_text(value) -> str:
+    """What export.write_json writes, read back."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        export.write_json(Path(folder) / "value.json", value)
+        return (Path(folder) / "value.json").read_bytes().decode()
+
+_SCALARS = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+            | st.floats(min_value=-1e-3, max_value=1e-3) | st.text(max_size=8))
+_DOCUMENTS = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                          | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+                          | st.dictionaries(st.integers(-3, 3), inner, max_size=2), max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DOCUMENTS)
+def test_write_json_is_the_standard_librarys_indented_text_byte_for_byte(value):
+    assert json_text(value) == json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+
+
+def test_write_json_writes_other_types_as_the_standard_library_does():
+    from dataclasses import dataclass
+    from datetime import date, datetime
+    from enum import Enum, IntEnum
+
+    import numpy as np
+
+    @dataclass
+    class Point:
+        x: int
+
+    Colour = Enum("Colour", "RED")
+    Level = IntEnum("Level", "LOW")
+    for value in ({"when": datetime(2026, 1, 2, 3, 4, 5)}, [date(2026, 1, 2)], {"p": Point(1)}, [Colour.RED],
+                  {"level": Level.LOW}, [np.float64(0.1), np.int64(3)], {"id": uuid.UUID(int=7)}):
+        assert json_text(value) == json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False,
+                                                     default=str) + "\n", value

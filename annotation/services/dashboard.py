@@ -68,9 +68,9 @@ def _finite(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _raters_of(triples, items) -> int:
-    """How many raters rated any of `items`."""
-    return len({r for r, item, _ in triples if item in items})
+def _raters_of(raters, epochs, items) -> int:
+    """How many raters rated any of `items` (of the ratings' rater and item columns)."""
+    return len({r for r, item in zip(raters, epochs) if item in items})
 
 
 def _pair_summary(triples, a, b) -> dict:
@@ -85,9 +85,13 @@ def campaign_statistics(campaign) -> dict:
     """Every figure of the dashboard, with the number of items or labels behind each."""
     labels = fetch(current_labels(campaign).order_by("created_at", "pk")  # in the order saved, for the drift
                    .values_list("rater_id", "item__epoch_id", "stage", "rescore", "server_seconds"))  # server's time
-    first = [(r, e, s) for r, e, s, rescore, _ in labels if not rescore]
-    first_raters, first_epochs, first_stages = (list(c) for c in zip(*first)) if first else ([], [], [])
-    scorers = sorted({r for r, _, _ in first})
+    first_raters, first_epochs, first_stages = [], [], []  # the first-pass labels, as columns
+    for r, e, s, rescore, _ in labels:
+        if not rescore:
+            first_raters.append(r)
+            first_epochs.append(e)
+            first_stages.append(s)
+    scorers = sorted(set(first_raters))
     raters = sorted(set(campaign.raters.values_list("pk", flat=True)) | set(scorers))
     names = dict(get_user_model().objects.filter(pk__in=raters).values_list("pk", "username"))
     items = CampaignItem.objects.filter(campaign=campaign)
@@ -101,7 +105,7 @@ def campaign_statistics(campaign) -> dict:
     n_items = items.count()
     result = {
         "campaign": campaign.name, "items": n_items, "overlap": campaign.overlap,
-        "labels": len(first), "target_labels": n_items * campaign.overlap,
+        "labels": len(first_raters), "target_labels": n_items * campaign.overlap,
         "progress": [{"rater": names.get(r, str(r)), "done": done[r],
                       "median_seconds": statistics.median(seconds[r]) if seconds[r] else None}
                      for r in raters],
@@ -110,12 +114,12 @@ def campaign_statistics(campaign) -> dict:
     # parsed once each: the raters' first labels, and those with the reference and consensus as pseudo-raters
     ratings = agreement.columns_table(np.array(first_raters, np.int64), np.array(first_epochs, np.int64), first_stages)
     consensus, result["to_adjudicate"] = campaign_verdicts(campaign, ratings)  # for_adjudication's count
+    intra_rater = _intra_rater(labels, names)
+    per_rater = _per_rater(labels, consensus, names, intra_rater)
+    del labels  # the largest list here (a tuple per label), gone before the tables and the hypnodensity
     truths = {name: truth for name, truth in ((REFERENCE, reference), (CONSENSUS, consensus)) if truth}
-    pseudo = [(name, e, s) for name, truth in truths.items() for e, s in truth.items()]
-    pairs = agreement.columns_table(first_raters + [r for r, _, _ in pseudo],
-                                    np.array(first_epochs + [e for _, e, _ in pseudo], np.int64),
-                                    first_stages + [s for _, _, s in pseudo])
-    ratings_per_item = Counter(item for _, item, _ in first)
+    pairs = _with_pseudo_raters(first_raters, first_epochs, first_stages, truths)
+    ratings_per_item = Counter(first_epochs)
     tally = Counter(ratings_per_item.values()) | {0: n_items - len(ratings_per_item)}
     result["coverage"] = [{"ratings": m, "items": tally[m]} for m in sorted(tally, reverse=True) if tally[m]]
     if len(scorers) >= 2:
@@ -128,7 +132,7 @@ def campaign_statistics(campaign) -> dict:
         pairable = {i for i, k in ratings_per_item.items() if k >= 2}
         result["fleiss_kappa"] = {"value": _finite(fleiss.value), "n_items": fleiss.n_items,
                                   "ratings_per_item": fleiss.ratings_per_item,
-                                  "raters": _raters_of(first, fleiss_items),
+                                  "raters": _raters_of(first_raters, first_epochs, fleiss_items),
                                   "method": "items with exactly ratings_per_item ratings (the commonest count of two "
                                             "or more); Fleiss' kappa needs the same number of ratings on every item"}
         method = ("nominal, on every item with two ratings or more (missing ratings allowed); 95% percentile "
@@ -141,7 +145,7 @@ def campaign_statistics(campaign) -> dict:
         else:
             result["krippendorff_alpha"] = {"value": _finite(alpha.alpha), "low": _finite(alpha.low),
                                             "high": _finite(alpha.high), "n_items": alpha.n_items,
-                                            "raters": _raters_of(first, pairable),
+                                            "raters": _raters_of(first_raters, first_epochs, pairable),
                                             "method": method}
         result["percent_agreement"] = agreement.percent_agreement(ratings)._asdict()
         result["agreement_with_majority"] = agreement.agreement_with_majority(ratings)._asdict()
@@ -150,18 +154,30 @@ def campaign_statistics(campaign) -> dict:
             s: a._asdict() for s, a in agreement.agreement_with_majority_per_label(ratings, STAGES).items()}
     result["against"] = {name: [{"rater": names.get(r), **_pair_summary(pairs, r, name)} for r in scorers]
                          for name in truths}
-    result["intra_rater"] = _intra_rater(labels, names)
+    result["intra_rater"] = intra_rater
     result["human_ranges"] = HUMAN_RANGES
     result["unanimous"] = _unanimous(ratings)
     result["hypnodensity"] = _hypnodensity(campaign, ratings)
-    result["per_rater"] = _per_rater(labels, consensus, names, result["intra_rater"])
+    result["per_rater"] = per_rater
     result["review_curve"] = review_curve(campaign)  # review campaigns only (None otherwise)
     return result
 
 
+def _with_pseudo_raters(raters: list, epochs: list, stages: list, truths: dict) -> agreement.Table:
+    """The first-pass labels' table with each truth (reference, consensus: {epoch: stage}) as one more rater."""
+    pseudo_raters, pseudo_epochs, pseudo_stages = [], [], []
+    for name, truth in truths.items():
+        pseudo_raters += [name] * len(truth)
+        pseudo_epochs += truth.keys()
+        pseudo_stages += truth.values()
+    return agreement.columns_table(raters + pseudo_raters, np.array(epochs + pseudo_epochs, np.int64),
+                                   stages + pseudo_stages)
+
+
 def _intra_rater(labels, names) -> list[dict]:
     """Each rater's re-scored epochs against their first label of the same epoch."""
-    first = {(r, e): s for r, e, s, rescore, _ in labels if not rescore}
+    again = {(r, e) for r, e, _, rescore, _ in labels if rescore}
+    first = {(r, e): s for r, e, s, rescore, _ in labels if not rescore and (r, e) in again}
     pairs = defaultdict(list)
     for r, e, s, rescore, _ in labels:
         if rescore and (r, e) in first:

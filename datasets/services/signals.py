@@ -19,10 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal
 
 from datasets.constants import EMG_DERIVATIONS, EOG_DERIVATIONS, SIGNAL_VIEW_CHOICES, TARGET_SFREQ
 from datasets.exceptions import InputError
+
+# scipy.signal is imported in the functions that filter: it brings scipy.stats, ~75 MB in every process that
+# imports this module for its constants only (web workers, release builds).
 
 EEG_BAND = (0.3, 35.0)
 EMG_BAND = (10.0, 100.0)
@@ -59,6 +61,7 @@ def resampled_length(n_samples: int, sfreq: float) -> int:
 
 
 def _sleepvlm_v1(x: np.ndarray, sfreq: float, derivation: str, mains_hz: float) -> tuple[np.ndarray, list[str]]:
+    from scipy import signal
     notes = []
     nyquist = sfreq / 2
     low, high = band_for(derivation)
@@ -80,6 +83,7 @@ def _sleepvlm_v1(x: np.ndarray, sfreq: float, derivation: str, mains_hz: float) 
 
 
 def _platform_v0(x: np.ndarray, sfreq: float, derivation: str, mains_hz: float) -> tuple[np.ndarray, list[str]]:
+    from scipy import signal
     notes = []
     low, high = band_for(derivation)
     nyquist = sfreq / 2
@@ -97,6 +101,7 @@ def _platform_v0(x: np.ndarray, sfreq: float, derivation: str, mains_hz: float) 
 
 def butterworth_sos(high_pass: float | None, low_pass: float | None, sfreq: float) -> np.ndarray | None:
     """4th-order Butterworth in second-order sections: band-pass, high-pass or low-pass by the edges given."""
+    from scipy import signal
     if high_pass and low_pass:
         return signal.butter(4, [high_pass, low_pass], btype="bandpass", fs=sfreq, output="sos")
     if high_pass or low_pass:
@@ -105,6 +110,7 @@ def butterworth_sos(high_pass: float | None, low_pass: float | None, sfreq: floa
 
 
 def _notch(y: np.ndarray, mains_hz: float, sfreq: float) -> np.ndarray:
+    from scipy import signal
     b, a = signal.iirnotch(mains_hz, NOTCH_Q, fs=sfreq)
     return signal.filtfilt(b, a, y, axis=-1)
 
@@ -114,6 +120,7 @@ def clinical_filter(x: np.ndarray, sfreq: float, high_pass: float, low_pass: flo
     """A technologist's filters on a native-rate trace (the platform-v0 chain without resampling): zero-phase
     Butterworth high- and low-pass, notch Q = 30; 0 turns one off, a low-pass or notch at or above Nyquist is
     left out. Returns the trace and the filters applied."""
+    from scipy import signal
     nyquist = sfreq / 2
     applied = {"high_pass": high_pass if 0 < high_pass < nyquist else 0.0,
                "low_pass": low_pass if 0 < low_pass < nyquist else 0.0,

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
-from scipy.linalg.blas import saxpy
 
 from datasets.constants import DERIVATIONS, EPOCH_SAMPLES, EPOCH_SECONDS, STAGES
 from datasets.services.signals import prepare
@@ -203,6 +201,8 @@ def _noise(rng, n, sfreq, fmin, fmax, exponent=0.0, knee=0.0, rms=1.0) -> np.nda
     k = i1 - i0 + 1
     z = np.zeros(m, np.complex64)
     z[i0 : i1 + 1] = (rng.standard_normal(k, np.float32) + 1j * rng.standard_normal(k, np.float32)) * amp
+    import scipy.fft  # here: ~27 MB that a process importing this module for its names does not need
+
     return scipy.fft.irfft(z, n)
 
 
@@ -241,6 +241,8 @@ def _epoch_knots(values_per_stage, codes, kpe, rng=None, jitter=0.0) -> np.ndarr
 
 def _axpy(y: np.ndarray, a: float, x: np.ndarray) -> None:
     """y += a * x in place, in one pass (BLAS saxpy) for contiguous float32 arrays."""
+    from scipy.linalg.blas import saxpy
+
     saxpy(x, y, a=a)
 
 

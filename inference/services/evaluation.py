@@ -11,7 +11,6 @@ import csv
 import io
 
 import numpy as np
-from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 
 from datasets.constants import STAGES, UNSCORED
 from datasets.models import Epoch
@@ -34,6 +33,8 @@ def stage_metrics(y_true: list[str], y_pred: list[str]) -> dict:
     """Accuracy, macro-F1 (over the stages present), per-stage F1, Cohen's kappa, confusion matrix."""
     if not y_true:
         return {"n": 0, "accuracy": None, "macro_f1": None, "kappa": None, "per_stage_f1": {}, "confusion": []}
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score  # here: with it come pandas and scipy
+
     per_stage = f1_score(y_true, y_pred, labels=list(STAGES), average=None, zero_division=0)
     present = [i for i, s in enumerate(STAGES) if s in y_true or s in y_pred]
     return {
@@ -49,6 +50,8 @@ def stage_metrics(y_true: list[str], y_pred: list[str]) -> dict:
 def _kappa(y_true, y_pred) -> float | None:
     if len(set(y_true) | set(y_pred)) < 2:
         return None  # undefined with a single label on both sides
+    from sklearn.metrics import cohen_kappa_score
+
     return float(cohen_kappa_score(y_true, y_pred, labels=list(STAGES)))
 
 

@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy import signal as sps
-from scipy.stats import rankdata
 
 from datasets.constants import DERIVATIONS, EPOCH_SAMPLES, EPOCH_SECONDS, TARGET_SFREQ
 
@@ -352,6 +350,8 @@ def _eyes(loc, roc, n_ep):
             (blinks if b else rems).append(Event(float(s), float(e), 0.0, float(a)))
             guard.append((s, e))
     # slow eye movements on the conjugate (anti-phase) component
+    from scipy import signal as sps  # here, as yasa: scipy.signal brings scipy.stats (~75 MB a process)
+
     d = (loc - roc) / 2.0
     sos = sps.butter(2, SEM_LOWPASS_HZ, "lowpass", fs=SF, output="sos")
     a = np.abs(sps.sosfiltfilt(sos, d))
@@ -404,6 +404,8 @@ def _chin(x, n_ep):
     rms = np.sqrt((x.reshape(n_ep, EPOCH_SECONDS, SF) ** 2).mean(2))
     level = np.median(rms, axis=1)
     if n_ep > 1:
+        from scipy.stats import rankdata
+
         pct = 100.0 * (rankdata(level, method="average") - 1) / (n_ep - 1)
     else:
         pct = np.zeros(1)

@@ -26,7 +26,6 @@ import numpy as np
 import orjson
 from django.contrib.auth import get_user_model
 from django.db.models.fields.json import KeyTransform
-from scipy.stats import spearmanr
 
 from core.services import agreement, statistics_cache
 from core.services.rows import fetch, json_value, without_cyclic_gc
@@ -375,6 +374,8 @@ def _contradicted(data: Ratings, rubric) -> dict:
         x, y = hit[paired].astype(float), total[paired] / count[paired]  # the item's exact mean, correctly rounded
     rho = p = None
     if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        from scipy.stats import spearmanr  # here, not at import: scipy.stats is ~70 MB in every process
+
         result = spearmanr(x, y)
         rho, p = _num(result.statistic), _num(result.pvalue)
 

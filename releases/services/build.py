@@ -179,7 +179,7 @@ def write_contents(release, root: Path, tick) -> dict:
         tables.close()
     counts = changes.finish(root)
     agreement = content.agreement()
-    (root / "agreement.json").write_text(export.json_text(agreement), encoding="utf-8")
+    export.write_json(root / "agreement.json", agreement)
     (root / "agreement.md").write_text(export.agreement_markdown(agreement), encoding="utf-8")
     (root / "rules.md").write_text(export.rules_markdown(), encoding="utf-8")
     (root / "CHANGELOG.md").write_text(changes.markdown(), encoding="utf-8")

@@ -416,26 +416,51 @@ def write_manifest(root: Path) -> None:
 
 
 # A float orjson writes in another notation than Python's repr (below 1e-4), at a value's place in indented JSON.
-_FLOAT_NOTATION = re.compile(r"(?<![^ \n])(-?(?:0\.0000\d*|\d+(?:\.\d+)?e[-+]?\d+))(?=,?(?:\n|\Z))")
+_FLOAT_NOTATION = re.compile(rb"(?<![^ \n])(-?(?:0\.0000\d*|\d+(?:\.\d+)?e[-+]?\d+))(?=,?(?:\n|\Z))")
 
 
-def _refuse(value):
-    raise TypeError(type(value).__name__)
+def write_json(path: Path, value) -> None:
+    """Write `json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)` and a newline, byte
+    for byte (UTF-8); by orjson (the standard library's indented encoder is pure Python: seconds on a large
+    agreement.json) whenever `value` holds only JSON's own types and finite floats (NaN, subclasses, dates
+    and other types: the standard library writes it), with its floats in Python's notation. The text is
+    written as encoded, never copied (a large document's text is tens of MB)."""
+    with open(path, "wb") as handle:
+        handle.write(_json_bytes(value))
+        handle.write(b"\n")
 
 
-def json_text(value) -> str:
-    """`json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)` and a newline, byte for
-    byte; written by orjson (the standard library's indented encoder is pure Python: seconds on a large
-    agreement.json) whenever its text reads back equal to `value` (else NaN, tuples, non-str keys or other types
-    are in it, and the standard library writes it), with its floats in Python's notation."""
-    try:
-        raw = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS, default=_refuse)
-    except TypeError:
-        raw = None
-    if raw is None or orjson.loads(raw) != value:
-        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
-    text = raw.decode()
-    return (_FLOAT_NOTATION.sub(lambda m: repr(float(m.group())), text) if _other_notation(raw) else text) + "\n"
+def _json_bytes(value) -> bytes:
+    if _plain(value):
+        try:
+            raw = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        except TypeError:  # a key that is not a str, an int beyond 64 bits
+            raw = None
+        if raw is not None:
+            return _FLOAT_NOTATION.sub(lambda m: repr(float(m.group())).encode(), raw) if _other_notation(raw) else raw
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str).encode()
+
+
+_SCALAR_TYPES = frozenset((str, int, bool, type(None)))
+
+
+def _plain(value) -> bool:
+    """Whether `value` is made of dicts, lists, tuples, str, int, bool, None and finite floats only (exact
+    types: orjson and the standard library write these alike); one pass, no copy."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is float:
+            if item - item != 0.0:  # NaN or infinite
+                return False
+        elif kind not in _SCALAR_TYPES:
+            return False
+    return True
 
 
 def _other_notation(raw: bytes) -> bool:

@@ -124,7 +124,7 @@ def signal_input(recording, subject: str) -> dict:
 
 def write(root: Path, document: dict) -> None:
     inputs = sorted(document["inputs"], key=lambda i: i["subject"])
-    (root / FILE).write_text(export.json_text({**document, "inputs": inputs}), encoding="utf-8")
+    export.write_json(root / FILE, {**document, "inputs": inputs})
 
 
 def stored(release) -> dict | None:
