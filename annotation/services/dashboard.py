@@ -86,11 +86,12 @@ def campaign_statistics(campaign) -> dict:
     labels = fetch(current_labels(campaign).order_by("created_at", "pk")  # in the order saved, for the drift
                    .values_list("rater_id", "item__epoch_id", "stage", "rescore", "server_seconds"))  # server's time
     first_raters, first_epochs, first_stages = [], [], []  # the first-pass labels, as columns
+    stage = {s: s for s in STAGES}  # one str object per stage, not one per row
     for r, e, s, rescore, _ in labels:
         if not rescore:
             first_raters.append(r)
             first_epochs.append(e)
-            first_stages.append(s)
+            first_stages.append(stage.get(s, s))
     scorers = sorted(set(first_raters))
     raters = sorted(set(campaign.raters.values_list("pk", flat=True)) | set(scorers))
     names = dict(get_user_model().objects.filter(pk__in=raters).values_list("pk", "username"))
@@ -205,6 +206,7 @@ def _hypnodensity(campaign, ratings: agreement.Table) -> list[dict]:
     items = fetch(CampaignItem.objects.filter(campaign=campaign).values_list("epoch_id", "recording_id", "epoch__index"))
     epochs = {e: recording for e, recording, _ in items}
     index_of = {e: index for e, _, index in items}
+    del items
     predictions = (Prediction.objects.made_from_current_signals()  # a subquery, not 100,000 bound ids
                    .filter(epoch_id__in=CampaignItem.objects.filter(campaign=campaign).values("epoch_id"),
                            stage__in=STAGES))
