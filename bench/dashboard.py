@@ -65,10 +65,9 @@ def rate_everything(scoring_name: str, model_name: str, seed: int) -> int:
 
 
 def measure(scoring_id: int, rating_id: int, profile: str | None) -> None:
-    """Time each computation and each page in this (fresh) process; print one JSON object."""
-    import django
-
-    django.setup()
+    """Time each computation and each page in this (fresh) process, loaded as a web worker is (config.wsgi: the
+    views and the numerical libraries they import where used); print one JSON object."""
+    import config.wsgi  # noqa: F401
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.test import Client

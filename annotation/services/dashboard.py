@@ -18,7 +18,7 @@ from annotation.services.consensus import campaign_verdicts
 from annotation.services.queue import current_labels
 from annotation.services.review import review_curve
 from core.services import agreement, statistics_cache
-from core.services.rows import fetch, without_cyclic_gc
+from core.services.rows import each_row, fetch, without_cyclic_gc
 from datasets.constants import STAGES
 from inference.models import Prediction
 
@@ -83,41 +83,39 @@ def _pair_summary(triples, a, b) -> dict:
 @without_cyclic_gc()
 def campaign_statistics(campaign) -> dict:
     """Every figure of the dashboard, with the number of items or labels behind each."""
-    labels = fetch(current_labels(campaign).order_by("created_at", "pk")  # in the order saved, for the drift
-                   .values_list("rater_id", "item__epoch_id", "stage", "rescore", "server_seconds"))  # server's time
-    first_raters, first_epochs, first_stages = [], [], []  # the first-pass labels, as columns
+    # One pass over the current labels in the order saved (for the drift), never held as a list of rows: the
+    # first pass as columns, the re-scores, and each rater's server seconds (every label) and first-pass count.
+    first_raters, first_epochs, first_stages, rescores = [], [], [], []
+    seconds, done = defaultdict(list), Counter()
     stage = {s: s for s in STAGES}  # one str object per stage, not one per row
-    for r, e, s, rescore, _ in labels:
-        if not rescore:
+    for r, e, s, rescore, spent in each_row(current_labels(campaign).order_by("created_at", "pk").values_list(
+            "rater_id", "item__epoch_id", "stage", "rescore", "server_seconds")):
+        if rescore:
+            rescores.append((r, e, s))
+        else:
             first_raters.append(r)
             first_epochs.append(e)
             first_stages.append(stage.get(s, s))
+            done[r] += 1
+        if spent is not None:
+            seconds[r].append(spent)
     scorers = sorted(set(first_raters))
     raters = sorted(set(campaign.raters.values_list("pk", flat=True)) | set(scorers))
     names = dict(get_user_model().objects.filter(pk__in=raters).values_list("pk", "username"))
     items = CampaignItem.objects.filter(campaign=campaign)
     reference = {e: s for e, s in items.values_list("epoch_id", "epoch__stage") if s in STAGES}
-
-    seconds, done = defaultdict(list), defaultdict(int)
-    for rater, _, _, rescore, spent in labels:
-        done[rater] += not rescore
-        if spent is not None:
-            seconds[rater].append(spent)
     n_items = items.count()
     result = {
         "campaign": campaign.name, "items": n_items, "overlap": campaign.overlap,
         "labels": len(first_raters), "target_labels": n_items * campaign.overlap,
         "progress": [{"rater": names.get(r, str(r)), "done": done[r],
-                      "median_seconds": statistics.median(seconds[r]) if seconds[r] else None}
+                      "median_seconds": statistics.median(seconds[r]) if r in seconds else None}
                      for r in raters],
         "published": PUBLISHED,
     }
     # parsed once each: the raters' first labels, and those with the reference and consensus as pseudo-raters
     ratings = agreement.columns_table(np.array(first_raters, np.int64), np.array(first_epochs, np.int64), first_stages)
     consensus, result["to_adjudicate"] = campaign_verdicts(campaign, ratings)  # for_adjudication's count
-    intra_rater = _intra_rater(labels, names)
-    per_rater = _per_rater(labels, consensus, names, intra_rater)
-    del labels  # the largest list here (a tuple per label), gone before the tables and the hypnodensity
     truths = {name: truth for name, truth in ((REFERENCE, reference), (CONSENSUS, consensus)) if truth}
     pairs = _with_pseudo_raters(first_raters, first_epochs, first_stages, truths)
     ratings_per_item = Counter(first_epochs)
@@ -155,11 +153,12 @@ def campaign_statistics(campaign) -> dict:
             s: a._asdict() for s, a in agreement.agreement_with_majority_per_label(ratings, STAGES).items()}
     result["against"] = {name: [{"rater": names.get(r), **_pair_summary(pairs, r, name)} for r in scorers]
                          for name in truths}
-    result["intra_rater"] = intra_rater
+    result["intra_rater"] = _intra_rater(first_raters, first_epochs, first_stages, rescores, names)
     result["human_ranges"] = HUMAN_RANGES
     result["unanimous"] = _unanimous(ratings)
     result["hypnodensity"] = _hypnodensity(campaign, ratings)
-    result["per_rater"] = per_rater
+    result["per_rater"] = _per_rater(first_raters, first_epochs, first_stages, seconds, consensus, names,
+                                     result["intra_rater"])
     result["review_curve"] = review_curve(campaign)  # review campaigns only (None otherwise)
     return result
 
@@ -175,13 +174,14 @@ def _with_pseudo_raters(raters: list, epochs: list, stages: list, truths: dict) 
                                    stages + pseudo_stages)
 
 
-def _intra_rater(labels, names) -> list[dict]:
-    """Each rater's re-scored epochs against their first label of the same epoch."""
-    again = {(r, e) for r, e, _, rescore, _ in labels if rescore}
-    first = {(r, e): s for r, e, s, rescore, _ in labels if not rescore and (r, e) in again}
+def _intra_rater(raters, epochs, stages, rescores, names) -> list[dict]:
+    """Each rater's re-scored epochs (rescores: (rater, epoch, stage) in the order saved) against their first
+    label of the same epoch (the first pass as rater, epoch and stage columns)."""
+    again = {(r, e) for r, e, _ in rescores}
+    first = {(r, e): s for r, e, s in zip(raters, epochs, stages) if (r, e) in again}
     pairs = defaultdict(list)
-    for r, e, s, rescore, _ in labels:
-        if rescore and (r, e) in first:
+    for r, e, s in rescores:
+        if (r, e) in first:
             pairs[r].append((e, first[(r, e)], s))
     out = []
     for rater, rows in sorted(pairs.items()):
@@ -235,15 +235,13 @@ def _hypnodensity(campaign, ratings: agreement.Table) -> list[dict]:
     return out
 
 
-def _per_rater(labels, consensus, names, intra_rater) -> dict:
+def _per_rater(raters, epochs, stages, seconds, consensus, names, intra_rater) -> dict:
     """Per rater, for one table and one plot: seconds per epoch, drift (agreement with the consensus in
     blocks of DRIFT_BLOCK of their first-pass labels, in the order saved) and intra-rater agreement; from the
-    current labels as (rater id, epoch id, stage, rescore, server seconds) in the order saved."""
-    seconds, hits = defaultdict(list), defaultdict(list)
-    for rater, epoch, stage, rescore, spent in labels:
-        if spent is not None:
-            seconds[rater].append(spent)
-        if not rescore and epoch in consensus:
+    first pass as rater, epoch and stage columns in the order saved and each rater's server seconds."""
+    hits = defaultdict(list)
+    for rater, epoch, stage in zip(raters, epochs, stages):
+        if epoch in consensus:
             hits[rater].append(stage == consensus[epoch])
     intra = {row["rater"]: row for row in intra_rater}
     rows = []

@@ -27,6 +27,19 @@ def fetch(queryset) -> list[tuple]:
         return cursor.fetchall()
 
 
+def each_row(queryset, chunk: int = 10_000):
+    """`fetch`'s rows one at a time, `chunk` at a time from the driver: a large result never as one list. The
+    cursor stays open while the rows are consumed: no other query on the connection in between."""
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:
+        return
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk):
+            yield from rows
+
+
 def json_value(raw):
     """A JSON column's value from `fetch` (text, or already decoded where the driver does that)."""
     return orjson.loads(raw) if isinstance(raw, (str, bytes, bytearray, memoryview)) else raw

@@ -161,6 +161,12 @@ def write_contents(release, root: Path, tick) -> dict:
     """Every file of the release's folder under `root`; `tick(done, total)` after each recording."""
     content = export.ReleaseContent(release)
     made_from = provenance.collect(content)
+    # The agreement figures first, written and let go: the largest document (a 100,000-epoch campaign's
+    # hypnodensity), computed before pyarrow is loaded and the per-recording tables leave memory in use.
+    agreement = content.agreement()
+    export.write_json(root / "agreement.json", agreement)
+    (root / "agreement.md").write_text(export.agreement_markdown(agreement), encoding="utf-8")
+    del agreement
     tables = export.Tables(root)
     changes = export.Changelog(release)
     stage_counts, epochs, fine, subjects = Counter(), 0, 0, 0
@@ -178,9 +184,6 @@ def write_contents(release, root: Path, tick) -> dict:
     finally:
         tables.close()
     counts = changes.finish(root)
-    agreement = content.agreement()
-    export.write_json(root / "agreement.json", agreement)
-    (root / "agreement.md").write_text(export.agreement_markdown(agreement), encoding="utf-8")
     (root / "rules.md").write_text(export.rules_markdown(), encoding="utf-8")
     (root / "CHANGELOG.md").write_text(changes.markdown(), encoding="utf-8")
     (root / "README.md").write_text(export.dataset_card(release, {"epochs": epochs}, stage_counts, fine, subjects),

@@ -28,8 +28,6 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
 from django.db.models import TextField
 from django.db.models.functions import Cast
@@ -49,7 +47,7 @@ from ratings.services.statistics import render_report
 SUBJECT = re.compile(r"\d{2}-\d{2}-\d{4}")
 COARSE = ["custom_id", "Subject", "N", "Stage", "applicable_rules"]
 FINE = ["custom_id", "Subject", "N", "Stage", "reasoning_text", "applicable_rules"]
-S, I, B, F = pa.string(), pa.int64(), pa.bool_(), pa.float64()
+S, I, B, F = "string", "int64", "bool_", "float64"  # pyarrow's type names (pyarrow is imported where used)
 TABLES = {
     "coarse": [("custom_id", S), ("Subject", S), ("N", I), ("Stage", S), ("applicable_rules", S)],
     "fine": [("custom_id", S), ("Subject", S), ("N", I), ("Stage", S), ("reasoning_text", S), ("applicable_rules", S)],
@@ -78,14 +76,19 @@ def rules_text(rule_ids) -> str:
 
 
 class Tables:
-    """The long tables, each written as CSV and Parquet row group by row group."""
+    """The long tables, each written as CSV and Parquet row group by row group. pyarrow is imported here, not
+    with the module: a build computes its agreement figures, its largest document, before it writes a table."""
 
     def __init__(self, root: Path):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.arrow = pa
         self.root, self.csv, self.parquet, self.files = root, {}, {}, []
         for name, fields in TABLES.items():
             folder = "annotations/parquet" if name in ("fine", "coarse") else "tables"
             (root / folder).mkdir(parents=True, exist_ok=True)
-            schema = pa.schema(fields)
+            schema = pa.schema([(field, getattr(pa, kind)()) for field, kind in fields])
             self.parquet[name] = pq.ParquetWriter(root / folder / f"{name}.parquet", schema, compression="zstd")
             if name in EXTRA_TABLES:
                 handle = open(root / folder / f"{name}.csv", "w", encoding="utf-8", newline="")
@@ -98,6 +101,7 @@ class Tables:
         if not rows:
             return
         schema = self.parquet[name].schema
+        pa = self.arrow
         columns = [pa.array(column, type=field.type) for column, field in zip(zip(*rows), schema)]
         self.parquet[name].write_table(pa.Table.from_arrays(columns, schema=schema))
         if name in self.csv:
@@ -289,11 +293,13 @@ class ReleaseContent:
         names = dict(get_user_model().objects.filter(pk__in=self.rater).values_list("username", "pk"))
         swap = {name: self.rater[pk] for name, pk in names.items()}
 
-        def walk(v):
+        def walk(v):  # a part with no username in it is kept as it is, not copied
             if isinstance(v, dict):
-                return {swap.get(k, k) if isinstance(k, str) else k: walk(x) for k, x in v.items()}
+                out = {swap.get(k, k) if isinstance(k, str) else k: walk(x) for k, x in v.items()}
+                return v if all(a is b for a, b in zip(out, v)) and all(out[k] is x for k, x in v.items()) else out
             if isinstance(v, list | tuple):
-                return [walk(x) for x in v]
+                out = [walk(x) for x in v]
+                return v if all(a is b for a, b in zip(out, v)) else out
             return swap.get(v, v) if isinstance(v, str) else v
         return walk(value)
 

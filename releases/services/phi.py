@@ -13,7 +13,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
 
 from core.exceptions import InputError
 from datasets.services.identity import IdentityTerms, recording_terms
@@ -71,6 +70,8 @@ def _csv_hits(path: Path, name: str, terms: IdentityTerms) -> list[Hit]:
 
 
 def _parquet_hits(path: Path, name: str, terms: IdentityTerms) -> list[Hit]:
+    import pyarrow.parquet as pq  # here: a build imports it once it writes its tables (releases.services.export)
+
     hits, offset = [], 0
     for batch in pq.ParquetFile(path).iter_batches():
         for field in batch.schema.names:
