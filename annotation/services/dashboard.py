@@ -61,6 +61,7 @@ HUMAN_RANGES = {
                   "source": "6 to 12 scorers (Bakker et al. 2022); fewer raters agree unanimously more often"},
 }
 DRIFT_BLOCK = 20  # a rater's labels per drift block
+ONE_STR = {s: s for s in STAGES}  # a stage read from a row as the one str object of its stage, not one per row
 
 
 def _finite(value):
@@ -87,7 +88,6 @@ def campaign_statistics(campaign) -> dict:
     # first pass as columns, the re-scores, and each rater's server seconds (every label) and first-pass count.
     first_raters, first_epochs, first_stages, rescores = [], [], [], []
     seconds, done = defaultdict(list), Counter()
-    stage = {s: s for s in STAGES}  # one str object per stage, not one per row
     for r, e, s, rescore, spent in each_row(current_labels(campaign).order_by("created_at", "pk").values_list(
             "rater_id", "item__epoch_id", "stage", "rescore", "server_seconds")):
         if rescore:
@@ -95,7 +95,7 @@ def campaign_statistics(campaign) -> dict:
         else:
             first_raters.append(r)
             first_epochs.append(e)
-            first_stages.append(stage.get(s, s))
+            first_stages.append(ONE_STR.get(s, s))
             done[r] += 1
         if spent is not None:
             seconds[r].append(spent)
@@ -103,7 +103,7 @@ def campaign_statistics(campaign) -> dict:
     raters = sorted(set(campaign.raters.values_list("pk", flat=True)) | set(scorers))
     names = dict(get_user_model().objects.filter(pk__in=raters).values_list("pk", "username"))
     items = CampaignItem.objects.filter(campaign=campaign)
-    reference = {e: s for e, s in items.values_list("epoch_id", "epoch__stage") if s in STAGES}
+    reference = {e: ONE_STR[s] for e, s in items.values_list("epoch_id", "epoch__stage") if s in STAGES}
     n_items = items.count()
     result = {
         "campaign": campaign.name, "items": n_items, "overlap": campaign.overlap,
@@ -213,7 +213,7 @@ def _hypnodensity(campaign, ratings: agreement.Table) -> list[dict]:
     counts = predictions.values("model_version_id", "model_version__name").annotate(n=Count("pk"))
     version = max(counts, key=lambda c: (c["n"], c["model_version_id"]), default=None)
     model = {} if version is None else {
-        e: (stage, p) for e, stage, p in fetch(predictions.filter(model_version_id=version["model_version_id"])
+        e: (ONE_STR.get(stage, stage), p) for e, stage, p in fetch(predictions.filter(model_version_id=version["model_version_id"])
                                                .values_list("epoch_id", "stage", "probability"))}
     shares = agreement.label_shares(ratings, STAGES)
     raters = dict(zip(ratings.items, np.bincount(ratings.item, minlength=len(ratings.items)).tolist()))
