@@ -7,6 +7,7 @@ import json
 import tarfile
 import uuid
 import zipfile
+from pathlib import Path
 from datetime import timedelta
 
 import pyarrow.parquet as pq
@@ -317,3 +318,19 @@ def test_write_json_writes_other_types_as_the_standard_library_does():
                   {"level": Level.LOW}, [np.float64(0.1), np.int64(3)], {"id": uuid.UUID(int=7)}):
         assert json_text(value) == json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False,
                                                      default=str) + "\n", value
+
+
+def test_a_release_build_process_does_not_load_the_heavy_libraries_before_it_needs_them():
+    """django.setup() and the build's modules leave pandas, scikit-learn, statsmodels, scipy and pyarrow out (imported
+    where used: ~250 MB a release build would carry through its agreement figures otherwise)."""
+    import os
+    import subprocess
+    import sys
+
+    heavy = ("pandas", "sklearn", "statsmodels", "scipy.stats", "scipy.signal", "pyarrow")
+    code = ("import sys, django; django.setup(); import releases.services.build, annotation.services.dashboard, "
+            "ratings.services.statistics; print(sorted(m for m in %r if m in sys.modules))" % (heavy,))
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                          cwd=str(Path(__file__).resolve().parents[1]))
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
