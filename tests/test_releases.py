@@ -7,17 +7,17 @@ import json
 import tarfile
 import uuid
 import zipfile
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annotation.models import Label, Reservation
 from annotation.services.campaigns import create_campaign
@@ -282,11 +282,11 @@ def test_release_pages_download_and_api(make_user, client, db, media_root):
 def json_text(value) -> str:
     """What export.write_json writes, read back."""
     import tempfile
-    from pathlib import Path
 
     with tempfile.TemporaryDirectory() as folder:
         export.write_json(Path(folder) / "value.json", value)
         return (Path(folder) / "value.json").read_bytes().decode()
+
 
 _SCALARS = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
             | st.floats(min_value=-1e-3, max_value=1e-3) | st.text(max_size=8))
@@ -317,7 +317,7 @@ def test_write_json_writes_other_types_as_the_standard_library_does():
     for value in ({"when": datetime(2026, 1, 2, 3, 4, 5)}, [date(2026, 1, 2)], {"p": Point(1)}, [Colour.RED],
                   {"level": Level.LOW}, [np.float64(0.1), np.int64(3)], {"id": uuid.UUID(int=7)}):
         assert json_text(value) == json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False,
-                                                     default=str) + "\n", value
+                                              default=str) + "\n", value
 
 
 def test_a_release_build_process_does_not_load_the_heavy_libraries_before_it_needs_them():

@@ -213,8 +213,9 @@ def _hypnodensity(campaign, ratings: agreement.Table) -> list[dict]:
     counts = predictions.values("model_version_id", "model_version__name").annotate(n=Count("pk"))
     version = max(counts, key=lambda c: (c["n"], c["model_version_id"]), default=None)
     model = {} if version is None else {
-        e: (ONE_STR.get(stage, stage), p) for e, stage, p in fetch(predictions.filter(model_version_id=version["model_version_id"])
-                                               .values_list("epoch_id", "stage", "probability"))}
+        e: (ONE_STR.get(stage, stage), p)
+        for e, stage, p in fetch(predictions.filter(model_version_id=version["model_version_id"])
+                                 .values_list("epoch_id", "stage", "probability"))}
     shares = agreement.label_shares(ratings, STAGES)
     raters = dict(zip(ratings.items, np.bincount(ratings.item, minlength=len(ratings.items)).tolist()))
     recording_of = np.array([epochs.get(e, -1) for e in ratings.items], np.int64)[ratings.item]

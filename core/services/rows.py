@@ -15,27 +15,33 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connections
 
 
+def _statement(queryset) -> tuple[str, tuple] | None:
+    """The queryset's SQL and parameters; None for a queryset that can match nothing (`pk__in=[]`)."""
+    try:
+        return queryset.query.sql_with_params()
+    except EmptyResultSet:
+        return None
+
+
 def fetch(queryset) -> list[tuple]:
     """The rows of a values_list queryset as the database driver gives them (JSON as text, booleans as 0/1
     on SQLite), in the queryset's order; none for a queryset that can match nothing (`pk__in=[]`)."""
-    try:
-        sql, params = queryset.query.sql_with_params()
-    except EmptyResultSet:
+    statement = _statement(queryset)
+    if statement is None:
         return []
     with connections[queryset.db].cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(*statement)
         return cursor.fetchall()
 
 
 def each_row(queryset, chunk: int = 10_000):
     """`fetch`'s rows one at a time, `chunk` at a time from the driver: a large result never as one list. The
     cursor stays open while the rows are consumed: no other query on the connection in between."""
-    try:
-        sql, params = queryset.query.sql_with_params()
-    except EmptyResultSet:
+    statement = _statement(queryset)
+    if statement is None:
         return
     with connections[queryset.db].cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(*statement)
         while rows := cursor.fetchmany(chunk):
             yield from rows
 

@@ -296,7 +296,8 @@ class ReleaseContent:
         def walk(v):  # a part with no username in it is kept as it is, not copied
             if isinstance(v, dict):
                 out = {swap.get(k, k) if isinstance(k, str) else k: walk(x) for k, x in v.items()}
-                return v if all(a is b for a, b in zip(out, v)) and all(out[k] is x for k, x in v.items()) else out
+                same = len(out) == len(v) and all(k is j and x is y for (k, x), (j, y) in zip(out.items(), v.items()))
+                return v if same else out
             if isinstance(v, list | tuple):
                 out = [walk(x) for x in v]
                 return v if all(a is b for a, b in zip(out, v)) else out

@@ -13,7 +13,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from core.exceptions import InputError
 from datasets.services.identity import IdentityTerms, recording_terms
 
