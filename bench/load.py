@@ -10,6 +10,10 @@ in the JSON: client_cpu_ms_per_request). Afterwards it checks the database: no i
 labels (over_assigned), no rater with two labels of an item, every acknowledged label stored (lost).
 The database is dropped at the end (--keep to keep it). Last line: one JSON object.
 
+Before timing, warm-up raters (one per connection, twice the server's threads) each take and label three
+items, so every worker has loaded the API and prepared its statements (core.services.prepared) as a server
+that has run for a while has; their requests carry an X-Load-Warm-Up header and count in no figure.
+
 How the server is measured (this file is also gunicorn's config file, `-c bench/load.py`, for its hooks):
 - server_cpu_ms_per_next / _per_save: each gunicorn worker thread's CPU time (time.thread_time, the
   thread's own CPU, not wall time) from gunicorn's pre_request to its post_request hook, summed per kind of
@@ -60,10 +64,13 @@ def _count_statement(execute, sql, params, many, context):
     return execute(sql, params, many, context)
 
 
-def _kind(method: str, path: str) -> str | None:
-    if method != "POST":
+WARM_UP_HEADER = "X-LOAD-WARM-UP"  # on the warm-up's requests, which the counts and the profile leave out
+
+
+def _kind(req) -> str | None:
+    if req.method != "POST" or any(name == WARM_UP_HEADER for name, _ in req.headers):
         return None
-    return {"next": "next", "labels": "save", "release": "release"}.get(path.rstrip("/").rsplit("/", 1)[-1])
+    return {"next": "next", "labels": "save", "release": "release"}.get(req.path.rstrip("/").rsplit("/", 1)[-1])
 
 
 def post_fork(server, worker):
@@ -83,14 +90,14 @@ def post_fork(server, worker):
 def pre_request(worker, req):
     _local.queries = 0
     _local.cpu = time.thread_time()
-    if _profile is not None and _kind(req.method, req.path):  # the timed requests only, not the warm-up
+    if _profile is not None and _kind(req):  # the timed requests only, not the warm-up
         _profile.enable()
 
 
 def post_request(worker, req, environ, resp):
     if _profile is not None:
         _profile.disable()
-    kind = _kind(req.method, req.path)
+    kind = _kind(req)
     if kind is None or not hasattr(_local, "cpu"):
         return
     cpu = time.thread_time() - _local.cpu
@@ -139,24 +146,33 @@ def setup_data(args):
     group = Group.objects.get(name=RATER)
     User = get_user_model()
     users = User.objects.bulk_create([User(username=f"load-rater-{i}") for i in range(args.raters)])
-    group.user_set.add(*users)
+    warming = User.objects.bulk_create([User(username=f"load-warm-up-{i}") for i in range(warm_up_connections(args))])
+    group.user_set.add(*users, *warming)
     tokens = [Token.objects.create(user=u).key for u in users]
-    campaign = create_campaign("load", cohort="Load", raters=users, overlap=args.overlap,
+    warm_tokens = [Token.objects.create(user=u).key for u in warming]
+    campaign = create_campaign("load", cohort="Load", raters=[*users, *warming], overlap=args.overlap,
                                reservation_timeout_s=args.timeout)
     print(f"setup: {len(rows)} epochs, campaign {campaign.pk} with {campaign.items.count()} items "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     from django.db import connections
 
     connections.close_all()
-    return campaign.pk, tokens
+    return campaign.pk, tokens, warm_tokens
+
+
+def warm_up_connections(args) -> int:
+    """Connections (each with its own rater) that warm the workers up: twice the server's threads."""
+    return args.workers * (1 if args.profile else args.threads) * 2
 
 
 class Connection:
     """One keep-alive HTTP/1.1 connection on asyncio streams (Content-Length or chunked bodies)."""
 
-    def __init__(self, port: int, token: str):
+    def __init__(self, port: int, token: str, extra_header: str = ""):
         self.port, self.reader, self.writer = port, None, None
         self.head = f"Host: 127.0.0.1\r\nAuthorization: Token {token}\r\nContent-Type: application/json\r\n"
+        if extra_header:
+            self.head += f"{extra_header}\r\n"
 
     async def request(self, method: str, path: str, body=None, timeout: float = 30) -> tuple[int, bytes]:
         return await asyncio.wait_for(self._request(method, path, body), timeout)
@@ -206,14 +222,20 @@ async def wait_for(port, proc, seconds=60):
     raise SystemExit("gunicorn did not answer")
 
 
-async def warm_up(port, token, campaign, n):
-    """Every gunicorn worker loads Django's URLconf and the API on its first requests: do that before timing."""
-    async def hit():
-        connection = Connection(port, token)
+async def warm_up(port, tokens, campaign):
+    """Every gunicorn worker loads Django's URLconf and the API, and prepares the queue's statements, on its first
+    requests: do that before timing, one warm-up rater per connection taking and labelling a few items."""
+    async def hit(token):
+        connection = Connection(port, token, f"{WARM_UP_HEADER}: 1")
+        base = f"/api/scoring/campaigns/{campaign}"
         for _ in range(3):
-            await connection.request("GET", f"/api/scoring/campaigns/{campaign}/hypnogram/?recording=0", timeout=60)
+            await connection.request("GET", f"{base}/hypnogram/?recording=0", timeout=60)
+            status, data = await connection.request("POST", f"{base}/next/", {}, timeout=60)
+            if status == 200:
+                await connection.request("POST", f"{base}/labels/", {
+                    "item": json.loads(data)["item"], "stage": "N2", "client_id": str(uuid.uuid4())}, timeout=60)
         connection.close()
-    await asyncio.gather(*(hit() for _ in range(n)))
+    await asyncio.gather(*(hit(token) for token in tokens))
 
 
 async def rater_loop(port, token, campaign, deadline, abandon, think_s, seed, out):
@@ -383,7 +405,7 @@ def main():
     os.environ.update(env)
     proc = None
     try:
-        campaign, tokens = setup_data(args)
+        campaign, tokens, warm_tokens = setup_data(args)
         gunicorn = Path(sys.executable).with_name("gunicorn")
         threads = 1 if args.profile else args.threads
         proc = subprocess.Popen([str(gunicorn), "config.wsgi:application", "-c", __file__,
@@ -392,7 +414,7 @@ def main():
                                  "--log-level", "warning"],
                                 cwd=ROOT, env=env)
         asyncio.run(wait_for(args.port, proc))
-        asyncio.run(warm_up(args.port, tokens[0], campaign, args.workers * threads * 2))
+        asyncio.run(warm_up(args.port, warm_tokens, campaign))
         gunicorn_pids = [proc.pid, *children(proc.pid)]
         backends = {pid: cpu_seconds([pid]) for pid in db_backends(args.server, args.db)}
         load_start = [round(x, 2) for x in os.getloadavg()]

@@ -202,7 +202,7 @@ INFERENCE_CHECKPOINT_DIRS = [Path(p) for p in _env_list("INFERENCE_CHECKPOINT_DI
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "core.access.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.access.PolicyPermission"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

@@ -5,21 +5,21 @@ of an answer with its outcomes (412 on a stale revision, 409 when what the item 
 e.g. its rubric, 403 without a reservation, 400 on bad input).
 """
 from django.db.models import Exists, OuterRef
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.generics import get_object_or_404
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from core.access import ActionPermission, PolicyPermission, policy_for
+from core.access import ActionPermission, PolicyPermission, as_user, policy_for, role_key
 from core.exceptions import InputError
 from core.filters import ChangeRecordFilter
 from core.models import ChangeRecord
 from core.serializers import ChangeRecordSerializer
-from core.services import audit
+from core.services import audit, prepared
 from core.schema import AHEAD_COUNT, OBJECT, OBJECTS
 from core.services.work_queue import AnswerConflict, NotReserved, StaleAnswer
 
@@ -92,11 +92,20 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
 
     def rater_campaign(self):
         """The URL's campaign, among those the user reaches (404 otherwise), with the user among its raters (403
-        otherwise): one query, without the list's filters."""
+        otherwise): one prepared statement (core.services.prepared) per role, without the list's filters."""
+        user, pk = self.request.user, self.kwargs["pk"]
+        if not (pk.isdigit() and len(pk) <= 18):
+            raise Http404
         raters = self.campaign_model.raters
-        is_rater = Exists(raters.through.objects.filter(**{raters.field.m2m_field_name(): OuterRef("pk"),
-                                                           raters.field.m2m_reverse_field_name(): self.request.user.pk}))
-        campaign = get_object_or_404(self.get_queryset().annotate(is_rater=is_rater), pk=self.kwargs["pk"])
+
+        def reached(user_id, pk):
+            is_rater = Exists(raters.through.objects.filter(**{raters.field.m2m_field_name(): OuterRef("pk"),
+                                                               raters.field.m2m_reverse_field_name(): user_id}))
+            return self.visible_campaigns(as_user(user, user_id)).annotate(is_rater=is_rater).filter(pk=pk)
+        campaign = prepared.first((self.campaign_model._meta.label, "rater campaign", *role_key(user)), reached,
+                                  user_id=user.pk, pk=int(pk))
+        if campaign is None:
+            raise Http404
         self.check_object_permissions(self.request, campaign)
         if not campaign.is_rater:
             raise PermissionDenied("you are not a rater of this campaign")
@@ -104,9 +113,14 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
 
     def item(self, campaign, value):
         try:
-            return self.item_model.objects.select_related("epoch", "recording").get(campaign=campaign, pk=int(value))
-        except (TypeError, ValueError, self.item_model.DoesNotExist):
-            raise ValidationError({"item": f"no item {value!r} in this campaign"}) from None
+            item = prepared.first((self.item_model._meta.label, "campaign item"), lambda campaign_id, pk: (
+                self.item_model.objects.select_related("epoch", "recording").filter(campaign=campaign_id, pk=pk)),
+                campaign_id=campaign.pk, pk=int(value))
+        except (TypeError, ValueError):
+            item = None
+        if item is None:
+            raise ValidationError({"item": f"no item {value!r} in this campaign"})
+        return item
 
     def filtered(self, queryset):
         filterset = self.answer_filterset(self.request.query_params, queryset=queryset, request=self.request)

@@ -16,7 +16,7 @@ from annotation.models import Label
 from annotation.services import queue
 from annotation.services.campaigns import create_campaign
 from core.roles import CURATOR
-from core.services import work_queue
+from core.services import prepared, work_queue
 from ratings.models import Rating
 from ratings.services.campaigns import create_rating_campaign
 from ratings.services.queue import RATING
@@ -35,6 +35,11 @@ RATING_SERVED_QUERIES = 2
 def statements(captured) -> list[str]:
     """The SQL sent, without the savepoints that only the test's own transaction adds around atomic blocks."""
     return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+
+
+def picks(work) -> list:
+    """The pick statements this process prepared for a queue."""
+    return [key for (_, key) in prepared._statements if key[:2] == work.prepared_key("pick")]
 
 
 @pytest.fixture
@@ -194,10 +199,10 @@ def test_one_compiled_pick_statement_serves_every_rater_of_a_scoring_campaign(ma
     """Compiled once with a stand-in rater, it reserves for each rater under their own id, skipping what they hold."""
     a, b, c = raters(make_user, 3)
     campaign = create_campaign("s", recordings=[night("s", 12)], raters=[a, b, c], overlap=2)
-    queue.SCORING._statements.clear()
+    prepared._statements.clear()
     t0 = timezone.now()
     served = {u.pk: queue.next_item(campaign, u, now=t0)[0] for u in (a, b, c)}
-    assert len(queue.SCORING._statements) == 1
+    assert len(picks(queue.SCORING)) == 1
     assert served[a.pk] == served[b.pk] != served[c.pk]  # overlap 2: the first item's two slots, then the next item
     holds = {(r.item_id, r.rater_id, r.slot) for r in queue.SCORING.reservations.objects.filter(item__campaign=campaign)}
     assert holds == {(served[a.pk].pk, a.pk, 0), (served[a.pk].pk, b.pk, 1), (served[c.pk].pk, c.pk, 0)}
@@ -212,10 +217,10 @@ def test_a_rating_campaigns_pick_statement_is_compiled_per_rater(make_user, db, 
     world(30)
     a, b = raters(make_user, 2)
     campaign = create_rating_campaign("r", cohorts=["Rate"], model_versions=[SECRET], raters=[a, b])
-    RATING._statements.clear()
+    prepared._statements.clear()
     firsts = []
     for user in (a, b):
         first_open = RATING.open_in_order(campaign, user).first()
         assert RATING.next_item(campaign, user)[0] == first_open
         firsts.append(first_open)
-    assert len(RATING._statements) == 2 and firsts[0] != firsts[1]  # two orders
+    assert len(picks(RATING)) == 2 and firsts[0] != firsts[1]  # two orders

@@ -26,6 +26,10 @@ class ScoringQueue(WorkQueue):
             return super().held_ordering(campaign)
         return (F("held_confidence").asc(nulls_first=True), "item__position")
 
+    def held_key(self, campaign) -> tuple | None:
+        """A review campaign's held items are ordered by the model's confidence (its source): never cached."""
+        return None if campaign.review_model_id is not None else super().held_key(campaign)
+
     def _held(self, campaign, rater, now):
         """The rater's live reservations; in a review campaign with the items' confidence (held_ordering)."""
         held = super()._held(campaign, rater, now)

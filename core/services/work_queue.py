@@ -39,8 +39,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import timedelta
 
 from contextlib import nullcontext
 
@@ -51,14 +50,13 @@ from django.utils import timezone
 
 from core.exceptions import InputError
 from core.models import ChangeRecord
-from core.services import audit
+from core.services import audit, prepared
 
 RESCORE_AFTER = 10  # first-pass answers a rater needs before any re-scoring
 RESCORE_GAP = 5  # first-pass answers given since an item's answer before it is served again
 CANDIDATES = 4  # recordings looked at per round (whole-recording unit)
 ROUNDS = 8
 MAX_AHEAD = 5  # items a page may hold ahead of the one on screen
-RATER_PLACEHOLDER = 2**31 - 7919  # the rater's id in a pick statement compiled for any rater (in an int's range)
 RELEASE_EVERY_S = 15.0  # seconds between a process's deletions of a campaign's expired holds (timeouts are minutes)
 MAX_SECONDS_SPENT = 24 * 3600  # time on one item: more is a clock error, not work
 
@@ -97,15 +95,6 @@ def key_dwell_ms(value) -> int:
     return dwell
 
 
-def _substituted(params, where: dict[str, list[int]], values: dict) -> list:
-    """`params` with each of `where`'s indexes holding its name's value."""
-    params = list(params)
-    for name, indexes in where.items():
-        for index in indexes:
-            params[index] = values[name]
-    return params
-
-
 def _now(now):
     return now or timezone.now()
 
@@ -120,7 +109,6 @@ class WorkQueue:
     def __init__(self, *, items, reservations, answers):
         self.items, self.reservations, self.answers = items, reservations, answers
         self._last_release: dict[int, float] = {}  # campaign id -> monotonic time of this process's last release
-        self._statements: dict[tuple, tuple] = {}  # compiled pick statements (_reserve_statement)
 
     # --- hooks ---------------------------------------------------------------------------------
 
@@ -202,45 +190,23 @@ class WorkQueue:
         """INSERT INTO reservations SELECT the first of `items` (a queryset, or a function of the rater that builds
         it) with its lowest free slot ... RETURNING the new reservation's id; on PostgreSQL the picked item row is
         locked FOR UPDATE SKIP LOCKED. Building and compiling the ORM query is most of a `next`'s CPU: with a `key`
-        (all the statement depends on besides the times and, unless `order_per_rater`, the rater) it is compiled
-        once with placeholder times and rater, which each call replaces in the parameters."""
+        (all the statement depends on besides the times and, unless `order_per_rater`, the rater) it is a
+        prepared statement (core.services.prepared), compiled once per key."""
         build = items if callable(items) else (lambda _: items)
         times = {"expires_at": self.expiry(campaign, now), "created_at": timezone.now(), "served_at": now}
         if key is None:
             return self._compile_reserve(campaign, rater, build(rater), times)
-        db = self.items.objects.db
-        prep = DateTimeField().get_db_prep_value
-        values = {name: prep(value, connections[db]) for name, value in times.items()}
-        if not self.order_per_rater:
-            values["rater"] = rater.pk
-        cached = self._statements.get((db, key))
-        if cached is None:
-            cached = self._placeheld(campaign, rater, build, values)
-            if cached is None:
-                return self._compile_reserve(campaign, rater, build(rater), times)
-            if len(self._statements) > 10_000:
-                self._statements.clear()
-            self._statements[(db, key)] = cached
-        sql, params, where = cached
-        return sql, _substituted(params, where, values)
 
-    def _placeheld(self, campaign, rater, build, values) -> tuple | None:
-        """(sql, params, where) of the pick statement compiled with placeholders for the `values`' names, `where`
-        giving the indexes of each placeholder in params; None when that statement, filled in with this call's
-        values, would differ from the one compiled for them (a placeholder not found, or found by chance)."""
-        db = connections[self.items.objects.db]
-        times = {name: datetime(2999, 12, 31, 23, 59, 59, n, tzinfo=dt_timezone.utc)
-                 for n, name in enumerate(("expires_at", "created_at", "served_at"), start=1)}
-        stand_in = rater._meta.model(pk=RATER_PLACEHOLDER) if "rater" in values else rater
-        sql, params = self._compile_reserve(campaign, stand_in, build(stand_in), times)
-        placeholders = {name: DateTimeField().get_db_prep_value(value, db) for name, value in times.items()}
-        placeholders["rater"] = RATER_PLACEHOLDER
-        where = {name: [i for i, p in enumerate(params) if p == placeholders[name]] for name in values}
-        own_sql, own_params = self._compile_reserve(campaign, rater, build(rater), times)
-        filled = _substituted(params, where, {name: placeholders[name] for name in times} | {"rater": rater.pk})
-        if own_sql != sql or filled != list(own_params) or any(len(where[name]) != 1 for name in times):
-            return None
-        return sql, params, where
+        def compile(rater_id=None, **times):
+            who = rater if rater_id is None else rater._meta.model(pk=rater_id)
+            return (*self._compile_reserve(campaign, who, build(who), times), None)
+        values = times if self.order_per_rater else {**times, "rater_id": rater.pk}
+        sql, params, _ = prepared.statement(self.prepared_key("pick", key), compile, values, self.items.objects.db)
+        return sql, params
+
+    def prepared_key(self, *key) -> tuple:
+        """A key of this queue's prepared statements (core.services.prepared): the answer model names the queue."""
+        return (self.answers._meta.label, *key)
 
     def _compile_reserve(self, campaign, rater, items, times) -> tuple[str, list]:
         connection = connections[items.db]
@@ -278,12 +244,20 @@ class WorkQueue:
             except IntegrityError:
                 continue  # a concurrent statement took that slot (or the rater's other tab the item): pick again
             if row is not None:
-                return (self.reservations.objects.select_related(*(f"item__{name}" for name in self.item_related))
-                        .get(pk=row[0]))
+                return prepared.first(self.prepared_key("reservation"), self._reservation, self.reservations.objects.db,
+                                      pk=row[0])
             if not (items(rater) if callable(items) else items).exists():
                 return None
             time.sleep(0.005 * (attempt + 1))  # every open item is being reserved by someone right now
         return None
+
+    def _reservation(self, pk):
+        return self.reservations.objects.select_related(*(f"item__{name}" for name in self.item_related)).filter(pk=pk)
+
+    def held_key(self, campaign) -> tuple | None:
+        """All the statement of a rater's held items depends on besides the campaign, the rater and the time (it is
+        prepared once per key), or None where it depends on data too (it is compiled every time)."""
+        return ()
 
     def _held(self, campaign, rater, now):
         return self.reservations.objects.filter(item__campaign=campaign, rater=rater, labelled=False,
@@ -305,7 +279,13 @@ class WorkQueue:
         At most 3 queries without re-scoring (own reservation; pick and reserve; the item)."""
         self.release_expired(campaign, now)
         now = _now(now)
-        own = self._held_items(campaign, self._held(campaign, rater, now)).first()
+        key = self.held_key(campaign)
+        if key is None:
+            own = self._held_items(campaign, self._held(campaign, rater, now)).first()
+        else:
+            own = prepared.first(self.prepared_key("held", campaign.pk, *key),
+                                 lambda rater_id, now: self._held_items(campaign, self._held(campaign, rater_id, now)),
+                                 self.reservations.objects.db, rater_id=rater.pk, now=now)
         if own is not None:
             return self._serve(own), False
         rescore = self.pending_rescore(campaign, rater)
@@ -411,7 +391,14 @@ class WorkQueue:
 
     def visible(self, campaign, rater, item):
         """The rater's answer to an item as the rater sees it: the latest pass (a re-score once there is one)."""
-        return self.current(campaign).filter(item=item, rater=rater).order_by("-rescore").first()
+        return prepared.first(self.prepared_key("visible"), lambda campaign_id, item_id, rater_id: (
+            self.current(campaign_id).filter(item=item_id, rater=rater_id).order_by("-rescore")),
+            self.answers.objects.db, campaign_id=campaign.pk, item_id=item.pk, rater_id=rater.pk)
+
+    def _answer_saved_as(self, client_id: uuid.UUID):
+        return prepared.first(self.prepared_key("answer by client id"),
+                              lambda client_id: self.answers.objects.filter(client_id=client_id),
+                              self.answers.objects.db, client_id=client_id)
 
     def own_visible(self, campaign, rater):
         """The rater's current answers, one per item: the latest pass (so a re-score is not revealed)."""
@@ -428,7 +415,7 @@ class WorkQueue:
             client_id = uuid.UUID(str(client_id))
         except (TypeError, ValueError):
             raise InputError(f"client_id must be a UUID, got {client_id!r}") from None
-        existing = self.answers.objects.filter(client_id=client_id).first()
+        existing = self._answer_saved_as(client_id)
         if existing is not None:
             return self._same_save(existing, rater, item, self.clean(campaign, {**fields, "seconds_spent": None})), False
         if seconds_spent is not None:
@@ -469,13 +456,15 @@ class WorkQueue:
                     audit.record(ChangeRecord.REVISE, answer, actor=rater, before=audit.snapshot(current),
                                  after=audit.snapshot(answer))
                 # the clock of items the rater holds ahead starts now: the next one is on screen from here
-                self.reservations.objects.filter(item__campaign=campaign, rater=rater, labelled=False) \
-                    .update(served_at=now)
+                prepared.update(self.prepared_key("served ahead"), lambda campaign_id, rater_id, now: (
+                    self.reservations.objects.filter(item__campaign=campaign_id, rater=rater_id, labelled=False),
+                    {"served_at": now}), self.reservations.objects.db, campaign_id=campaign.pk, rater_id=rater.pk,
+                    now=now)
                 self.after_save(campaign, rater, item, now)
                 return answer, True
         except IntegrityError:
             # A concurrent save: the same client_id (a retry) or the same revision from another tab.
-            existing = self.answers.objects.filter(client_id=client_id).first()
+            existing = self._answer_saved_as(client_id)
             if existing is not None:
                 return self._same_save(existing, rater, item, fields), False
             current = self.visible(campaign, rater, item)
@@ -507,17 +496,28 @@ class WorkQueue:
     def _claim_slot(self, campaign, rater, item):
         """Mark the rater's own reservation answered: its slot is kept for good; returns when the item was served
         to the rater (`_served_at`). No reservation: NotReserved."""
-        mine = self.reservations.objects.filter(item=item, rater=rater)
-        served = mine.filter(labelled=False).values(at=Coalesce("served_at", "created_at"))[:1]
+        db = self.reservations.objects.db
+
+        def mine(item_id, rater_id):
+            return self.reservations.objects.filter(item=item_id, rater=rater_id)
+
+        def locked(item_id, rater_id):
+            served = mine(item_id, rater_id).filter(labelled=False).values(at=Coalesce("served_at", "created_at"))[:1]
+            return (self.items.objects.select_for_update(of=("self",)).filter(pk=item_id)
+                    .values_list(Subquery(served), flat=True))
         # the item's row locked: last slots answered one at a time; with it, when the rater's reservation was served
-        locked = (self.items.objects.select_for_update(of=("self",)).filter(pk=item.pk)
-                  .values_list(Subquery(served), flat=True))
-        started = next(iter(locked), None)
-        if mine.filter(labelled=False).update(labelled=True):
-            if self.reservations.objects.filter(item=item, labelled=True).count() >= campaign.overlap:
-                self.items.objects.filter(pk=item.pk).update(complete=True)  # answered slots are kept for good
+        ids = {"item_id": item.pk, "rater_id": rater.pk}
+        started = next(iter(prepared.fetch(self.prepared_key("lock item"), locked, db, **ids)), None)
+        if prepared.update(self.prepared_key("claim"), lambda **ids: (mine(**ids).filter(labelled=False),
+                                                                      {"labelled": True}), db, **ids):
+            answered = prepared.fetch(self.prepared_key("answered slots"), lambda item_id: self.reservations.objects
+                                      .filter(item=item_id, labelled=True).values_list("slot", flat=True), db,
+                                      item_id=item.pk)
+            if len(answered) >= campaign.overlap:  # answered slots are kept for good
+                prepared.update(self.prepared_key("complete"), lambda item_id: (
+                    self.items.objects.filter(pk=item_id), {"complete": True}), db, item_id=item.pk)
             return started
-        if mine.filter(labelled=True).exists():
+        if mine(item.pk, rater.pk).filter(labelled=True).exists():
             current = self.visible(campaign, rater, item)  # answered meanwhile from another tab
             raise StaleAnswer(current.revision if current else None)
         raise NotReserved("you hold no reservation of this item (it expired or was released); ask for the next item")
