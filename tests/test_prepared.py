@@ -196,3 +196,23 @@ def test_a_save_through_prepared_statements_stores_what_it_did_before(make_user,
     assert set(Label.objects.filter(item_id=saved[0]).values_list("rater_id", "stage")) == {(a.pk, "R"), (b.pk, "R")}
     assert ChangeRecord.objects.filter(object_type="annotation.label", action=ChangeRecord.CREATE).count() == 2
     assert {r.served_at is not None for r in campaign.items.get(pk=saved[0]).reservations.all()} == {True}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_columns_are_converted_on_every_connection(make_user):
+    """Converters (JSON, datetimes: text on SQLite) are looked up once per connection: a second thread, with its
+    own connection, gets Python values too."""
+    import threading
+
+    campaign = create_campaign("j", recordings=[night("j1", 4)], raters=raters(make_user, 2))
+
+    def read():
+        return prepared.first("recording", lambda pk: CampaignItem.objects.select_related("recording", "campaign")
+                              .filter(pk=pk), pk=campaign.items.order_by("pk").first().pk)
+    rows = [read(), read()]
+    other = threading.Thread(target=lambda: (rows.append(read()), connection.close()))
+    other.start()
+    other.join()
+    for item in rows:
+        assert isinstance(item.recording.derivations, list) and item.recording.derivations
+        assert item.campaign.created_at == campaign.created_at and item.campaign.created_at.tzinfo is not None

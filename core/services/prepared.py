@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+import weakref
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any, Callable, Sequence
@@ -111,21 +112,30 @@ def fetch(key, build: Callable[..., QuerySet], db: str = DEFAULT_DB_ALIAS, /, **
     def compile(**named):
         queryset = build(**named)
         compiler = queryset.query.get_compiler(db)
-        return (*compiler.as_sql(), (queryset, compiler))
+        return (*compiler.as_sql(), (queryset, compiler, weakref.WeakKeyDictionary()))
     found = statement(key, compile, values, db)
     if found is None:
         return list(build(**values))
-    sql, params, (template, compiler) = found
+    sql, params, (template, compiler, converters) = found
 
     def prepared_compiler(using=None, connection=None, elide_empty=True):
         bound = copy.copy(compiler)
         bound.connection = connections[db]  # connections are per thread
         bound.as_sql = lambda *args, **kwargs: (sql, params)
+        # the columns' converters, found once per connection (Django looks them up column by column each time)
+        bound.get_converters = lambda expressions: _converters(converters, bound, expressions)
         return bound
 
     queryset = template.all()
     queryset.query.get_compiler = prepared_compiler
     return list(queryset)
+
+
+def _converters(found: weakref.WeakKeyDictionary, compiler, expressions) -> dict:
+    converters = found.get(compiler.connection)
+    if converters is None:
+        converters = found[compiler.connection] = type(compiler).get_converters(compiler, expressions)
+    return converters
 
 
 def first(key, build: Callable[..., QuerySet], db: str = DEFAULT_DB_ALIAS, /, **values):
