@@ -27,11 +27,11 @@ from django.db.models.sql import UpdateQuery
 
 CACHE_LIMIT = 10_000  # statements kept per process; past it the cache starts again
 _UNPREPARABLE = object()
+_statements: dict[tuple, Any] = {}  # (db, key) -> (sql, params, where, extra) or _UNPREPARABLE
 
 
 class Unpreparable(Exception):
     """Raised by a statement's compile function: this statement is left to the ORM."""
-_statements: dict[tuple, Any] = {}  # (db, key) -> (sql, params, where, extra) or _UNPREPARABLE
 
 
 def _stand_in(value, variant: int, n: int):
