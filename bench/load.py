@@ -160,9 +160,14 @@ def setup_data(args):
     return campaign.pk, tokens, warm_tokens
 
 
+def server_threads(args) -> int:
+    """Threads per gunicorn worker: one when profiling (cProfile follows one thread)."""
+    return 1 if args.profile else args.threads
+
+
 def warm_up_connections(args) -> int:
     """Connections (each with its own rater) that warm the workers up: twice the server's threads."""
-    return args.workers * (1 if args.profile else args.threads) * 2
+    return args.workers * server_threads(args) * 2
 
 
 class Connection:
@@ -407,7 +412,7 @@ def main():
     try:
         campaign, tokens, warm_tokens = setup_data(args)
         gunicorn = Path(sys.executable).with_name("gunicorn")
-        threads = 1 if args.profile else args.threads
+        threads = server_threads(args)
         proc = subprocess.Popen([str(gunicorn), "config.wsgi:application", "-c", __file__,
                                  "-b", f"127.0.0.1:{args.port}", "-w", str(args.workers), "--threads", str(threads),
                                  "-k", "gthread", "--preload", "--keep-alive", "75", "--graceful-timeout", "60",

@@ -251,8 +251,12 @@ class WorkQueue:
             time.sleep(0.005 * (attempt + 1))  # every open item is being reserved by someone right now
         return None
 
+    def _with_item(self, reservations):
+        """Reservations with their item and the item's `item_related`, as the queue serves them."""
+        return reservations.select_related(*(f"item__{name}" for name in self.item_related))
+
     def _reservation(self, pk):
-        return self.reservations.objects.select_related(*(f"item__{name}" for name in self.item_related)).filter(pk=pk)
+        return self._with_item(self.reservations.objects.filter(pk=pk))
 
     def held_key(self, campaign) -> tuple | None:
         """All the statement of a rater's held items depends on besides the campaign, the rater and the time (it is
@@ -268,8 +272,7 @@ class WorkQueue:
         return self.held_order
 
     def _held_items(self, campaign, held):
-        return (held.select_related(*(f"item__{name}" for name in self.item_related))
-                .order_by(*self.held_ordering(campaign)))
+        return self._with_item(held).order_by(*self.held_ordering(campaign))
 
     def next_item(self, campaign, rater, now=None):
         """(item, rescore) for the rater, reserving a slot; None when nothing is left for them.
