@@ -229,6 +229,11 @@ def test_label_history_is_append_only_stale_and_idempotent(make_user, db):
     stale = api.post(url, {"item": item, "stage": "R", "client_id": str(uuid.uuid4()), "base_revision": 1}, format="json")
     assert stale.status_code == 412
     assert stale.json()["detail"] == "changed in another tab or device: revision 2 is current"
+    # a late retry of the first save, after the revision: still that save's answer, nothing stored
+    late = api.post(url, {"item": item, "stage": "N2", "client_id": key}, format="json")
+    assert late.status_code == 200 and late.json()["id"] == first.json()["id"] and late.json()["revision"] == 1
+    reused = api.post(url, {"item": item, "stage": "W", "client_id": key}, format="json")
+    assert reused.status_code == 400 and "client_id was already used" in reused.json()["detail"]
     assert api.post(url, {"item": item, "stage": "S4", "client_id": str(uuid.uuid4())}, format="json").status_code == 400
     assert Label.objects.count() == 2 and Label.objects.get(revision=1).stage == "N2"  # nothing overwritten
     history = api.get(f"/api/scoring/campaigns/{campaign.pk}/history/?item={item}").json()

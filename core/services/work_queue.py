@@ -46,6 +46,7 @@ from contextlib import nullcontext
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Case, Count, DateTimeField, Exists, F, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from core.exceptions import InputError
@@ -410,7 +411,9 @@ class WorkQueue:
 
     def submit(self, campaign, rater, item, *, client_id, base_revision=None, seconds_spent=None, now=None,
                **fields):
-        """Save the rater's answer to an item; returns (answer, created). Raises InputError, NotReserved, StaleAnswer."""
+        """Save the rater's answer to an item; returns (answer, created). Raises InputError, NotReserved, StaleAnswer,
+        AnswerConflict. A retry of a save that was stored (the same `client_id`) returns that answer, unchanged;
+        retries are rare, so the client_id is looked up only when the save cannot go through as a new one."""
         now = _now(now)
         if item.campaign_id != campaign.pk:
             raise InputError("the item is not in this campaign")
@@ -418,9 +421,18 @@ class WorkQueue:
             client_id = uuid.UUID(str(client_id))
         except (TypeError, ValueError):
             raise InputError(f"client_id must be a UUID, got {client_id!r}") from None
-        existing = self._answer_saved_as(client_id)
-        if existing is not None:
-            return self._same_save(existing, rater, item, self.clean(campaign, {**fields, "seconds_spent": None})), False
+        try:
+            return self._save(campaign, rater, item, client_id, base_revision, seconds_spent, now, fields), True
+        except (InputError, AnswerConflict, NotReserved, StaleAnswer, IntegrityError) as exc:
+            existing = self._answer_saved_as(client_id)
+            if existing is not None:
+                return self._same_save(existing, rater, item, self.clean(campaign, {**fields, "seconds_spent": None})), False
+            if isinstance(exc, IntegrityError):  # a concurrent save of the same revision, from another tab
+                current = self.visible(campaign, rater, item)
+                raise StaleAnswer(current.revision if current else None) from None
+            raise
+
+    def _save(self, campaign, rater, item, client_id, base_revision, seconds_spent, now, fields: dict):
         if seconds_spent is not None:
             try:
                 seconds_spent = float(seconds_spent)
@@ -437,41 +449,36 @@ class WorkQueue:
             except (TypeError, ValueError):
                 raise InputError("base_revision must be an integer") from None
         fields = {**self.clean(campaign, {**fields, "seconds_spent": seconds_spent}), "client_id": client_id}
-        try:
-            with transaction.atomic():
-                self.check_in_transaction(campaign, fields)
-                current = self.visible(campaign, rater, item)
-                if current is None or (base_revision is None and not current.rescore
-                                       and self.is_rescore_due(campaign, rater, item)):
-                    if base_revision is not None:
-                        raise StaleAnswer(None)
-                    rescore = current is not None
-                    served = self._served_at(item, rater) if rescore else self._claim_slot(campaign, rater, item)
-                    answer = self.answers.objects.create(item=item, rater=rater, rescore=rescore, revision=1, **fields,
-                                                         **self.timed(campaign, served, now))
-                    audit.record(ChangeRecord.CREATE, answer, actor=rater, after=audit.snapshot(answer))
+        with transaction.atomic():
+            self.check_in_transaction(campaign, fields)
+            current = self.visible(campaign, rater, item)
+            holds_others = True  # whether the rater holds other items, unanswered: their clock starts now
+            if current is None or (base_revision is None and not current.rescore
+                                   and self.is_rescore_due(campaign, rater, item)):
+                if base_revision is not None:
+                    raise StaleAnswer(None)
+                if current is None:
+                    served, holds_others = self._claim_slot(campaign, rater, item)
                 else:
-                    if base_revision != current.revision:
-                        raise StaleAnswer(current.revision)
-                    answer = self.answers.objects.create(item=item, rater=rater, rescore=current.rescore,
-                                                         revision=current.revision + 1, replaces=current, **fields,
-                                                         **self.timed(campaign, current.created_at, now))
-                    audit.record(ChangeRecord.REVISE, answer, actor=rater, before=audit.snapshot(current),
-                                 after=audit.snapshot(answer))
-                # the clock of items the rater holds ahead starts now: the next one is on screen from here
+                    served = self._served_at(item, rater)
+                answer = self.answers.objects.create(item=item, rater=rater, rescore=current is not None, revision=1,
+                                                     **fields, **self.timed(campaign, served, now))
+                audit.record(ChangeRecord.CREATE, answer, actor=rater, after=audit.snapshot(answer))
+            else:
+                if base_revision != current.revision:
+                    raise StaleAnswer(current.revision)
+                answer = self.answers.objects.create(item=item, rater=rater, rescore=current.rescore,
+                                                     revision=current.revision + 1, replaces=current, **fields,
+                                                     **self.timed(campaign, current.created_at, now))
+                audit.record(ChangeRecord.REVISE, answer, actor=rater, before=audit.snapshot(current),
+                             after=audit.snapshot(answer))
+            if holds_others:  # the clock of items the rater holds ahead starts now: the next one is on screen
                 prepared.update(self.prepared_key("served ahead"), lambda campaign_id, rater_id, now: (
                     self.reservations.objects.filter(item__campaign=campaign_id, rater=rater_id, labelled=False),
                     {"served_at": now}), self.reservations.objects.db, campaign_id=campaign.pk, rater_id=rater.pk,
                     now=now)
-                self.after_save(campaign, rater, item, now)
-                return answer, True
-        except IntegrityError:
-            # A concurrent save: the same client_id (a retry) or the same revision from another tab.
-            existing = self._answer_saved_as(client_id)
-            if existing is not None:
-                return self._same_save(existing, rater, item, fields), False
-            current = self.visible(campaign, rater, item)
-            raise StaleAnswer(current.revision if current else None) from None
+            self.after_save(campaign, rater, item, now)
+            return answer
 
     NOT_COMPARED = frozenset({"client_id", "seconds_spent", "rubric", "fast", "accepted"})
 
@@ -496,30 +503,34 @@ class WorkQueue:
         return (self.reservations.objects.filter(item=item, rater=rater)
                 .values_list(Coalesce("served_at", "created_at"), flat=True).first())
 
-    def _claim_slot(self, campaign, rater, item):
-        """Mark the rater's own reservation answered: its slot is kept for good; returns when the item was served
-        to the rater (`_served_at`). No reservation: NotReserved."""
+    def _claim_slot(self, campaign, rater, item) -> tuple:
+        """Mark the rater's own reservation answered: its slot is kept for good, and the item complete with its
+        last slot. Returns when the item was served to the rater (`_served_at`) and whether the rater holds other
+        items unanswered in the campaign. No reservation: NotReserved."""
         db = self.reservations.objects.db
 
         def mine(item_id, rater_id):
             return self.reservations.objects.filter(item=item_id, rater=rater_id)
 
-        def locked(item_id, rater_id):
+        def locked(item_id, rater_id, campaign_id):
             served = mine(item_id, rater_id).filter(labelled=False).values(at=Coalesce("served_at", "created_at"))[:1]
+            others = (self.reservations.objects.filter(item__campaign=campaign_id, rater=rater_id, labelled=False)
+                      .exclude(item=item_id))
             return (self.items.objects.select_for_update(of=("self",)).filter(pk=item_id)
-                    .values_list(Subquery(served), flat=True))
+                    .values_list(Subquery(served), Exists(others)))
         # the item's row locked: last slots answered one at a time; with it, when the rater's reservation was served
         ids = {"item_id": item.pk, "rater_id": rater.pk}
-        started = next(iter(prepared.fetch(self.prepared_key("lock item"), locked, db, **ids)), None)
+        started, holds_others = next(iter(prepared.fetch(self.prepared_key("lock item"), locked, db, **ids,
+                                                         campaign_id=campaign.pk)), (None, True))
         if prepared.update(self.prepared_key("claim"), lambda **ids: (mine(**ids).filter(labelled=False),
                                                                       {"labelled": True}), db, **ids):
-            answered = prepared.fetch(self.prepared_key("answered slots"), lambda item_id: self.reservations.objects
-                                      .filter(item=item_id, labelled=True).values_list("slot", flat=True), db,
-                                      item_id=item.pk)
-            if len(answered) >= campaign.overlap:  # answered slots are kept for good
-                prepared.update(self.prepared_key("complete"), lambda item_id: (
-                    self.items.objects.filter(pk=item_id), {"complete": True}), db, item_id=item.pk)
-            return started
+            # a statement after the lock: it sees every slot answered before (answered slots are kept for good)
+            prepared.update(self.prepared_key("complete"), lambda item_id, overlap: (
+                self.items.objects.filter(GreaterThanOrEqual(Subquery(
+                    self.reservations.objects.filter(item=OuterRef("pk"), labelled=True).order_by()
+                    .values("item").annotate(n=Count("pk")).values("n")), overlap), pk=item_id),
+                {"complete": True}), db, item_id=item.pk, overlap=campaign.overlap)
+            return started, holds_others
         if mine(item.pk, rater.pk).filter(labelled=True).exists():
             current = self.visible(campaign, rater, item)  # answered meanwhile from another tab
             raise StaleAnswer(current.revision if current else None)
