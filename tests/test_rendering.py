@@ -160,6 +160,21 @@ def test_grid_is_drawn_over_the_traces():
     assert crossing[:, 0].min() < 255 and (crossing[:, 2] > 0).any()  # yellow mixed with the grey line on top
 
 
+@pytest.mark.parametrize("n_bands", [6, 4])
+def test_the_grid_composited_where_it_shows_is_the_whole_layer_composited(n_bands):
+    """canvas * keep + paint over the whole image, byte for byte, though computed only where the grid shows."""
+    derivations = DERIVATIONS[:n_bands]
+    rng = np.random.default_rng(n_bands)
+    for scale in (5.0, 40.0, 300.0):
+        signals = rng.standard_normal((n_bands, EPOCH_SAMPLES)) * scale
+        canvas = np.zeros((H, W, 3), np.uint8)
+        rendering._draw_traces(canvas, (0, 0), (H, W), signals, derivations, rendering.MODEL_PEN_PX,
+                               rendering.MODEL_SUBCOLUMNS)
+        keep, paint = grid_layer(n_bands)
+        whole = (canvas * keep + paint + 0.5).astype(np.uint8)
+        assert (decode(render_model_image(signals, derivations)) == whole).all()
+
+
 def test_traces_match_the_authors_matplotlib_drawing_on_dense_signals():
     """Trace width, coverage and antialiasing against the authors' drawing (bench/render.py's restatement)."""
     from skimage.metrics import structural_similarity

@@ -46,3 +46,15 @@ def grid_layer(n_bands: int) -> tuple[np.ndarray, np.ndarray]:
     keep, paint = 1.0 - alpha, rgba[..., :3] * alpha
     keep.flags.writeable = paint.flags.writeable = False
     return keep, paint
+
+
+@functools.lru_cache(maxsize=8)
+def grid_pixels(n_bands: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grid layer where it shows, for compositing only there: (flat pixel indices, keep (k, 1), paint (k, 3)).
+    Elsewhere keep is exactly 1 and paint 0, so a canvas pixel composites to itself."""
+    keep, paint = grid_layer(n_bands)
+    shown = np.flatnonzero((keep[..., 0] != 1.0) | (paint != 0).any(axis=-1))
+    layer = shown, keep.reshape(-1, 1)[shown], paint.reshape(-1, 3)[shown]
+    for array in layer:
+        array.flags.writeable = False
+    return layer

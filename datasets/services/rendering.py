@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from datasets.services.model_image import grid_layer
+from datasets.services.model_image import grid_pixels
 from datasets.constants import (
     DERIVATION_COLOURS,
     DERIVATION_HALF_RANGE_UV,
@@ -81,8 +81,10 @@ def render_model_image(signals: np.ndarray, derivations: Sequence[str]) -> bytes
     width, height = MODEL_IMAGE_SIZE
     canvas = np.zeros((height, width, 3), np.uint8)
     _draw_traces(canvas, (0, 0), (height, width), signals, derivations, MODEL_PEN_PX, MODEL_SUBCOLUMNS)
-    keep, paint = grid_layer(len(derivations))
-    return _png((canvas * keep + paint + 0.5).astype(np.uint8))
+    shown, keep, paint = grid_pixels(len(derivations))
+    pixels = canvas.reshape(-1, 3)
+    pixels[shown] = (pixels[shown] * keep + paint + 0.5).astype(np.uint8)  # canvas * keep + paint
+    return _png(canvas)
 
 
 def render_model_images(epochs: Iterable[np.ndarray], derivations: Sequence[str]) -> Iterator[bytes]:
@@ -90,7 +92,7 @@ def render_model_images(epochs: Iterable[np.ndarray], derivations: Sequence[str]
 
     The grid is drawn first, here (matplotlib is not thread-safe); a consumer that stops early cancels
     the renders not yet started."""
-    grid_layer(len(derivations))
+    grid_pixels(len(derivations))
     pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
     try:
         yield from pool.map(lambda epoch: render_model_image(epoch, derivations), epochs)
