@@ -112,9 +112,10 @@ class CampaignQueueViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSe
         return campaign
 
     def item(self, campaign, value):
+        """The campaign's item `value`, its row alone (saves, releases and adjudications use its ids), or 400."""
         try:
             item = prepared.first((self.item_model._meta.label, "campaign item"), lambda campaign_id, pk: (
-                self.item_model.objects.select_related("epoch", "recording").filter(campaign=campaign_id, pk=pk)),
+                self.item_model.objects.filter(campaign=campaign_id, pk=pk)),
                 campaign_id=campaign.pk, pk=int(value))
         except (TypeError, ValueError):
             item = None
