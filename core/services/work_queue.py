@@ -451,14 +451,14 @@ class WorkQueue:
         fields = {**self.clean(campaign, {**fields, "seconds_spent": seconds_spent}), "client_id": client_id}
         with transaction.atomic():
             self.check_in_transaction(campaign, fields)
-            current = self.visible(campaign, rater, item)
-            holds_others = True  # whether the rater holds other items, unanswered: their clock starts now
+            visible, served, holds_others = self._lock_item(campaign, rater, item)
+            current = None if visible is None else self.answers.objects.get(pk=visible)
             if current is None or (base_revision is None and not current.rescore
                                    and self.is_rescore_due(campaign, rater, item)):
                 if base_revision is not None:
                     raise StaleAnswer(None)
                 if current is None:
-                    served, holds_others = self._claim_slot(campaign, rater, item)
+                    self._claim_slot(campaign, rater, item)
                 else:
                     served = self._served_at(item, rater)
                 answer = self.answers.objects.create(item=item, rater=rater, rescore=current is not None, revision=1,
@@ -503,34 +503,40 @@ class WorkQueue:
         return (self.reservations.objects.filter(item=item, rater=rater)
                 .values_list(Coalesce("served_at", "created_at"), flat=True).first())
 
-    def _claim_slot(self, campaign, rater, item) -> tuple:
-        """Mark the rater's own reservation answered: its slot is kept for good, and the item complete with its
-        last slot. Returns when the item was served to the rater (`_served_at`) and whether the rater holds other
-        items unanswered in the campaign. No reservation: NotReserved."""
+    def _lock_item(self, campaign, rater, item) -> tuple:
+        """Lock the item's row (its last slots are answered one at a time) and read, in the same statement: the
+        pk of the rater's visible answer (`visible`), when their unanswered reservation of it was served (None
+        without one) and whether they hold other items unanswered in the campaign."""
+        def locked(item_id, rater_id, campaign_id):
+            visible = self.current(campaign_id).filter(item=item_id, rater=rater_id).order_by("-rescore").values("pk")
+            served = (self.reservations.objects.filter(item=item_id, rater=rater_id, labelled=False)
+                      .values(at=Coalesce("served_at", "created_at")))
+            others = (self.reservations.objects.filter(item__campaign=campaign_id, rater=rater_id, labelled=False)
+                      .exclude(item=item_id))
+            return (self.items.objects.select_for_update(of=("self",)).filter(pk=item_id)
+                    .values_list(Subquery(visible[:1]), Subquery(served[:1]), Exists(others)))
+        rows = prepared.fetch(self.prepared_key("lock item"), locked, self.items.objects.db, item_id=item.pk,
+                              rater_id=rater.pk, campaign_id=campaign.pk)
+        return rows[0] if rows else (None, None, True)
+
+    def _claim_slot(self, campaign, rater, item) -> None:
+        """Mark the rater's own reservation of the item (locked by `_lock_item`) answered: its slot is kept for
+        good, and the item complete with its last slot. No reservation: NotReserved."""
         db = self.reservations.objects.db
 
         def mine(item_id, rater_id):
             return self.reservations.objects.filter(item=item_id, rater=rater_id)
 
-        def locked(item_id, rater_id, campaign_id):
-            served = mine(item_id, rater_id).filter(labelled=False).values(at=Coalesce("served_at", "created_at"))[:1]
-            others = (self.reservations.objects.filter(item__campaign=campaign_id, rater=rater_id, labelled=False)
-                      .exclude(item=item_id))
-            return (self.items.objects.select_for_update(of=("self",)).filter(pk=item_id)
-                    .values_list(Subquery(served), Exists(others)))
-        # the item's row locked: last slots answered one at a time; with it, when the rater's reservation was served
-        ids = {"item_id": item.pk, "rater_id": rater.pk}
-        started, holds_others = next(iter(prepared.fetch(self.prepared_key("lock item"), locked, db, **ids,
-                                                         campaign_id=campaign.pk)), (None, True))
         if prepared.update(self.prepared_key("claim"), lambda **ids: (mine(**ids).filter(labelled=False),
-                                                                      {"labelled": True}), db, **ids):
+                                                                      {"labelled": True}), db,
+                           item_id=item.pk, rater_id=rater.pk):
             # a statement after the lock: it sees every slot answered before (answered slots are kept for good)
             prepared.update(self.prepared_key("complete"), lambda item_id, overlap: (
                 self.items.objects.filter(GreaterThanOrEqual(Subquery(
                     self.reservations.objects.filter(item=OuterRef("pk"), labelled=True).order_by()
                     .values("item").annotate(n=Count("pk")).values("n")), overlap), pk=item_id),
                 {"complete": True}), db, item_id=item.pk, overlap=campaign.overlap)
-            return started, holds_others
+            return
         if mine(item.pk, rater.pk).filter(labelled=True).exists():
             current = self.visible(campaign, rater, item)  # answered meanwhile from another tab
             raise StaleAnswer(current.revision if current else None)
