@@ -264,9 +264,12 @@ class WorkQueue:
         prepared once per key), or None where it depends on data too (it is compiled every time)."""
         return ()
 
+    def _unanswered(self, campaign, rater):
+        """The rater's reservations in the campaign not answered yet (live or expired)."""
+        return self.reservations.objects.filter(item__campaign=campaign, rater=rater, labelled=False)
+
     def _held(self, campaign, rater, now):
-        return self.reservations.objects.filter(item__campaign=campaign, rater=rater, labelled=False,
-                                                expires_at__gt=now)
+        return self._unanswered(campaign, rater).filter(expires_at__gt=now)
 
     def held_ordering(self, campaign) -> tuple:
         """The order in which a rater's own live reservations are served (`held_order` by default)."""
@@ -395,9 +398,12 @@ class WorkQueue:
 
     def visible(self, campaign, rater, item):
         """The rater's answer to an item as the rater sees it: the latest pass (a re-score once there is one)."""
-        return prepared.first(self.prepared_key("visible"), lambda campaign_id, item_id, rater_id: (
-            self.current(campaign_id).filter(item=item_id, rater=rater_id).order_by("-rescore")),
-            self.answers.objects.db, campaign_id=campaign.pk, item_id=item.pk, rater_id=rater.pk)
+        return prepared.first(self.prepared_key("visible"), self._visible_answers, self.answers.objects.db,
+                              campaign_id=campaign.pk, item_id=item.pk, rater_id=rater.pk)
+
+    def _visible_answers(self, campaign_id, item_id, rater_id):
+        """The rater's current answers to the item, the visible one (the latest pass) first."""
+        return self.current(campaign_id).filter(item=item_id, rater=rater_id).order_by("-rescore")
 
     def _answer_saved_as(self, client_id: uuid.UUID):
         return prepared.first(self.prepared_key("answer by client id"),
@@ -474,9 +480,8 @@ class WorkQueue:
                              after=audit.snapshot(answer))
             if holds_others:  # the clock of items the rater holds ahead starts now: the next one is on screen
                 prepared.update(self.prepared_key("served ahead"), lambda campaign_id, rater_id, now: (
-                    self.reservations.objects.filter(item__campaign=campaign_id, rater=rater_id, labelled=False),
-                    {"served_at": now}), self.reservations.objects.db, campaign_id=campaign.pk, rater_id=rater.pk,
-                    now=now)
+                    self._unanswered(campaign_id, rater_id), {"served_at": now}), self.reservations.objects.db,
+                    campaign_id=campaign.pk, rater_id=rater.pk, now=now)
             self.after_save(campaign, rater, item, now)
             return answer
 
@@ -508,13 +513,12 @@ class WorkQueue:
         pk of the rater's visible answer (`visible`), when their unanswered reservation of it was served (None
         without one) and whether they hold other items unanswered in the campaign."""
         def locked(item_id, rater_id, campaign_id):
-            visible = self.current(campaign_id).filter(item=item_id, rater=rater_id).order_by("-rescore").values("pk")
+            visible = self._visible_answers(campaign_id, item_id, rater_id).values("pk")[:1]
             served = (self.reservations.objects.filter(item=item_id, rater=rater_id, labelled=False)
-                      .values(at=Coalesce("served_at", "created_at")))
-            others = (self.reservations.objects.filter(item__campaign=campaign_id, rater=rater_id, labelled=False)
-                      .exclude(item=item_id))
+                      .values(at=Coalesce("served_at", "created_at"))[:1])
+            others = self._unanswered(campaign_id, rater_id).exclude(item=item_id)
             return (self.items.objects.select_for_update(of=("self",)).filter(pk=item_id)
-                    .values_list(Subquery(visible[:1]), Subquery(served[:1]), Exists(others)))
+                    .values_list(Subquery(visible), Subquery(served), Exists(others)))
         rows = prepared.fetch(self.prepared_key("lock item"), locked, self.items.objects.db, item_id=item.pk,
                               rater_id=rater.pk, campaign_id=campaign.pk)
         return rows[0] if rows else (None, None, True)
