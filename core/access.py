@@ -18,7 +18,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.contrib.auth.models import Group, Permission
-from django.db.models import Q, QuerySet
+from django.db.models import Aggregate, JSONField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Concat
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
@@ -50,8 +51,8 @@ def pseudonym(recording_pk: int) -> str:
 
 class PermissionBackend(ModelBackend):
     """Django's ModelBackend, reading a user's own and their groups' permissions in one prepared statement
-    (core.services.prepared), not two queries built afresh: every API request checks at least one permission
-    on a user loaded afresh."""
+    (core.services.prepared), not two queries built afresh: every request checks at least one permission on a
+    user loaded afresh (an API request's token statement brings them along: TokenAuthentication)."""
 
     def get_all_permissions(self, user_obj, obj=None):
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
@@ -65,28 +66,57 @@ class PermissionBackend(ModelBackend):
         return user_obj._perm_cache
 
 
-def _permissions(user_id=None):
-    """(app label, codename) of every permission, or of those the user has themself or through a group."""
+def _granted(user_id=None) -> QuerySet:
+    """Every permission, or those the user has themself or through a group (`user_id` may be an OuterRef)."""
     permissions = Permission.objects.all()
     if user_id is not None:
         own = get_user_model().user_permissions.through.objects.filter(user=user_id).values("permission")
         grouped = Group.permissions.through.objects.filter(group__user=user_id).values("permission")
         permissions = permissions.filter(Q(pk__in=own) | Q(pk__in=grouped))
-    return permissions.values_list("content_type__app_label", "codename").order_by()
+    return permissions.order_by()
+
+
+def _permissions(user_id=None):
+    """(app label, codename) of every permission, or of those the user has themself or through a group."""
+    return _granted(user_id).values_list("content_type__app_label", "codename")
+
+
+class _JSONArrayAgg(Aggregate):
+    """Its rows' values as one JSON array: jsonb_agg on PostgreSQL (NULL over no rows), json_group_array on
+    SQLite."""
+
+    function = "JSONB_AGG"
+    output_field = JSONField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return super().as_sql(compiler, connection, function="JSON_GROUP_ARRAY", **extra)
+
+
+def _permission_names() -> Subquery:
+    """One value of a query over rows with a `user_id`: the names ('app_label.codename') of that user's own and
+    group permissions, a JSON array (no GROUP BY: the constant grouping value groups every row into one). The
+    user is referenced two levels out, from _granted's own subqueries."""
+    return Subquery(_granted(OuterRef(OuterRef("user_id"))).values(all=Value(1)).annotate(
+        names=_JSONArrayAgg(Concat("content_type__app_label", Value("."), "codename"))).values("names"))
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token authentication, its lookup of the token with its user a prepared statement."""
+    """DRF's token authentication: the token, its user and the user's permissions in one prepared statement
+    (a superuser's, all of them, are left to PermissionBackend)."""
 
     def authenticate_credentials(self, key):
         model = self.get_model()
         token = prepared.first(("token", model._meta.label), lambda key: model.objects.select_related("user")
-                               .filter(key=key), key=key)
+                               .filter(key=key).annotate(permission_names=_permission_names()),
+                               key=key)
         if token is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        if not token.user.is_active:
+        user = token.user
+        if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        return token.user, token
+        if not user.is_superuser:
+            user._perm_cache = set(token.permission_names or ())
+        return user, token
 
 
 def role_key(user) -> tuple:

@@ -142,6 +142,50 @@ class PermissionsAsDjangoReadsThem(TestCase):
         assert PermissionBackend().get_all_permissions(fresh) == ModelBackend().get_all_permissions(again)
 
 
+class TokenPermissionsAsDjangoReadsThem(TestCase):
+    """The token statement brings the user's permissions: Django's ModelBackend's set, with no further query."""
+
+    @settings(max_examples=25, deadline=None)
+    @given(own=st.sets(st.integers(0, 30), max_size=6), grouped=st.lists(st.sets(st.integers(0, 30), max_size=6),
+                                                                        max_size=2), superuser=st.booleans())
+    def test_same_as_model_backend(self, own, grouped, superuser):
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.backends import ModelBackend
+
+        from core.access import TokenAuthentication
+
+        permissions = list(Permission.objects.order_by("pk")[:31])
+        user = get_user_model().objects.create(username=f"u{uuid.uuid4().hex[:8]}", is_superuser=superuser)
+        user.user_permissions.set([permissions[i] for i in own])
+        for chosen in grouped:  # a permission may come twice: own and through a group, or through two groups
+            group = Group.objects.create(name=f"g{uuid.uuid4().hex[:8]}")
+            group.permissions.set([permissions[i] for i in chosen])
+            user.groups.add(group)
+        key = Token.objects.create(user=user).key
+        authenticated, token = TokenAuthentication().authenticate_credentials(key)
+        expected = ModelBackend().get_all_permissions(get_user_model().objects.get(pk=user.pk))
+        with CaptureQueriesContext(connection) as sent:
+            found = PermissionBackend().get_all_permissions(authenticated)
+        assert token.key == key and authenticated.pk == user.pk and found == expected
+        assert len(sent.captured_queries) == (1 if superuser else 0), sent.captured_queries
+
+
+def test_a_permission_taken_from_a_token_user_holds_from_their_next_request(make_user, db):
+    """Nothing of a user's permissions outlives the request: the token statement reads them afresh each time."""
+    from django.contrib.auth.models import Permission as Perm
+
+    rater = make_user(RATER, "revoked")
+    campaign = create_campaign("revoke", recordings=[night("r1", 6)], raters=[rater], overlap=1)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Token " + Token.objects.create(user=rater).key)
+    assert api.post(f"/api/scoring/campaigns/{campaign.pk}/next/").status_code == 200
+    role = list(Perm.objects.filter(group__user=rater))
+    rater.groups.clear()
+    assert api.post(f"/api/scoring/campaigns/{campaign.pk}/next/").status_code in (403, 404)
+    rater.user_permissions.set(role)  # the same permissions, now the user's own
+    assert api.post(f"/api/scoring/campaigns/{campaign.pk}/next/").status_code == 200
+
+
 def test_a_rater_campaign_statement_prepared_for_one_user_reaches_only_what_each_user_reaches(make_user, db):
     """Prepared first by a rater of campaign 1: a rater of campaign 2 only, a curator and a stranger each get
     what they reach (the ORM's answer), in every order."""

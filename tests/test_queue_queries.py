@@ -25,9 +25,9 @@ from tests.test_ratings import SECRET, rate, world
 from tests.test_scoring import night, raters
 
 QUEUE_QUERIES = 3  # the rater's own live reservation; pick and reserve; the picked item with its epoch and recording
-# What every queue request of the API costs before the queue: the token with its user, the user's own and their
-# groups' permissions (one query), and the campaign with whether the user rates in it.
-REQUEST_QUERIES = 3
+# What every queue request of the API costs before the queue: the token with its user and the user's own and
+# their groups' permissions (one statement), and the campaign with whether the user rates in it.
+REQUEST_QUERIES = 2
 # What a rating item is served with besides: the rule catalogue's texts and the rubric version in force.
 RATING_SERVED_QUERIES = 2
 
