@@ -155,6 +155,41 @@ def test_a_page_whose_connection_is_lost_gets_a_plain_503(client, make_user):
     assert client.get(reverse("datasets:cohort-list")).status_code == 200  # the next request reconnects
 
 
+@needs_postgresql
+@pytest.mark.fast_fault
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_connection_is_checked_without_a_round_trip_and_one_the_server_ended_is_replaced(monkeypatch):
+    """The health check of a kept connection (config.postgresql): an idle live one sends nothing; one whose backend
+    was terminated while it sat between requests gets Django's SELECT 1, is closed, and the next statement
+    reconnects."""
+    from django.db.backends.postgresql.base import DatabaseWrapper as DjangoWrapper
+
+    from config.postgresql.base import DatabaseWrapper
+
+    round_trips = []
+    checked = DjangoWrapper.is_usable
+    monkeypatch.setattr(DjangoWrapper, "is_usable", lambda self: round_trips.append(1) or checked(self))
+    kept = connections.create_connection("default")  # a connection of its own, as a web worker thread's
+    try:
+        kept.ensure_connection()
+        assert isinstance(kept, DatabaseWrapper) and kept.health_check_enabled
+        for _ in range(2):  # two requests on a live connection
+            kept.health_check_done = False  # what Django resets between requests
+            kept.close_if_health_check_failed()
+            assert kept.connection is not None and round_trips == []
+        with connection.cursor() as killer:
+            killer.execute("SELECT pg_terminate_backend(%s, 10000)", [kept.connection.info.backend_pid])
+            assert killer.fetchone()[0]
+        kept.health_check_done = False
+        kept.close_if_health_check_failed()
+        assert round_trips == [1] and kept.connection is None
+        with kept.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+    finally:
+        kept.close()
+
+
 # Where the worker's connection is lost during an import: inside the save's transaction (the epoch images'
 # INSERT), or between two statements (a progress update while rendering).
 IMPORT_FAULTS = {"saving": ('INSERT INTO "datasets_epochimage"', 1), "rendering": ('UPDATE "datasets_importjob"', 4)}
