@@ -17,10 +17,12 @@ would not do: Linux keeps the high-water mark of the image forked from this big 
 With --s3 the files go to moto's S3 server started on loopback (tests/s3.py) through STORAGE_URL, as a
 multi-site deployment stores them. --save DIR writes the built release's files (from storage) under DIR;
 --check-against DIR compares them byte for byte (SHA-256) with such a saved build and lists the files that
-differ. Last line: one JSON object (with the load average at the end of the build).
+differ. --over-previous measures the build of a second version (1.1.0) instead, over a first one built before it
+with 1% of the labels and ratings then changed: its changelog compares every table with the first version's
+(the JSON adds the changelog's counts). Last line: one JSON object (with the load average at the end of the build).
 
     .venv/bin/python bench/export.py [--recordings 100] [--epochs 1000] [--profile FILE] [--keep] [--s3]
-                                     [--save DIR] [--check-against DIR]
+                                     [--save DIR] [--check-against DIR] [--over-previous]
 """
 import argparse
 import contextlib
@@ -173,6 +175,8 @@ def main():
     parser.add_argument("--s3", action="store_true", help="store on moto's S3 server on loopback (STORAGE_URL)")
     parser.add_argument("--save", metavar="DIR", help="write the built release's files under DIR")
     parser.add_argument("--check-against", metavar="DIR", help="compare the built files with those saved in DIR")
+    parser.add_argument("--over-previous", action="store_true",
+                        help="measure the build of a second version (1.1.0), its changelog against 1.0.0 included")
     parser.add_argument("--build-only", type=int, metavar="RELEASE_ID", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_only:
@@ -244,6 +248,20 @@ def bench_database(args, storage_url: str = ""):
             shutil.rmtree(var, ignore_errors=True)
 
 
+def build_previous(choices: dict) -> None:
+    """Version 1.0.0, built here (not measured); then 1% of the labels change stage and 1% of the ratings score."""
+    from annotation.models import Label
+    from ratings.models import Rating
+    from releases.services.build import build_release, create_release
+
+    build_release(create_release("bench", "1.0.0", queue=False, **choices).pk)
+    Label.objects.filter(pk__in=Label.objects.filter(stage="N2").order_by("pk").values_list("pk", flat=True)[::100]) \
+        .update(stage="N1")
+    for rating in Rating.objects.order_by("pk")[::100]:
+        rating.scores = {k: 6 - v for k, v in rating.scores.items()}
+        rating.save(update_fields=["scores"])
+
+
 def run(args, storage_url: str) -> None:
     with bench_database(args, storage_url) as env:
         from django.db import connection, connections
@@ -252,7 +270,12 @@ def run(args, storage_url: str) -> None:
 
         started = time.perf_counter()
         names = populate(args.recordings, args.epochs, args.seed)
-        release = create_release("bench", "1.0.0", queue=False, **{k: v for k, v in names.items() if k != "epochs"})
+        choices = {k: v for k, v in names.items() if k != "epochs"}
+        version = "1.0.0"
+        if args.over_previous:
+            version = "1.1.0"
+            build_previous(choices)
+        release = create_release("bench", version, queue=False, **choices)
         print(f"setup: {names['epochs']} epochs in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         connections.close_all()
         command = [sys.executable, __file__, "--build-only", str(release.pk)]
@@ -268,6 +291,8 @@ def run(args, storage_url: str) -> None:
                    "exported": built["epochs"], "database": connection.vendor,
                    "storage": "s3" if storage_url else "local", "load_avg": built["load_avg"]}
         release.refresh_from_db()
+        if args.over_previous:
+            summary["changelog"] = release.changelog
         if args.save:
             save_files(release, Path(args.save))
         if args.check_against:

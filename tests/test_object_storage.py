@@ -195,5 +195,13 @@ def test_whole_path_on_s3_with_a_worker_that_has_no_shared_folder(remote_worker,
     client.force_login(rater)
     assert client.get(f"/releases/{release.pk}/files/s3-ex-1.0.0.zip").status_code == 403
 
+    # the next version's changelog reads the previous version's files back from the bucket
+    recording.epochs.filter(index=3).update(stage="R" if recording.epochs.get(index=3).stage != "R" else "W")
+    following = create_release("s3-ex", "1.0.1", cohorts=["S3"], model_versions=["baseline-s3"])
+    following = finished(Release, following.pk, worker, "the second release build")
+    assert following.state == Release.SUCCEEDED, following.error
+    assert following.previous == release and following.changelog["changed_stage"] == 1
+    assert sum(following.changelog.values()) == 1, following.changelog
+
     # nothing was written to a local media folder, on either side
     assert stored_files(media_root) == [] and not absent_media.exists()

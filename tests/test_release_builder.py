@@ -5,6 +5,7 @@ import io
 import uuid
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from annotation.models import Label, Reservation
 from annotation.services.campaigns import create_campaign
@@ -99,3 +100,59 @@ def test_consensus_table_matches_a_count_of_the_current_first_pass_labels(make_u
     coarse = list(csv.DictReader(io.StringIO(read(release, "annotations/coarse/01-03-0006.csv").decode(),
                                              newline="")))
     assert [r["Stage"] for r in coarse] == [stage_of[e.pk] for e in epochs if e.pk in stage_of]
+
+
+def _compare_as_dicts(before, now, key, compared, shown):
+    """The comparison as the changelog made it before it streamed: both tables held whole, keyed by tuples."""
+    def rows(lines):
+        return {tuple(r[k] for k in key): tuple(r[c] for c in compared) for r in lines}
+    before, now = rows(before), rows(now)
+    found = {"added": [], "changed": [], "removed": []}
+    for row_key in sorted(now.keys() | before.keys()):
+        change = ("added" if row_key not in before else "removed" if row_key not in now
+                  else "changed" if now[row_key] != before[row_key] else None)
+        if change:
+            found[change].append(row_key)
+    return {change: (len(keys), keys[:shown]) for change, keys in found.items()}
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), shown=st.integers(1, 6))
+def test_the_changelog_compares_answer_tables_as_holding_both_whole_would(data, shown):
+    """releases.services.export.compare_rows (the previous table held one string per row, this one streamed) against
+    the comparison of both tables held as tuples: the same counts and the same first examples, in order."""
+    from releases.services.export import compare_rows
+
+    key, compared = ("subject", "epoch_index", "campaign", "rater", "pass"), ("stage", "uncertain")
+    text = st.sampled_from(["", "a", "ab", "b", "1", "10", "2", "é", "a b", "a·b"])
+    def table(size):
+        return st.dictionaries(st.tuples(*[text] * len(key)), st.tuples(*[text] * len(compared)), max_size=size)
+    before = data.draw(table(60))
+    now = {k: v for k, v in before.items() if data.draw(st.booleans())}  # some kept (a few changed), some new
+    now.update({k: data.draw(st.tuples(*[text] * len(compared))) for k in list(now)[: data.draw(st.integers(0, 5))]})
+    now.update(data.draw(table(150)))  # enough rows added that only the smallest are kept as it goes
+
+    def as_rows(rows):
+        return [dict(zip(key + compared, k + v)) for k, v in rows.items()]
+    assert (compare_rows(iter(as_rows(before)), iter(as_rows(now)), key, compared, shown)
+            == _compare_as_dicts(as_rows(before), as_rows(now), key, compared, shown))
+
+
+def test_the_changelog_keeps_the_first_examples_of_many_changes_in_any_row_order():
+    """Hundreds of rows of each change, in shuffled order: the counts, and the first examples by row key."""
+    import random
+
+    from releases.services.export import compare_rows
+
+    key, compared = ("subject", "epoch_index", "campaign", "rater", "pass"), ("stage", "uncertain")
+    rng = random.Random(7)
+    def row(n, stage="N2"):
+        return {"subject": f"01-{n % 7:02d}", "epoch_index": str(n), "campaign": "c", "rater": f"r{n % 3}",
+                "pass": "first", "stage": stage, "uncertain": "False"}
+    before = [row(n) for n in range(900)]
+    now = [row(n, "N3" if n % 5 == 0 else "N2") for n in range(300, 1500)]  # 0-299 removed, 900-1499 added
+    rng.shuffle(before)
+    rng.shuffle(now)
+    found = compare_rows(iter(before), iter(now), key, compared, 5)
+    assert {change: count for change, (count, _) in found.items()} == {"added": 600, "changed": 120, "removed": 300}
+    assert found == _compare_as_dicts(before, now, key, compared, 5)
