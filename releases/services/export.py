@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -493,7 +494,7 @@ def compare_rows(before: Iterable[dict], now: Iterable[dict], key: tuple[str, ..
     def joined(row, columns):
         return "\0".join(row[c] for c in columns)
 
-    then = {joined(row, key): joined(row, compared) for row in before}
+    then = {joined(row, key): sys.intern(joined(row, compared)) for row in before}  # few distinct values
     noted = {"added": [], "changed": [], "removed": []}
     counts = dict.fromkeys(noted, 0)
 
