@@ -159,12 +159,12 @@ def test_a_page_whose_connection_is_lost_gets_a_plain_503(client, make_user):
 @pytest.mark.fast_fault
 @pytest.mark.django_db(transaction=True)
 def test_a_kept_connection_is_checked_without_a_round_trip_and_one_the_server_ended_is_replaced(monkeypatch):
-    """The health check of a kept connection (config.postgresql): an idle live one sends nothing; one whose backend
-    was terminated while it sat between requests gets Django's SELECT 1, is closed, and the next statement
-    reconnects."""
+    """The health check of a kept connection (config.postgresql): an idle live one sends nothing (one whose socket
+    cannot be polled gets Django's SELECT 1); one whose backend was terminated while it sat between requests gets
+    Django's SELECT 1, is closed, and the next statement reconnects."""
     from django.db.backends.postgresql.base import DatabaseWrapper as DjangoWrapper
 
-    from config.postgresql.base import DatabaseWrapper
+    from config.postgresql.base import DatabaseWrapper, select
 
     round_trips = []
     checked = DjangoWrapper.is_usable
@@ -177,6 +177,15 @@ def test_a_kept_connection_is_checked_without_a_round_trip_and_one_the_server_en
             kept.health_check_done = False  # what Django resets between requests
             kept.close_if_health_check_failed()
             assert kept.connection is not None and round_trips == []
+        def out_of_range(*args):
+            raise ValueError("filedescriptor out of range in select()")
+
+        with monkeypatch.context() as unpollable:  # a socket select cannot poll: Django's check, which passes
+            unpollable.setattr(select, "select", out_of_range)
+            kept.health_check_done = False
+            kept.close_if_health_check_failed()
+        assert kept.connection is not None and round_trips == [1]
+        round_trips.clear()
         with connection.cursor() as killer:
             killer.execute("SELECT pg_terminate_backend(%s, 10000)", [kept.connection.info.backend_pid])
             assert killer.fetchone()[0]
