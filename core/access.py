@@ -59,10 +59,10 @@ class PermissionBackend(ModelBackend):
             return set()
         if not hasattr(user_obj, "_perm_cache"):
             if user_obj.is_superuser:
-                rows = prepared.fetch(("permissions", "all"), _permissions)
+                names = prepared.fetch(("permissions", "all"), _permissions)
             else:
-                rows = prepared.fetch(("permissions", "own and groups"), _permissions, user_id=user_obj.pk)
-            user_obj._perm_cache = {f"{app}.{codename}" for app, codename in rows}
+                names = prepared.fetch(("permissions", "own and groups"), _permissions, user_id=user_obj.pk)
+            user_obj._perm_cache = set(names)
         return user_obj._perm_cache
 
 
@@ -76,9 +76,14 @@ def _granted(user_id=None) -> QuerySet:
     return permissions.order_by()
 
 
+def _permission_name():
+    """A permission's name as Django's has_perm takes it: 'app_label.codename'."""
+    return Concat("content_type__app_label", Value("."), "codename")
+
+
 def _permissions(user_id=None):
-    """(app label, codename) of every permission, or of those the user has themself or through a group."""
-    return _granted(user_id).values_list("content_type__app_label", "codename")
+    """The names of every permission, or of those the user has themself or through a group."""
+    return _granted(user_id).values_list(_permission_name(), flat=True)
 
 
 class _JSONArrayAgg(Aggregate):
@@ -93,11 +98,11 @@ class _JSONArrayAgg(Aggregate):
 
 
 def _permission_names() -> Subquery:
-    """One value of a query over rows with a `user_id`: the names ('app_label.codename') of that user's own and
+    """One value of a query over rows with a `user_id`: the names (`_permission_name`) of that user's own and
     group permissions, a JSON array (no GROUP BY: the constant grouping value groups every row into one). The
     user is referenced two levels out, from _granted's own subqueries."""
     return Subquery(_granted(OuterRef(OuterRef("user_id"))).values(all=Value(1)).annotate(
-        names=_JSONArrayAgg(Concat("content_type__app_label", Value("."), "codename"))).values("names"))
+        names=_JSONArrayAgg(_permission_name())).values("names"))
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
