@@ -96,6 +96,11 @@ def key_dwell_ms(value) -> int:
     return dwell
 
 
+def _clock_start():
+    """When a rater's clock on a reserved item started: its serving (`served_at`), else the reservation's creation."""
+    return Coalesce("served_at", "created_at")
+
+
 def _now(now):
     return now or timezone.now()
 
@@ -297,7 +302,7 @@ class WorkQueue:
             return self._serve(own), False
         rescore = self.pending_rescore(campaign, rater)
         if rescore is not None:
-            self.reservations.objects.filter(item=rescore, rater=rater).update(served_at=now)  # its clock starts
+            self._rater_reservation(rescore, rater).update(served_at=now)  # its clock starts
             return rescore, True
         reservation = self.reserve_one(campaign, rater, now)
         return (self._serve(reservation), False) if reservation is not None else None
@@ -503,10 +508,13 @@ class WorkQueue:
         the item started) to the save; a subclass adds what it derives from them (e.g. a fast flag)."""
         return {"server_seconds": None if served is None else round(max(0.0, (now - served).total_seconds()), 3)}
 
+    def _rater_reservation(self, item, rater):
+        """The rater's reservation of the item (each given as an instance or an id), answered or not."""
+        return self.reservations.objects.filter(item=item, rater=rater)
+
     def _served_at(self, item, rater):
-        """When the rater's clock on the item started (their reservation's `served_at`, else its creation)."""
-        return (self.reservations.objects.filter(item=item, rater=rater)
-                .values_list(Coalesce("served_at", "created_at"), flat=True).first())
+        """When the rater's clock on the item started."""
+        return self._rater_reservation(item, rater).values_list(_clock_start(), flat=True).first()
 
     def _lock_item(self, campaign, rater, item) -> tuple:
         """Lock the item's row (its last slots are answered one at a time) and read, in the same statement: the
@@ -514,8 +522,7 @@ class WorkQueue:
         without one) and whether they hold other items unanswered in the campaign."""
         def locked(item_id, rater_id, campaign_id):
             visible = self._visible_answers(campaign_id, item_id, rater_id).values("pk")[:1]
-            served = (self.reservations.objects.filter(item=item_id, rater=rater_id, labelled=False)
-                      .values(at=Coalesce("served_at", "created_at"))[:1])
+            served = self._rater_reservation(item_id, rater_id).filter(labelled=False).values(at=_clock_start())[:1]
             others = self._unanswered(campaign_id, rater_id).exclude(item=item_id)
             return (self.items.objects.select_for_update(of=("self",)).filter(pk=item_id)
                     .values_list(Subquery(visible), Subquery(served), Exists(others)))
@@ -527,13 +534,9 @@ class WorkQueue:
         """Mark the rater's own reservation of the item (locked by `_lock_item`) answered: its slot is kept for
         good, and the item complete with its last slot. No reservation: NotReserved."""
         db = self.reservations.objects.db
-
-        def mine(item_id, rater_id):
-            return self.reservations.objects.filter(item=item_id, rater=rater_id)
-
-        if prepared.update(self.prepared_key("claim"), lambda **ids: (mine(**ids).filter(labelled=False),
-                                                                      {"labelled": True}), db,
-                           item_id=item.pk, rater_id=rater.pk):
+        if prepared.update(self.prepared_key("claim"), lambda item_id, rater_id: (
+                self._rater_reservation(item_id, rater_id).filter(labelled=False), {"labelled": True}), db,
+                item_id=item.pk, rater_id=rater.pk):
             # a statement after the lock: it sees every slot answered before (answered slots are kept for good)
             prepared.update(self.prepared_key("complete"), lambda item_id, overlap: (
                 self.items.objects.filter(GreaterThanOrEqual(Subquery(
@@ -541,7 +544,7 @@ class WorkQueue:
                     .values("item").annotate(n=Count("pk")).values("n")), overlap), pk=item_id),
                 {"complete": True}), db, item_id=item.pk, overlap=campaign.overlap)
             return
-        if mine(item.pk, rater.pk).filter(labelled=True).exists():
+        if self._rater_reservation(item, rater).filter(labelled=True).exists():
             current = self.visible(campaign, rater, item)  # answered meanwhile from another tab
             raise StaleAnswer(current.revision if current else None)
         raise NotReserved("you hold no reservation of this item (it expired or was released); ask for the next item")
