@@ -490,7 +490,7 @@ def compare_rows(before: Iterable[dict], now: Iterable[dict], key: tuple[str, ..
     """Rows of a table named by their `key` columns, before and now: for 'added', 'changed' (in a `compared`
     column) and 'removed', how many, and the first `shown` row keys in order. The rows before are held as one
     string per row (its key columns joined by NUL, which orders as their tuple), those of now streamed past them:
-    a 100,000-epoch table's rows held as dicts took 600 MB."""
+    with both held whole as dicts and tuples, a second version of 100,000 epochs peaked at 669 MB."""
     def joined(row, columns):
         return "\0".join(row[c] for c in columns)
 
